@@ -1,0 +1,23 @@
+# Two entry points do all the set-up on a fresh machine:
+#   make demo   installs into .venv and runs the whole pipeline on the embedded default
+#   make test   installs into .venv (with test extras) and runs the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench install
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/hf-sparse demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/bench_solver.py
