@@ -1,0 +1,450 @@
+"""Run a model's encoder once over a dataset and cache the features of its classifier.
+
+:func:`extract_features` is the entry point; see its docstring. The dataset is
+cut into shards of ``shard_size`` consecutive rows (boundaries independent of
+the number of processes). Within a shard, texts are sorted by token length so
+batches carry little padding, and the features are put back in dataset order
+before the shard is written. Under ``accelerate`` each process takes a
+contiguous run of shards; the main process joins them. Because batches are the
+same whatever the number of processes, the result is the same row for row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import FeatureCache, default_cache_root, feature_schema, make_batch
+from .fingerprint import features_fingerprint
+from .locate import FeatureExtractor, FeatureSpec
+from .result import FeatureSet
+
+#: Default number of dataset rows per cache shard (the unit of resumption).
+DEFAULT_SHARD_SIZE = 4096
+#: Models whose position ids start after the padding index (max length = positions - pad - 1).
+_OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# -- input checks -------------------------------------------------------------------
+def _check_dataset(dataset: Any) -> Dataset:
+    if isinstance(dataset, Dataset):
+        if len(dataset) == 0:
+            raise ValueError("the dataset has no rows; there is nothing to extract.")
+        return dataset
+    if hasattr(dataset, "keys") and all(isinstance(v, Dataset) for v in dataset.values()):
+        raise TypeError(
+            f"got a DatasetDict with splits {list(dataset.keys())}; pass one split, e.g. dataset['train']."
+        )
+    raise TypeError(
+        f"dataset must be a datasets.Dataset, not {type(dataset).__name__} "
+        "(for an IterableDataset or a list, build one with Dataset.from_list / Dataset.from_generator)."
+    )
+
+
+def _check_column(dataset: Dataset, name: str | None, role: str, argument: str) -> None:
+    if name is None or name not in dataset.column_names:
+        hint = " or label_column=None for unlabelled data" if argument == "label_column" else ""
+        raise ValueError(
+            f"the {role} column {name!r} is not in the dataset; its columns are {dataset.column_names}. "
+            f"Pass {argument}='<one of those>'{hint}."
+        )
+
+
+def _modality(model: nn.Module) -> str:
+    name = getattr(model, "main_input_name", "input_ids")
+    if name == "pixel_values":
+        return "image"
+    if name == "input_ids":
+        return "text"
+    raise ValueError(f"{type(model).__name__} takes {name!r} inputs; only text (input_ids) and image "
+                     "(pixel_values) models are supported.")
+
+
+def _load_preprocessor(model: nn.Module, modality: str, given: Any) -> Any:
+    if given is not None:
+        return given
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    argument = "tokenizer" if modality == "text" else "image_processor"
+    if not path:
+        raise ValueError(f"{type(model).__name__} was not loaded from a path, so its {argument} cannot be "
+                         f"loaded for it; pass {argument}=.")
+    try:
+        if modality == "text":
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(path)
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(path)
+    except Exception as err:  # noqa: BLE001 - re-raised with what to do
+        raise ValueError(f"could not load a {argument} from {path!r} ({err}); pass {argument}=.") from err
+
+
+def _resolve_max_length(model: nn.Module, tokenizer: Any, max_length: int | None) -> int:
+    if max_length is not None:
+        if max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}.")
+        return int(max_length)
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    candidates = [v for v in (limit, tok_limit) if v is not None and v < 100_000]
+    return int(min(candidates)) if candidates else 512
+
+
+def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the forward pass computes in (part of the cache key).
+
+    ``None``/``"auto"``: bf16 autocast (fp16 where bf16 is unsupported) for a float32
+    model on GPU; otherwise the model's own dtype. A lower explicit dtype autocasts.
+    """
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).replace("torch.", "")
+    if dtype in (None, "auto"):
+        if device.type == "cuda" and param_dtype == torch.float32:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return param_dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype={dtype!r}: use None/'auto', 'float32', 'bfloat16' or 'float16'.")
+    wanted = _DTYPES[dtype]
+    if wanted == torch.float32 and param_dtype != torch.float32:
+        raise ValueError(
+            f"dtype='float32' was asked for, but the model's weights are {param_dtype}; load it in float32 "
+            "(from_pretrained(..., dtype=torch.float32)) or leave dtype=None."
+        )
+    return wanted
+
+
+# -- distributed ---------------------------------------------------------------------
+class _Processes:
+    """Rank, world size and barriers: accelerate's state when distributed, else one process."""
+
+    def __init__(self, accelerator: Any = None):
+        self.state = None
+        if accelerator is not None:
+            self.state = accelerator.state
+        else:
+            from accelerate.state import PartialState
+
+            if PartialState._shared_state:
+                self.state = PartialState()
+            elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                # Launched by torchrun/accelerate but nothing set up yet: an Accelerator
+                # must come before any bare PartialState.
+                from accelerate import Accelerator
+
+                self.state = Accelerator().state
+        self.rank = self.state.process_index if self.state is not None else 0
+        self.world = self.state.num_processes if self.state is not None else 1
+        self.is_main = self.rank == 0
+        self.is_local_main = self.state.local_process_index == 0 if self.state is not None else True
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            self.state.wait_for_everyone()
+
+    def main_says(self, flag: bool) -> bool:
+        """Every process gets the main process's ``flag``."""
+        if not self.distributed:
+            return flag
+        from accelerate.utils import broadcast
+
+        t = torch.tensor([1 if flag else 0], device=self.state.device)
+        return bool(broadcast(t, from_process=0).item())
+
+    def my_shards(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        m = len(ranges)
+        return ranges[self.rank * m // self.world : (self.rank + 1) * m // self.world]
+
+
+# -- batches -------------------------------------------------------------------------
+def _pad(encoding: dict[str, list], rows: np.ndarray, lengths: np.ndarray, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """Pad the tokenized ``rows`` to their longest, as ``tokenizer(..., padding=True)`` would."""
+    width = int(lengths[rows].max())
+    pad_values = {
+        "input_ids": tokenizer.pad_token_id,
+        "attention_mask": 0,
+        "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
+        "special_tokens_mask": 1,
+    }
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    batch = {}
+    for key, seqs in encoding.items():
+        if key not in pad_values:
+            continue
+        out = np.full((len(rows), width), pad_values[key], dtype=np.int64)
+        for r, i in enumerate(rows):
+            seq = seqs[i]
+            if left:
+                out[r, width - len(seq) :] = seq
+            else:
+                out[r, : len(seq)] = seq
+        batch[key] = torch.from_numpy(out)
+    return batch
+
+
+def _to_rgb(image: Any) -> Any:
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    elif isinstance(image, str):
+        image = Image.open(image)
+    elif isinstance(image, dict) and ("bytes" in image or "path" in image):
+        import io
+
+        image = Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"cannot read an image from a {type(image).__name__}; use a datasets Image() column.")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class _ShardRunner:
+    """Computes the (index, label, features) record batch of one shard."""
+
+    def __init__(self, model, dataset, preprocessor, spec, *, modality, data_column, label_column,
+                 max_length, batch_size, device, compute_dtype, progress):
+        self.extractor = FeatureExtractor(model, spec)
+        self.modality = modality
+        self.data = dataset.select_columns([data_column])
+        self.data_column = data_column
+        self.labels = dataset.select_columns([label_column]) if label_column is not None else None
+        self.label_feature = dataset.features[label_column] if label_column is not None else None
+        self.preprocessor = preprocessor
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.param_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        self.compute_dtype = compute_dtype
+        self.progress = progress
+
+    def _autocast(self):
+        if self.compute_dtype == torch.float32 or self.compute_dtype == self.param_dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.compute_dtype)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        moved = {}
+        for k, v in batch.items():
+            if not isinstance(v, torch.Tensor):
+                continue
+            v = v.to(self.device, non_blocking=True)
+            moved[k] = v.to(self.param_dtype) if v.is_floating_point() else v
+        with torch.inference_mode(), self._autocast():
+            return self.extractor(moved).float()
+
+    def _batches(self, start: int, end: int):
+        """Yield (positions within the shard, preprocessed batch)."""
+        if self.modality == "text":
+            texts = self.data[start:end][self.data_column]
+            missing = [start + i for i, t in enumerate(texts) if not isinstance(t, str)]
+            if missing:
+                raise ValueError(
+                    f"{len(missing)} row(s) of column {self.data_column!r} hold no text (e.g. rows {missing[:10]}: "
+                    f"{[texts[i - start] for i in missing[:3]]}). Filter or fill them first "
+                    "(empty strings are fine)."
+                )
+            tok = self.preprocessor
+            if tok.pad_token_id is None:
+                raise ValueError(f"{type(tok).__name__} has no pad token; set tokenizer.pad_token "
+                                 "(e.g. to tokenizer.eos_token) before extracting.")
+            enc = tok(texts, truncation=True, max_length=self.max_length)
+            enc = {k: enc[k] for k in enc.keys()}
+            lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+            order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows at once
+            for b in range(0, len(order), self.batch_size):
+                rows = order[b : b + self.batch_size]
+                yield rows, _pad(enc, rows, lengths, tok)
+        else:
+            for b in range(start, end, self.batch_size):
+                stop = min(b + self.batch_size, end)
+                images = [_to_rgb(im) for im in self.data[b:stop][self.data_column]]
+                yield np.arange(b - start, stop - start), dict(self.preprocessor(images=images, return_tensors="pt"))
+
+    def __call__(self, start: int, end: int):
+        out: np.ndarray | None = None
+        bad: list[int] = []
+        for rows, batch in self._batches(start, end):
+            feats = self._forward(batch)
+            if feats.dim() != 2:
+                raise ValueError(f"features must be (batch, d); got shape {tuple(feats.shape)}.")
+            finite = torch.isfinite(feats).all(dim=1).cpu().numpy()
+            if not finite.all():
+                bad.extend(int(start + r) for r in rows[~finite])
+            if out is None:
+                out = np.empty((end - start, feats.shape[1]), dtype=np.float32)
+            out[rows] = feats.cpu().numpy()
+            self.progress.update(len(rows))
+        if bad:
+            bad.sort()
+            raise FloatingPointError(
+                f"the features of {len(bad)} row(s) contain NaN or inf: dataset rows {bad[:20]}"
+                f"{' ...' if len(bad) > 20 else ''}. Check those inputs; with half precision, try dtype='float32'."
+            )
+        labels = self.labels[start:end][self.labels.column_names[0]] if self.labels is not None else None
+        if labels is not None and any(v is None for v in labels):
+            rows = [start + i for i, v in enumerate(labels) if v is None][:10]
+            raise ValueError(f"rows {rows} have no label; filter them or pass label_column=None.")
+        schema = feature_schema(out.shape[1], self.label_feature)
+        return make_batch(np.arange(start, end), out, labels, schema)
+
+
+# -- entry point ---------------------------------------------------------------------
+def extract_features(
+    model: nn.Module,
+    dataset: Dataset,
+    tokenizer: Any = None,
+    *,
+    text_column: str = "text",
+    image_column: str = "image",
+    label_column: str | None = "label",
+    image_processor: Any = None,
+    pooling: str | None = None,
+    layer: int | None = None,
+    max_length: int | None = None,
+    batch_size: int = 64,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    accelerator: Any = None,
+    model_fingerprint: str | None = None,
+    show_progress: bool = True,
+) -> FeatureSet:
+    """Features of ``dataset`` under ``model``, computed once and cached.
+
+    By default the features are exactly the input of the model's final
+    classification ``nn.Linear``, so ``head(feats.features)`` reproduces the
+    model's logits. For a bare encoder pass ``pooling="mean"`` (over the
+    attention mask), ``"cls"`` or ``"pooler"``, and optionally ``layer=`` (an
+    index into ``hidden_states``).
+
+    Args:
+        model: a transformers text or image classifier, or a bare encoder.
+        dataset: one ``datasets.Dataset`` split.
+        tokenizer: for text models; loaded from ``model.name_or_path`` when omitted.
+        text_column / image_column / label_column: columns to read
+            (``label_column=None`` for unlabelled data).
+        image_processor: for image models; loaded from the model's path when omitted.
+        max_length: truncation length (default: what the model and tokenizer allow).
+        batch_size: rows per forward pass. Texts are batched by length.
+        dtype: compute dtype; ``None`` autocasts a float32 model to bf16 (fp16) on GPU
+            and keeps the model's dtype on CPU. Stored features are always float32.
+        device: move the model there first (default: where it is; under
+            ``accelerate``, each process's device).
+        cache_dir: cache root (default ``$HF_SPARSE_FEATURES_CACHE`` or
+            ``<datasets cache>/hf_sparse_features``).
+        shard_size: rows per shard (the unit of resumption and of work per process).
+        accelerator: an ``accelerate.Accelerator``; found automatically under torchrun.
+        model_fingerprint: replaces the hash of the weights in the cache key.
+        show_progress: a tqdm bar with rows per second (main process only).
+
+    Returns:
+        A :class:`FeatureSet` over the memory-mapped cache.
+
+    Example::
+
+        >>> feats = extract_features(model, dataset, tokenizer, text_column="sentence")
+        >>> torch.allclose(model.classifier(feats.features), logits, atol=1e-5)
+        True
+    """
+    dataset = _check_dataset(dataset)
+    modality = _modality(model)
+    data_column = text_column if modality == "text" else image_column
+    _check_column(dataset, data_column, modality, f"{modality}_column")
+    if label_column is not None:
+        _check_column(dataset, label_column, "label", "label_column")
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}.")
+    given = (image_processor if image_processor is not None else tokenizer) if modality == "image" else tokenizer
+    preprocessor = _load_preprocessor(model, modality, given)
+    spec = FeatureSpec.resolve(model, pooling, layer)
+    procs = _Processes(accelerator)
+
+    if device is not None:
+        model.to(device)
+    elif procs.distributed and procs.state.device.type != "cpu":
+        model.to(procs.state.device)
+    model_device = next(model.parameters()).device
+    param_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    compute_dtype = _resolve_dtype(dtype, model_device, param_dtype)
+    max_len = _resolve_max_length(model, preprocessor, max_length) if modality == "text" else None
+
+    key, parts = features_fingerprint(
+        dataset, model, preprocessor, spec.as_dict(), max_length=max_len,
+        dtype=str(compute_dtype).replace("torch.", ""),
+        columns={"data": data_column, "label": label_column}, model_fingerprint=model_fingerprint,
+    )
+    cache = FeatureCache(cache_dir if cache_dir is not None else default_cache_root(), key)
+    meta = {
+        "key": key,
+        "fingerprint": parts,
+        "source": spec.as_dict(),
+        "model": parts["model"]["name"],
+        "columns": {"data": data_column, "label": label_column},
+        "max_length": max_len,
+        "dtype": parts["dtype"],
+        "shard_size": shard_size,
+    }
+
+    if not procs.main_says(cache.is_complete()):
+        n = len(dataset)
+        ranges = [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+        mine = procs.my_shards(ranges)
+        if procs.is_main:
+            cache.prepare()
+        procs.barrier()
+        cache.prepare()
+        show = show_progress and procs.is_local_main
+        try:
+            from datasets.utils import are_progress_bars_disabled
+
+            show = show and not are_progress_bars_disabled()
+        except ImportError:  # pragma: no cover
+            pass
+        todo = sum(e - s for s, e in mine)
+        done = sum(e - s for s, e in mine if cache.has_shard(s, e))
+        progress = tqdm(total=todo, initial=done, unit="rows", disable=not show,
+                        desc=f"Extracting features ({spec.source})")
+        was_training = model.training
+        model.eval()
+        try:
+            runner = _ShardRunner(
+                model, dataset, preprocessor, spec, modality=modality, data_column=data_column,
+                label_column=label_column, max_length=max_len, batch_size=batch_size,
+                device=model_device, compute_dtype=compute_dtype, progress=progress,
+            )
+            for start, end in mine:
+                if cache.is_complete():  # another process finished the whole entry
+                    break
+                if cache.has_shard(start, end):
+                    continue
+                with cache.lock(cache.shard_name(start, end)):
+                    if cache.has_shard(start, end) or cache.is_complete():
+                        continue
+                    cache.remove_stale_temporaries(start, end)
+                    cache.write_shard(start, end, runner(start, end))
+        finally:
+            model.train(was_training)
+            progress.close()
+        procs.barrier()
+        if procs.is_main:
+            meta["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            cache.finalize(ranges, meta)
+        procs.barrier()
+    return FeatureSet(cache.load(), cache.read_meta() or meta, cache.final_path)

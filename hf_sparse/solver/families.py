@@ -1,0 +1,183 @@
+"""Loss families: the smooth part of the objective, row by row.
+
+Each family maps linear predictions ``Z`` (n, k) and encoded targets ``Y`` (n, k)
+to per-row losses, the gradient with respect to ``Z``, a per-entry curvature used
+by the Newton steps, and the per-row convex conjugate used by the duality gap.
+
+Example:
+    >>> fam = get_family("multinomial")
+    >>> Y = fam.encode(torch.tensor([0, 2, 1]), n_outputs=3, dtype=torch.float32)
+    >>> fam.row_loss(torch.zeros(3, 3), Y)      # log(3) for every row
+    tensor([1.0986, 1.0986, 1.0986])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_EPS = 1e-12
+
+
+def _xlogx(p: torch.Tensor) -> torch.Tensor:
+    return torch.where(p > 0, p * torch.log(p.clamp_min(_EPS)), torch.zeros_like(p))
+
+
+class Family:
+    """Base class. ``name`` is the public family name."""
+
+    name: str = ""
+    #: whether predictions are class labels scored by accuracy
+    is_classification: bool = True
+
+    def encode(self, y: torch.Tensor, n_outputs: int, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError
+
+    def row_loss(self, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def gradient(self, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """d row_loss / dZ, shape (n, k)."""
+        raise NotImplementedError
+
+    def curvature(self, Z: torch.Tensor) -> torch.Tensor:
+        """Per-entry second derivative (diagonal of each row's Hessian), shape (n, k)."""
+        raise NotImplementedError
+
+    def row_conjugate(self, D: torch.Tensor, Y: torch.Tensor, scale: float) -> torch.Tensor:
+        """ell_i^*(scale * D_i) for each row, where ``D = gradient(Z, Y)``: the dual's loss term."""
+        raise NotImplementedError
+
+    def conjugate_profile(self, D: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor):
+        """``t -> sum_i weight_i ell_i^*(t D_i)`` (float64), for the dual-scale search."""
+        def profile(t: float) -> torch.Tensor:
+            return (weight.double() * self.row_conjugate(D, Y, t).double()).sum()
+        return profile
+
+    def intercept_at_zero(self, Y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The optimal bias when all weights are zero (``weight`` sums to one)."""
+        raise NotImplementedError
+
+    def correct(self, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+        """Per-row accuracy (0/1, or the share of labels right for multilabel)."""
+        raise NotImplementedError
+
+
+class Multinomial(Family):
+    """Softmax cross-entropy over ``k`` classes; labels are integers in ``[0, k)``."""
+
+    name = "multinomial"
+
+    def encode(self, y, n_outputs, dtype):
+        return torch.nn.functional.one_hot(y.long(), n_outputs).to(dtype)
+
+    def row_loss(self, Z, Y):
+        return torch.logsumexp(Z, dim=1) - (Z * Y).sum(1)
+
+    def gradient(self, Z, Y):
+        return torch.softmax(Z, dim=1) - Y
+
+    def curvature(self, Z):
+        P = torch.softmax(Z, dim=1)
+        return P * (1 - P)
+
+    def row_conjugate(self, D, Y, scale):
+        # ell*(u) = sum_c q_c log q_c with q = y + u on the simplex; here q = y + s (p - y).
+        return _xlogx(Y + scale * D).sum(1)
+
+    def conjugate_profile(self, D, Y, weight):
+        # q = y + t (p - y): the true class has 1 - t a with a = 1 - p_y, the others t p_c, so
+        # sum_c q_c log q_c = (1 - t a) log(1 - t a) + a t log t + t sum_{c != y} p_c log p_c.
+        w = weight.double()
+        a = -(D * Y).sum(1).double()
+        others = (_xlogx(D + Y) * (1 - Y)).sum(1).double()
+        wa, w_others = float((w * a).sum()), float((w * others).sum())
+
+        def profile(t: float) -> torch.Tensor:
+            tl = t * math.log(t) if t > 0 else 0.0
+            return (w * _xlogx(1 - t * a)).sum() + wa * tl + t * w_others
+        return profile
+
+    def intercept_at_zero(self, Y, weight):
+        freq = (weight[:, None] * Y).sum(0).clamp_min(1e-6)
+        logp = torch.log(freq)
+        return logp - logp.mean()
+
+    def correct(self, Z, Y):
+        return (Z.argmax(1) == Y.argmax(1)).to(Z.dtype)
+
+
+class Multilabel(Family):
+    """Independent sigmoid cross-entropy per output; targets are 0/1 (or in [0, 1])."""
+
+    name = "multilabel"
+
+    def encode(self, y, n_outputs, dtype):
+        return y.to(dtype).reshape(len(y), n_outputs)
+
+    def row_loss(self, Z, Y):
+        return (torch.nn.functional.softplus(Z) - Z * Y).sum(1)
+
+    def gradient(self, Z, Y):
+        return torch.sigmoid(Z) - Y
+
+    def curvature(self, Z):
+        P = torch.sigmoid(Z)
+        return P * (1 - P)
+
+    def row_conjugate(self, D, Y, scale):
+        Q = Y + scale * D
+        return (_xlogx(Q) + _xlogx(1 - Q)).sum(1)
+
+    def intercept_at_zero(self, Y, weight):
+        mean = (weight[:, None] * Y).sum(0).clamp(1e-6, 1 - 1e-6)
+        return torch.log(mean) - torch.log1p(-mean)
+
+    def correct(self, Z, Y):
+        return ((Z > 0).to(Y.dtype) == (Y > 0.5).to(Y.dtype)).to(Z.dtype).mean(1)
+
+
+class Gaussian(Family):
+    """Half squared error per output (regression heads)."""
+
+    name = "gaussian"
+    is_classification = False
+
+    def encode(self, y, n_outputs, dtype):
+        return y.to(dtype).reshape(len(y), n_outputs)
+
+    def row_loss(self, Z, Y):
+        return 0.5 * ((Z - Y) ** 2).sum(1)
+
+    def gradient(self, Z, Y):
+        return Z - Y
+
+    def curvature(self, Z):
+        return torch.ones_like(Z)
+
+    def row_conjugate(self, D, Y, scale):
+        # ell*(u) = |u|^2 / 2 + u . y
+        U = scale * D
+        return (0.5 * U * U + U * Y).sum(1)
+
+    def intercept_at_zero(self, Y, weight):
+        return (weight[:, None] * Y).sum(0)
+
+    def correct(self, Z, Y):
+        return torch.full((Z.shape[0],), math.nan, dtype=Z.dtype, device=Z.device)
+
+
+FAMILIES = {cls.name: cls for cls in (Multinomial, Multilabel, Gaussian)}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``: ``multinomial``, ``multilabel`` or ``gaussian``."""
+    try:
+        return FAMILIES[name]()
+    except KeyError:
+        raise ValueError(
+            f"Unknown family {name!r}: choose one of {sorted(FAMILIES)} "
+            "(multinomial for single-label classes, multilabel for several labels at once, "
+            "gaussian for regression)."
+        ) from None

@@ -1,0 +1,211 @@
+"""Proximal Newton steps on a working set of features.
+
+Each step forms the Hessian of the loss on the working set (per output block:
+exact for logistic, Gaussian and two-class softmax, the diagonal blocks for
+softmax over more classes), solves the penalized quadratic model by coordinate
+descent, and takes the step with a backtracking line search on the true
+objective. The Gram matrices cost one pass over the working-set columns, so a
+step costs about as much as a gradient and converges far faster.
+
+Example:
+    >>> state = Iterate.zeros(problem)
+    >>> steps = newton_solve(problem, state, penalty, cols, free, tol=1e-9)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
+from .design import coupled_hessian
+from .penalty import ElasticNet
+from .problem import Problem
+
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 40
+_MAX_SWEEPS = 2_000
+_COUPLED_MAX_COORDS = 4_000  # the full softmax Hessian up to this many coordinates (128 MB)
+
+
+@dataclass
+class Iterate:
+    """The internal (standardized) weights, bias and this process's linear predictions."""
+
+    W: torch.Tensor  # (k, d)
+    b: torch.Tensor  # (k,)
+    Z: torch.Tensor  # (n_local, k)
+
+    @classmethod
+    def zeros(cls, problem: Problem) -> "Iterate":
+        d = problem.design
+        k = problem.internal_outputs
+        W = torch.zeros(k, d.n_features, device=d.device, dtype=d.dtype)
+        b = torch.zeros(k, device=d.device, dtype=d.dtype)
+        return cls(W, b, torch.zeros(d.n_rows, k, device=d.device, dtype=d.dtype))
+
+    def refresh(self, problem: Problem) -> None:
+        """Recompute ``Z`` from scratch (incremental updates drift in float32)."""
+        cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
+        self.Z = problem.design.block(cols).matvec(self.W[:, cols]) + self.b
+
+
+def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
+                 free: torch.Tensor, *, tol: float, max_steps: int = 50) -> int:
+    """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
+
+    Stops when the model's predicted decrease falls below ``tol`` times the
+    objective, or the line search cannot make progress (float noise). Updates
+    ``state`` in place and returns the number of Newton steps taken.
+    """
+    block = problem.design.block(cols)
+    reducer = problem.design.reducer
+    W_set = state.W[:, cols].clone()
+    objective = problem.loss(state.Z) + float(penalty.value(W_set))
+    free_np = free.cpu().numpy()
+    steps = 0
+    model = None  # the Hessian is kept while full steps are taken: it changes little near the optimum
+    for steps in range(1, max_steps + 1):
+        R = problem.residual(state.Z)
+        grad_W = block.rmatvec(R)
+        grad_b = reducer.sum(R.double().sum(0))
+        fresh = model is None
+        if fresh:
+            model = _quadratic_model(problem, block, state.Z, penalty, free_np)
+        new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
+        dW, db = new_W - W_set, new_b - state.b
+        predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
+            penalty.value(new_W) - penalty.value(W_set))
+        if -predicted <= tol * max(abs(objective), 1e-12):
+            if fresh:
+                break
+            model = None  # a stale Hessian may stop short: confirm with a fresh one
+            continue
+        dZ = block.matvec(dW) + db
+        t, accepted = 1.0, False
+        for _ in range(_MAX_HALVINGS):
+            trial = problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW))
+            if trial <= objective + _ARMIJO * t * predicted:
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted:
+            if fresh:
+                break
+            model = None
+            continue
+        if t < 1.0:
+            model = None
+        W_set += t * dW
+        state.b = state.b + t * db
+        state.Z = state.Z + t * dZ
+        objective = trial
+        if fresh and t == 1.0 and -predicted <= 1e3 * tol * max(abs(objective), 1e-12):
+            # Newton converges quadratically from here: what is left is far below tol.
+            # The caller's duality-gap check confirms it (and asks for more steps if not).
+            break
+    state.W[:, cols] = W_set
+    return steps
+
+
+def _quadratic_model(problem: Problem, block, Z, penalty: ElasticNet, free: np.ndarray):
+    """The Hessian at ``Z`` as a function that minimizes the model plus penalty from a gradient."""
+    layout = _coupled_layout(problem, free, penalty.group)
+    if layout is not None:
+        return _coupled_model(problem, block, Z, penalty, layout)
+    h = problem.curvature(Z)
+    if penalty.group:
+        H = block.gram(h).cpu().numpy()
+        grams = None
+    else:
+        H = None
+        grams = [block.gram(h[:, c], torch.as_tensor(np.flatnonzero(free[c]), device=h.device)).cpu().numpy()
+                 for c in range(free.shape[0])]
+
+    def solve(grad_W, grad_b, W_set, b, tol):
+        return _solve_blocks(H, grams, grad_W, grad_b, W_set, b, penalty, free, tol=tol)
+    return solve
+
+
+def _solve_blocks(H, grams, grad_W, grad_b, W_set, b, penalty: ElasticNet, free: np.ndarray, *, tol: float):
+    """Minimize the block-diagonal quadratic model plus penalty; returns the new (W_set, b)."""
+    k, m = W_set.shape
+    g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
+    w0 = torch.cat([W_set, b[:, None]], dim=1).double().cpu().numpy()
+    if penalty.group:
+        mask = np.append(free.any(0), True)
+        v = group_elastic_net_cd(H, g, w0, penalty.l1, penalty.l2, mask, _MAX_SWEEPS, tol)
+    else:
+        v = w0.copy()
+        for c in range(k):
+            idx = np.append(np.flatnonzero(free[c]), m)
+            v[c, idx] = elastic_net_cd(grams[c], g[c, idx], w0[c, idx], penalty.l1, penalty.l2,
+                                       np.ones(len(idx), dtype=np.bool_), _MAX_SWEEPS, tol)
+    out = torch.as_tensor(v, device=W_set.device, dtype=W_set.dtype)
+    return out[:, :m], out[:, m]
+
+
+def _coupled_layout(problem: Problem, free: np.ndarray, group: bool):
+    """Coordinates for the exact softmax Hessian, or None to use its diagonal blocks.
+
+    Softmax over three or more classes is flat along ``W[c] += v`` for all ``c`` but for
+    the penalty; the diagonal blocks miss that and converge slowly near the dense end.
+    Group mode lays coordinates out feature by feature (a group is consecutive), else
+    class by class; the biases come last.
+    """
+    if problem.family.name != "multinomial":
+        return None
+    k, m = free.shape
+    if group:
+        features = np.flatnonzero(free.any(0))
+        cols = np.repeat(features, k)
+        classes = np.tile(np.arange(k), len(features))
+    else:
+        classes, cols = np.nonzero(free)
+    M = len(cols) + k
+    if M > _COUPLED_MAX_COORDS:
+        return None
+    coord_col = np.concatenate([cols, np.full(k, m)])
+    coord_class = np.concatenate([classes, np.arange(k)])
+    n_groups = len(cols) // k if group else len(cols)
+    size = k if group else 1
+    group_start = np.concatenate([np.arange(n_groups) * size, [len(cols)]]).astype(np.int64)
+    group_size = np.concatenate([np.full(n_groups, size), [k]]).astype(np.int64)
+    penalized = np.concatenate([np.ones(n_groups, dtype=np.bool_), [False]])
+    return coord_col, coord_class, group_start, group_size, penalized
+
+
+def _coupled_model(problem, block, Z, penalty: ElasticNet, layout):
+    coord_col, coord_class, group_start, group_size, penalized = layout
+    device = Z.device
+    P = torch.softmax(Z, dim=1)
+    w = problem.row_weight[:, None]
+    H = coupled_hessian(block, w * P, torch.sqrt(w) * P, torch.as_tensor(coord_col, device=device),
+                        torch.as_tensor(coord_class, device=device))
+    curvature = np.zeros(len(group_start))
+    if penalty.group and len(group_start) > 1:
+        blocks = torch.stack([H[s:s + n, s:s + n] for s, n in zip(group_start[:-1], group_size[:-1])])
+        curvature[:-1] = torch.linalg.eigvalsh(blocks)[:, -1].cpu().numpy()
+    H = H.cpu().numpy()
+
+    def solve(grad_W, grad_b, W_set, b, tol):
+        return _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty, layout, tol=tol)
+    return solve
+
+
+def _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty: ElasticNet, layout, *, tol: float):
+    coord_col, coord_class, group_start, group_size, penalized = layout
+    device = W_set.device
+    k, m = W_set.shape
+    g_full = torch.cat([grad_W, grad_b[:, None]], dim=1).double()
+    w_full = torch.cat([W_set, b[:, None]], dim=1).double()
+    cc, cl = torch.as_tensor(coord_class, device=device), torch.as_tensor(coord_col, device=device)
+    g, w0 = g_full[cc, cl].cpu().numpy(), w_full[cc, cl].cpu().numpy()
+    v = coupled_cd(H, g, w0, penalty.l1, penalty.l2, group_start, group_size, penalized,
+                   curvature, _MAX_SWEEPS, tol)
+    out = w_full.clone()
+    out[cc, cl] = torch.as_tensor(v, device=device)
+    out = out.to(W_set.dtype)
+    return out[:, :m], out[:, m]

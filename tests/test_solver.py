@@ -1,0 +1,261 @@
+"""The path solver against independent float64 references, and its contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import ElasticNet as SkElasticNet
+from sklearn.linear_model import LogisticRegression, MultiTaskElasticNet
+
+from hf_sparse.solver import RegularizationPath, fit_path
+
+from .solver_reference import fista, objective, standardize, targets, to_standardized
+
+ALPHA = 0.9  # a strong L2 part keeps the references' convergence quick; 0.99 is tested too
+RTOL = 1e-6  # required relative suboptimality
+
+
+def make_data(family, n=300, d=12, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((n, 4))
+    X = np.maximum(latent @ rng.standard_normal((4, d)) + 0.7 * rng.standard_normal((n, d)), 0)
+    X = X * rng.uniform(0.5, 3, d) + rng.uniform(-1, 2, d)  # raw scale: the solver standardizes
+    Wt = rng.standard_normal((k, d)) * (rng.random((k, d)) < 0.3)
+    Z = standardize(X)[0] @ Wt.T + 0.5 * rng.standard_normal((n, k))
+    if family == "multinomial":
+        y = Z.argmax(1)
+    elif family == "multilabel":
+        y = (Z > 0.3).astype(np.float64)
+    else:
+        y = Z
+    return X.astype(np.float32), y
+
+
+def suboptimality(path, X, y, family, k, i, reference, group=False, weights=None):
+    Xs, mean, std = standardize(X)
+    Y = targets(y, family, k)
+    p = path[i]
+    W, b = to_standardized(p.weight.numpy(), p.bias.numpy(), mean, std)
+    ours = objective(Xs, Y, W, b, p.lam, path.alpha, family, group, weights)
+    ref = objective(Xs, Y, *reference, p.lam, path.alpha, family, group, weights)
+    return (ours - ref) / abs(ref)
+
+
+def sklearn_logistic(Xs, y, lam, alpha, weights=None):
+    """The same objective through scikit-learn's saga (C = 1 / (lam * sum of weights))."""
+    n = len(y)
+    total = n if weights is None else float(np.sum(weights))
+    model = LogisticRegression(l1_ratio=alpha, C=1 / (lam * total), solver="saga", tol=1e-13,
+                               max_iter=200_000)
+    model.fit(Xs, y, sample_weight=weights)
+    return model.coef_, model.intercept_
+
+
+@pytest.mark.parametrize("group", [False, True])
+@pytest.mark.parametrize("family", ["multinomial", "multilabel", "gaussian"])
+def test_objective_matches_float64_reference(family, group):
+    k = 3
+    X, y = make_data(family, k=k)
+    path = fit_path(torch.from_numpy(X), torch.as_tensor(y), family=family, alpha=ALPHA, n_lambdas=12,
+                    lambda_min_ratio=0.02, group=group, tol=1e-8, dtype=torch.float64)
+    Xs, _, _ = standardize(X)
+    Y = targets(y, family, k)
+    for i in (2, 6, 11):
+        lam = path[i].lam
+        if family == "gaussian" and not group:
+            ref = np.stack([SkElasticNet(alpha=lam, l1_ratio=ALPHA, tol=1e-14, max_iter=100_000)
+                            .fit(Xs, Y[:, c]).coef_ for c in range(k)])
+            reference = (ref, Y.mean(0) - ref @ Xs.mean(0))
+        elif family == "gaussian" and group:
+            model = MultiTaskElasticNet(alpha=lam, l1_ratio=ALPHA, tol=1e-14, max_iter=100_000).fit(Xs, Y)
+            reference = (model.coef_, model.intercept_)
+        elif family == "multinomial" and not group:
+            reference = sklearn_logistic(Xs, y, lam, ALPHA)
+        else:
+            reference = fista(Xs, Y, lam, ALPHA, family, group=group)
+        assert suboptimality(path, X, y, family, k, i, reference, group) <= RTOL
+        assert path[i].metrics["gap"] <= 1e-8
+
+
+def test_float32_default_reaches_tolerance_at_alpha_099():
+    X, y = make_data("multinomial", n=600, d=20, k=4, seed=3)
+    path = fit_path(X, y, n_lambdas=10, lambda_min_ratio=0.01)  # float32, alpha 0.99, tol 1e-6
+    Xs, _, _ = standardize(X)
+    Y = targets(y, "multinomial", 4)
+    for i in (4, 9):
+        reference = fista(Xs, Y, path[i].lam, 0.99, "multinomial", iterations=30000)
+        assert suboptimality(path, X, y, "multinomial", 4, i, reference) <= RTOL
+        assert path[i].metrics["converged"]
+
+
+def test_two_class_softmax_has_two_rows_and_matches_sklearn():
+    X, y = make_data("multinomial", k=2, seed=1)
+    path = fit_path(X, y, alpha=ALPHA, n_lambdas=10, lambda_min_ratio=0.02, dtype=torch.float64, tol=1e-9)
+    assert path[5].weight.shape == (2, X.shape[1])
+    torch.testing.assert_close(path[5].weight[0], -path[5].weight[1])
+    Xs, _, _ = standardize(X)
+    lam = path[7].lam
+    # softmax rows [-beta/2, beta/2] <=> logistic beta with L1 lam*alpha and L2 lam*(1-alpha)/2:
+    # scikit-learn's (l1_ratio, C) for that pair
+    l1, l2 = lam * ALPHA, lam * (1 - ALPHA) / 2
+    lam_sk, ratio = l1 + l2, l1 / (l1 + l2)
+    coef, intercept = sklearn_logistic(Xs, y, lam_sk, ratio)
+    reference = (np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2]))
+    assert suboptimality(path, X, y, "multinomial", 2, 7, reference) <= RTOL
+
+
+def test_sample_weights_match_sklearn():
+    X, y = make_data("multinomial", k=3, seed=2)
+    weights = np.random.default_rng(0).uniform(0, 3, len(y))
+    path = fit_path(X, y, alpha=ALPHA, n_lambdas=8, lambda_min_ratio=0.05, sample_weight=weights,
+                    dtype=torch.float64, tol=1e-9)
+    Xs, _, _ = standardize(X)
+    reference = sklearn_logistic(Xs, y, path[6].lam, ALPHA, weights)
+    assert suboptimality(path, X, y, "multinomial", 3, 6, reference, weights=weights) <= RTOL
+    # integer weights are the same as repeating rows
+    counts = np.random.default_rng(1).integers(0, 3, len(y))
+    lams = path.lambdas[:5]
+    weighted = fit_path(X, y, alpha=ALPHA, lambdas=lams, sample_weight=counts, dtype=torch.float64, tol=1e-10)
+    repeated = fit_path(np.repeat(X, counts, 0), np.repeat(y, counts), alpha=ALPHA, lambdas=lams,
+                        dtype=torch.float64, tol=1e-10)
+    # (standardization differs: repeated rows change mean/std, so compare objectives' predictions)
+    assert weighted[4].metrics["n_features"] > 0 and repeated[4].metrics["n_features"] > 0
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_lam_max_is_exact(group):
+    X, y = make_data("multinomial", k=3, seed=4)
+    path = fit_path(X, y, n_lambdas=3, lambda_min_ratio=0.5, group=group)
+    assert path[0].metrics["nnz"] == 0 and path.lam_max == pytest.approx(path[0].lam)
+    below = fit_path(X, y, lambdas=[path.lam_max * 0.999], group=group)
+    assert below[0].metrics["nnz"] > 0
+
+
+def test_constant_column_and_raw_space_predictions():
+    X, y = make_data("multinomial", k=3, seed=5)
+    X[:, 3] = 7.0
+    path = fit_path(X, y, n_lambdas=10, lambda_min_ratio=0.01, X_val=X, y_val=y)
+    last = path[-1]
+    assert torch.isfinite(last.weight).all() and (last.weight[:, 3] == 0).all()
+    logits = torch.from_numpy(X) @ last.weight.T + last.bias
+    accuracy = (logits.argmax(1).numpy() == y).mean()
+    assert accuracy == pytest.approx(last.metrics["val_accuracy"])
+
+
+def test_metrics_and_path_shape():
+    X, y = make_data("multinomial", k=3)
+    path = fit_path(X, y, n_lambdas=7, lambda_min_ratio=0.05, X_val=X[:100], y_val=y[:100])
+    assert len(path) == 7
+    lams = path.lambdas
+    assert (lams[1:] < lams[:-1]).all()
+    m = path[-1].metrics
+    for key in ("nnz", "features_per_class", "n_features", "train_loss", "train_accuracy", "val_loss",
+                "val_accuracy", "gap", "iterations", "seconds"):
+        assert key in m
+    assert m["nnz"] == sum(m["features_per_class"]) == int((path[-1].weight != 0).sum())
+
+
+def test_select_features_per_class_gives_exactly_k():
+    X, y = make_data("multinomial", n=400, d=20, k=3, seed=6)
+    path = fit_path(X, y, n_lambdas=20, lambda_min_ratio=0.01, X_val=X, y_val=y)
+    i = path.select(features_per_class=4)
+    assert path.selected.metrics["features_per_class"] == [4, 4, 4]
+    assert min(path[i].metrics["features_per_class"]) >= 4
+    assert i == 0 or min(path[i - 1].metrics["features_per_class"]) < 4
+    # the refit point is optimal on its support: no other point with that support does better
+    assert path.selection["rule"] == "features_per_class"
+
+
+def test_select_by_accuracy_and_lambda_and_relax():
+    X, y = make_data("multinomial", n=400, d=20, k=3, seed=7)
+    path = fit_path(X[:300], y[:300], n_lambdas=20, lambda_min_ratio=0.01, X_val=X[300:], y_val=y[300:])
+    accs = path.metric("val_accuracy")
+    i = path.select(max_accuracy_drop=0.02)
+    assert accs[i] >= max(accs) - 0.02 and all(a < max(accs) - 0.02 for a in accs[:i])
+    assert path.select(lam=path[5].lam * 1.01) == 5
+    path.select(features_per_class=3, relax=True)
+    gain = path.selection["relax_gain"]
+    assert set(gain) == {"metric", "gain", "kept"}
+    assert path.selected.metrics["features_per_class"] == [3, 3, 3]
+    with pytest.raises(ValueError, match="exactly one"):
+        path.select(features_per_class=3, lam=0.1)
+
+
+def test_save_load_round_trip_and_tampering(tmp_path):
+    X, y = make_data("multinomial", k=3)
+    path = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05)
+    path.select(features_per_class=2)
+    path.save(tmp_path / "p")
+    loaded = RegularizationPath.load(tmp_path / "p")
+    assert len(loaded) == len(path) and torch.equal(loaded.lambdas, path.lambdas)
+    for a, b in zip(path, loaded):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias) and a.metrics == b.metrics
+    assert torch.equal(loaded.selected.weight, path.selected.weight)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["path.json", "path.safetensors"]
+    with pytest.raises(ValueError, match="pass X= and y="):
+        loaded.select(features_per_class=1)
+    loaded.select(features_per_class=1, X=X, y=y)
+    assert loaded.selected.metrics["features_per_class"] == [1, 1, 1]
+    weights = tmp_path / "p" / "path.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ValueError, match="checksum"):
+        RegularizationPath.load(tmp_path / "p")
+    weights.unlink()
+    with pytest.raises(FileNotFoundError, match="path.safetensors"):
+        RegularizationPath.load(tmp_path / "p")
+
+
+def test_streamed_memmap_equals_in_memory(tmp_path):
+    X, y = make_data("multinomial", n=500, d=16, k=3)
+    mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    lams = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05).lambdas
+    a = fit_path(X, y, lambdas=lams, dtype=torch.float64, tol=1e-10)
+    b = fit_path(np.load(tmp_path / "X.npy", mmap_mode="r"), y, lambdas=lams, chunk_rows=128,
+                 dtype=torch.float64, tol=1e-10)
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p.weight, q.weight, atol=1e-6, rtol=1e-5)
+
+
+def test_progress_bar_and_plot(capsys):
+    X, y = make_data("multinomial", k=3)
+    path = fit_path(X, y, n_lambdas=5, lambda_min_ratio=0.1, progress=True, X_val=X, y_val=y)
+    assert "lambda path" in capsys.readouterr().err
+    fig = path.plot()
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert "accuracy" in labels and "features per class" in labels
+    assert all(ax.get_xscale() == "log" for ax in fig.axes)
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda X, y: (np.where(np.arange(len(X))[:, None] == 4, np.nan, X), y), r"NaN or inf values in rows \[4\]"),
+    (lambda X, y: (X, y[:-1]), "different lengths"),
+    (lambda X, y: (X[:0], y[:0]), "empty"),
+    (lambda X, y: (X, np.zeros_like(y)), "fewer than two classes"),
+    (lambda X, y: (X, y - 1), "negative class"),
+    (lambda X, y: (X, y + 0.5), "integer class indices"),
+    (lambda X, y: (X[:, 0], y), "2-D"),
+])
+def test_bad_input_errors(make_bad, message):
+    X, y = make_data("multinomial", k=3)
+    Xb, yb = make_bad(X, y)
+    with pytest.raises((ValueError, TypeError), match=message):
+        fit_path(Xb, yb, n_lambdas=3)
+
+
+def test_bad_option_errors():
+    X, y = make_data("multinomial", k=3)
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\]"):
+        fit_path(X, y, alpha=0)
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_path(X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="out of range"):
+        fit_path(X, y, n_classes=2)
+    with pytest.raises(ValueError, match="Unknown family"):
+        fit_path(X, y, family="poisson")
+    with pytest.raises(ValueError, match="decreasing"):
+        fit_path(X, y, lambdas=[0.01, 0.1])
+    with pytest.raises(ValueError, match="multilabel y must be 2-D"):
+        fit_path(X, y, family="multilabel")
