@@ -259,3 +259,37 @@ def test_bad_option_errors():
         fit_path(X, y, lambdas=[0.01, 0.1])
     with pytest.raises(ValueError, match="multilabel y must be 2-D"):
         fit_path(X, y, family="multilabel")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, group", [("multinomial", False), ("multilabel", True)])
+def test_two_processes_equal_one(tmp_path, family, group):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    X, y = make_data(family, n=401, d=10, k=3, seed=8)  # odd n: unequal shards
+    single = fit_path(X, y, family=family, group=group, n_lambdas=6, lambda_min_ratio=0.05,
+                      dtype=torch.float64, tol=1e-10)
+    np.savez(tmp_path / "data.npz", X=X, y=y, lambdas=single.lambdas.numpy(), family=family, group=group)
+    worker = Path(__file__).with_name("_dist_solver_worker.py")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), str(worker), str(tmp_path / "data.npz"), str(tmp_path / "out")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    distributed = RegularizationPath.load(tmp_path / "out")
+    torch.testing.assert_close(distributed.mean, single.mean)
+    for a, b in zip(single, distributed):
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(a.bias, b.bias, atol=1e-7, rtol=1e-6)
+        assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)

@@ -55,8 +55,8 @@ class Family:
             return (weight.double() * self.row_conjugate(D, Y, t).double()).sum()
         return profile
 
-    def intercept_at_zero(self, Y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The optimal bias when all weights are zero (``weight`` sums to one)."""
+    def intercept_at_zero(self, mean_Y: torch.Tensor) -> torch.Tensor:
+        """The optimal bias when all weights are zero, from the (weighted) mean of the targets."""
         raise NotImplementedError
 
     def correct(self, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -99,8 +99,8 @@ class Multinomial(Family):
             return (w * _xlogx(1 - t * a)).sum() + wa * tl + t * w_others
         return profile
 
-    def intercept_at_zero(self, Y, weight):
-        freq = (weight[:, None] * Y).sum(0).clamp_min(1e-6)
+    def intercept_at_zero(self, mean_Y):
+        freq = mean_Y.clamp_min(1e-6)
         logp = torch.log(freq)
         return logp - logp.mean()
 
@@ -130,8 +130,8 @@ class Multilabel(Family):
         Q = Y + scale * D
         return (_xlogx(Q) + _xlogx(1 - Q)).sum(1)
 
-    def intercept_at_zero(self, Y, weight):
-        mean = (weight[:, None] * Y).sum(0).clamp(1e-6, 1 - 1e-6)
+    def intercept_at_zero(self, mean_Y):
+        mean = mean_Y.clamp(1e-6, 1 - 1e-6)
         return torch.log(mean) - torch.log1p(-mean)
 
     def correct(self, Z, Y):
@@ -161,8 +161,8 @@ class Gaussian(Family):
         U = scale * D
         return (0.5 * U * U + U * Y).sum(1)
 
-    def intercept_at_zero(self, Y, weight):
-        return (weight[:, None] * Y).sum(0)
+    def intercept_at_zero(self, mean_Y):
+        return mean_Y
 
     def correct(self, Z, Y):
         return torch.full((Z.shape[0],), math.nan, dtype=Z.dtype, device=Z.device)

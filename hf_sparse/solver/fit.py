@@ -126,7 +126,8 @@ class _PathFitter:
         """Smallest lambda with all weights zero: the largest gradient at W = 0, optimal bias."""
         p = self.problem
         k = p.internal_outputs
-        b0 = p.family.intercept_at_zero(p.Y, p.row_weight).to(p.design.dtype)
+        mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).double().sum(0))
+        b0 = p.family.intercept_at_zero(mean_Y).to(p.design.dtype)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
         self.state.b = b0
         self.state.Z = torch.zeros_like(self.state.Z) + b0

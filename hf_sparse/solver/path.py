@@ -138,9 +138,10 @@ class RegularizationPath:
         points = list(self.points) + ([self.selected] if self.selected is not None else [])
         for i, p in enumerate(points):
             name = "selected" if (self.selected is not None and i == len(self.points)) else f"point_{i}"
-            tensors[f"{name}.indices"] = p.indices.contiguous()
-            tensors[f"{name}.values"] = p.values.contiguous()
-            tensors[f"{name}.bias"] = p.bias.contiguous()
+            # clones: the selected point may be one of the path's own (safetensors refuses shared memory)
+            tensors[f"{name}.indices"] = p.indices.clone()
+            tensors[f"{name}.values"] = p.values.clone()
+            tensors[f"{name}.bias"] = p.bias.clone()
         weights_path = directory / WEIGHTS_NAME
         _atomic_write(weights_path, lambda tmp: save_file(tensors, tmp, metadata={"format": "hf_sparse.path"}))
         meta = {

@@ -43,6 +43,6 @@ def plot_path(path, ax=None):
     top.invert_xaxis() if not top.xaxis_inverted() else None
     if path.selected is not None:
         for axis in (top, bottom):
-            axis.axvline(path.selected.lam, color="black", lw=1, ls=":", label="selected")
+            axis.axvline((path.selection or {}).get("lam", path.selected.lam), color="black", lw=1, ls=":", label="selected")
     fig.suptitle(f"Regularization path ({path.family}, alpha={path.alpha:g})")
     return fig

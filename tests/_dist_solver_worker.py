@@ -1,0 +1,34 @@
+"""Worker for the 2-process solver test (not collected by pytest).
+
+Each process takes a contiguous shard of the rows, fits the same path and rank 0
+saves it. Run: ``ACCELERATE_USE_CPU=1 python -m torch.distributed.run --nproc_per_node 2
+--master_port PORT _dist_solver_worker.py DATA.npz OUT_DIR``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from hf_sparse.solver import fit_path
+
+
+def main(data_path: str, out_dir: str) -> None:
+    accelerator = Accelerator()  # initializes the gloo process group before anything else
+    data = np.load(data_path)
+    X, y, lambdas = data["X"], data["y"], data["lambdas"]
+    rank, world = accelerator.process_index, accelerator.num_processes
+    rows = np.array_split(np.arange(len(y)), world)[rank]
+    path = fit_path(torch.from_numpy(X[rows]), torch.from_numpy(y[rows]), lambdas=lambdas,
+                    family=str(data["family"]), group=bool(data["group"]), dtype=torch.float64, tol=1e-10)
+    assert path.info["world_size"] == world
+    if accelerator.is_main_process:
+        path.save(out_dir)
+    accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
