@@ -32,7 +32,7 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
         url=$(printf '%s' "$report" | "$venv/bin/python" -c \
             "import json,sys; print(json.load(sys.stdin)['install'][0]['download_info']['url'])")
         case "$(uname -s)/$url" in
-            Linux/*+cpu*|Darwin/*|MINGW*|MSYS*|CYGWIN*) ;;
+            Linux/*+cpu*|Linux/*%2Bcpu*|Linux/*%2bcpu*|Darwin/*|MINGW*|MSYS*|CYGWIN*) ;;
             *) echo "install: no GPU here, but the torch wheel pip would take is not a CPU build:" >&2
                echo "  $url" >&2
                echo "install: set HF_SPARSE_TORCH_INDEX to PyTorch's CPU wheel index and run again." >&2
