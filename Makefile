@@ -18,6 +18,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
-bench: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[bench]"
-	$(PY) benchmarks/bench_solver.py
+# The solver benchmark's references (adelie) need numpy<2: a separate environment.
+.venv-bench/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh .venv-bench
+	.venv-bench/bin/python -m pip install -q -e ".[bench]"
+	touch $@
+
+bench: .venv-bench/.installed
+	.venv-bench/bin/python benchmarks/bench_solver.py --k 2 10

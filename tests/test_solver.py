@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression, MultiTaskElasticNet
 
 from hf_sparse.solver import RegularizationPath, fit_path
 
-from .solver_reference import fista, objective, standardize, targets, to_standardized
+from solver_reference import fista, objective, standardize, targets, to_standardized
 
 ALPHA = 0.9  # a strong L2 part keeps the references' convergence quick; 0.99 is tested too
 RTOL = 1e-6  # required relative suboptimality
@@ -293,3 +293,24 @@ def test_two_processes_equal_one(tmp_path, family, group):
         torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
         torch.testing.assert_close(a.bias, b.bias, atol=1e-7, rtol=1e-6)
         assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
+
+
+def test_stop_at_features_per_class_and_binary_relaxed_refit():
+    X, y = make_data("multinomial", n=400, d=20, k=2, seed=9)
+    path = fit_path(X[:300], y[:300], n_lambdas=40, lambda_min_ratio=1e-3, stop_at_features_per_class=3,
+                    X_val=X[300:], y_val=y[300:])
+    assert min(path[-1].metrics["features_per_class"]) >= 3 > min(path[-2].metrics["features_per_class"])
+    path.select(features_per_class=3, relax=True)
+    chosen = path[path.selection["index"]]
+    relaxed = path.selected
+    assert relaxed.metrics["features_per_class"] == [3, 3]
+    assert torch.equal(relaxed.support, path._refit(chosen.lam, _top3(chosen, path), chosen).support)
+    # the light penalty lets the weights grow: the data-fit term goes down
+    assert relaxed.metrics["train_loss"] < chosen.metrics["train_loss"] - 1e-4
+
+
+def _top3(point, path):
+    scaled = point.weight.abs() * path.std
+    support = torch.zeros_like(scaled, dtype=torch.bool)
+    support.scatter_(1, torch.topk(scaled, 3, dim=1).indices, True)
+    return support & (scaled > 0)

@@ -38,7 +38,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
              lambda_min_ratio: float = 1e-3, X_val=None, y_val=None, sample_weight=None, group: bool = False,
              *, tol: float = 1e-6, n_classes: int | None = None, device=None, dtype=None,
              chunk_rows: int | None = None, distributed: bool | None = None, max_features: int | None = None,
-             progress: bool = False) -> RegularizationPath:
+             stop_at_features_per_class: int | None = None, progress: bool = False) -> RegularizationPath:
     """Fit the path of ``mean loss(W x + b, y) + lam * (alpha |W|_1 + (1 - alpha)/2 |W|_F^2)``.
 
     Args:
@@ -58,6 +58,8 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         distributed: reduce across processes (``None``: when a process group is running);
             each process then passes its own shard of the rows.
         max_features: stop the path once more than this many features are used.
+        stop_at_features_per_class: stop at the first point where every class uses at least
+            this many features (all ``select(features_per_class=k)`` needs, for ``k`` up to it).
         progress: show a progress bar over the path.
     """
     reducer = Reducer.auto(distributed)
@@ -96,6 +98,8 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         score = m.get("val_accuracy", m["train_accuracy"])
         bar.set_postfix(features=m["n_features"], **({"acc": f"{score:.3f}"} if score is not None else {}))
         if max_features is not None and m["n_features"] > max_features:
+            break
+        if stop_at_features_per_class is not None and min(m["features_per_class"]) >= stop_at_features_per_class:
             break
     info = {"n_rows": int(reducer.sum(torch.tensor([float(n)], dtype=torch.float64))[0]), "n_features": d,
             "n_outputs": k, "dtype": str(dtype).replace("torch.", ""), "device": str(device),
@@ -152,10 +156,11 @@ class _PathFitter:
         self.state.refresh(p)
         steps, rounds, tol = 0, 0, self.tol
         previous = math.inf
+        cache: dict = {}
         while True:
             rounds += 1
             cols = torch.nonzero(working.any(0)).flatten()
-            steps += newton_solve(p, self.state, pen, cols, working[:, cols], tol=tol * 0.1)
+            steps += newton_solve(p, self.state, pen, cols, working[:, cols], tol=tol * 0.1, cache=cache)
             check = self._check(pen)
             violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
             if self.group:
@@ -238,7 +243,7 @@ class _PathFitter:
         b0 = start.bias.to(p.design.device, p.design.dtype)
         W_std, b_std = _standardize(W0 * support.to(W0), b0, p.design.mean, p.design.std)
         W_int, b_int = p.to_internal(W_std, b_std)
-        support_int = p.to_internal(support.to(W0), torch.zeros(len(b0), device=W0.device))[0] != 0
+        support_int = p.support_to_internal(support.to(W0.device))
         self.state.W, self.state.b = W_int.clone(), b_int.clone()
         self.state.refresh(p)
         pen = p.penalty(lam, self.alpha, self.group)

@@ -53,12 +53,14 @@ class Iterate:
 
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
-                 free: torch.Tensor, *, tol: float, max_steps: int = 50) -> int:
+                 free: torch.Tensor, *, tol: float, max_steps: int = 50, cache: dict | None = None) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
     objective, or the line search cannot make progress (float noise). Updates
-    ``state`` in place and returns the number of Newton steps taken.
+    ``state`` in place and returns the number of Newton steps taken. ``cache`` (a dict
+    kept by the caller for one lambda) carries the last Hessian to the next call on the
+    same working set, where it is still current: the previous call ended on a tiny step.
     """
     block = problem.design.block(cols)
     reducer = problem.design.reducer
@@ -66,13 +68,17 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
     steps = 0
-    model = None  # the Hessian is kept while full steps are taken: it changes little near the optimum
+    key = (cols.cpu().numpy().tobytes(), free_np.tobytes(), penalty)
+    # The Hessian is kept while full steps are taken: it changes little near the optimum.
+    model = cache.get("model") if cache is not None and cache.get("key") == key else None
+    reused = model is not None
     for steps in range(1, max_steps + 1):
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
         grad_b = reducer.sum(R.double().sum(0))
-        fresh = model is None
-        if fresh:
+        fresh = model is None or reused
+        reused = False
+        if model is None:
             model = _quadratic_model(problem, block, state.Z, penalty, free_np)
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
@@ -107,6 +113,8 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             # The caller's duality-gap check confirms it (and asks for more steps if not).
             break
     state.W[:, cols] = W_set
+    if cache is not None:
+        cache.update(key=key, model=model)
     return steps
 
 

@@ -88,6 +88,12 @@ class Problem:
             return torch.cat([-W / 2, W / 2]), torch.cat([-b / 2, b / 2])
         return W, b
 
+    def support_to_internal(self, support: torch.Tensor) -> torch.Tensor:
+        """Which internal weights may be nonzero, from a public (k, d) boolean support."""
+        if self.binary_softmax:
+            return support.any(0, keepdim=True)
+        return support
+
     def to_internal(self, W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.binary_softmax:
             return (W[1:2] - W[0:1]), (b[1:2] - b[0:1])

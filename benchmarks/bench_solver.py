@@ -1,0 +1,385 @@
+"""Elastic-net path benchmark: hf_sparse.solver against glm_saga, sklearn saga, adelie, glmnet.
+
+In one process, on the same standardized X (mean 0, std 1 per column, ddof=0)
+and the same lambda path (``lam_max * logspace(0, log10(min_ratio), L)``, with
+the exact multinomial ``lam_max``), every solver fits the whole path of
+
+    P(W, b) = mean_i CE(softmax(W x_i + b), y_i) + lam (alpha |W|_1 + (1-alpha)/2 |W|_F^2)
+
+(glm_saga's objective; W (k, d), bias unpenalized).  Each solver's answer is
+mapped to the k-row softmax form (exact parameter maps: see
+``reference_solvers.py`` and ``objective.py``) and P is evaluated in float64
+with numpy at every lambda; the relative suboptimality is
+``(P - P_best) / |P_best|`` with ``P_best`` the lowest P any solver reached at
+that lambda.
+
+The table gives, per solver: whole-path seconds, speedup against glm_saga and
+against the fastest compiled CPU path solver measured (adelie / glmnet /
+skglm), and the worst and median relative suboptimality over the lambdas it
+was scored on.  Results go to ``benchmarks/out/*.json``.
+
+glm_saga (the paper's solver, lr 0.1, batch 256, tol 1e-4, lookbehind 3, at
+most 2000 epochs per lambda) takes minutes per lambda on 2 cores: by default
+``--glm-saga-lambdas 7`` runs its first 5 lambdas in sequence plus the last 2
+(warm-started from the best solution at the lambda before, fresh SAGA table)
+and *estimates* the whole-path time by interpolating the missing lambdas'
+times; this is marked ``~`` in the table.  ``--glm-saga-lambdas 0`` runs the
+full path.
+
+Examples::
+
+    python benchmarks/bench_solver.py                       # synthetic, k=2 and k=10
+    python benchmarks/bench_solver.py --k 2 --solvers ours adelie glmnet
+    python benchmarks/bench_solver.py --data sst2 --sst2-n 5000
+    python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: our solver only
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from objective import (lam_max, lambda_path, objective, relative_suboptimality,  # noqa: E402
+                       cross_entropy)
+from reference_solvers import COMPILED, RUNNERS, PathResult  # noqa: E402
+
+OUT = HERE / "out"
+ALL_SOLVERS = ["ours", "adelie", "adelie_binomial", "glmnet", "skglm", "sklearn_saga", "glm_saga"]
+DEFAULT_SOLVERS = ["ours", "adelie", "adelie_binomial", "glmnet", "sklearn_saga", "glm_saga"]
+
+
+# --------------------------------------------------------------------------- our solver
+
+def run_ours(X, y, lambdas, alpha, *, k=None, tol=1e-7, device=None, repeats=1,
+             threads=None) -> PathResult:
+    import torch
+    from hf_sparse.solver import fit_path
+
+    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    lam_t = torch.as_tensor(np.asarray(lambdas, dtype=np.float64))
+    times = []
+    path = None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        path = fit_path(Xt, yt, family="multinomial", alpha=alpha, lambdas=lam_t, tol=tol,
+                        device=device)
+        times.append(time.perf_counter() - t0)
+    plams = np.asarray(path.lambdas, dtype=np.float64)
+    weights, metrics = [], []
+    for lam in lambdas:
+        j = int(np.argmin(np.abs(plams - lam))) if len(plams) else -1
+        if j < 0 or abs(plams[j] - lam) > 1e-6 * lam or j >= len(path):
+            weights.append(None)
+            metrics.append(None)
+            continue
+        p = path[j]
+        weights.append((p.weight.detach().double().cpu().numpy(), p.bias.detach().double().cpu().numpy()))
+        metrics.append({kk: (vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv))
+                        for kk, vv in p.metrics.items()})
+    return PathResult("ours", weights, min(times), None,
+                      notes=f"{len(path)} points; repeats {['%.2f' % t for t in times]}",
+                      settings=dict(tol=tol, device=str(device), all_seconds=times,
+                                    metrics=metrics))
+
+
+def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
+    if name == "ours":
+        return run_ours(X, y, lambdas, alpha, k=k, tol=args.tol, repeats=args.repeats)
+    if name.startswith("adelie"):
+        kw = dict(n_threads=args.threads, tol=args.adelie_tol, irls_tol=args.adelie_tol)
+    elif name == "glmnet":
+        kw = dict(tol=args.glmnet_tol)
+    else:
+        kw = {}
+    if name == "glm_saga":
+        cap = args.glm_saga_lambdas or None
+        tail = best_so_far if cap is not None and cap < len(lambdas) else None
+        return RUNNERS[name](X, y, lambdas, alpha, k=k, max_lambdas=cap, tail_warm_starts=tail,
+                             nepochs=args.glm_saga_epochs, verbose=args.verbose)
+    if name == "sklearn_saga":
+        return RUNNERS[name](X, y, lambdas, alpha, k=k, tol=args.sklearn_tol,
+                             max_iter=args.sklearn_max_iter)
+    fn = RUNNERS[name]
+    res = None
+    times = []
+    for _ in range(max(1, args.repeats)):
+        res = fn(X, y, lambdas, alpha, k=k, **kw)
+        times.append(res.seconds)
+    res.seconds = min(times)
+    res.settings["all_seconds"] = times
+    return res
+
+
+# --------------------------------------------------------------------------- data
+
+def load_data(args, k):
+    if args.data == "synthetic":
+        from synthetic import deep_features
+
+        X, y = deep_features(args.n, args.d, k, seed=args.seed)
+        desc = f"synthetic deep_features(n={args.n}, d={args.d}, k={k}, seed={args.seed})"
+    else:
+        from sst2_features import load_features, standardize
+
+        Xr, y = load_features(args.sst2_n)
+        X = standardize(Xr)
+        k = 2
+        desc = f"SST-2 train[:{args.sst2_n}] through all-MiniLM-L6-v2 (mean pooled), standardized"
+    return X, y, k, desc
+
+
+def machine_info():
+    import torch
+
+    info = dict(loadavg_at_start=_loadavg(), platform=platform.platform(), python=platform.python_version(),
+                cpu_count=os.cpu_count(), torch=torch.__version__,
+                torch_threads=torch.get_num_threads(), date=datetime.datetime.now().isoformat())
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for mod in ("glm_saga", "adelie", "sklearn", "glmnet", "skglm"):
+        try:
+            from importlib.metadata import version
+
+            info[mod] = version({"sklearn": "scikit-learn", "glm_saga": "glm-saga"}.get(mod, mod))
+        except Exception:  # noqa: BLE001
+            pass
+    return info
+
+
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- one problem
+
+def bench_one(args, k):
+    X, y, k, desc = load_data(args, k)
+    n, d = X.shape
+    alpha = args.alpha
+    lmax = lam_max(X, y, alpha, k)
+    lambdas = lambda_path(lmax, args.n_lambdas, args.min_ratio)
+    X64 = X.astype(np.float64)
+    print(f"\n=== {desc}: n={n} d={d} k={k}, {args.n_lambdas} lambdas from lam_max={lmax:.6g} "
+          f"to {args.min_ratio:g} lam_max, alpha={alpha}", flush=True)
+
+    solvers = [s for s in args.solvers if not (s in ("adelie_binomial", "skglm") and k != 2)]
+    # glm_saga last: its capped mode warm-starts the tail from the best solution so far
+    solvers = sorted(solvers, key=lambda s: s == "glm_saga")
+    results: dict[str, PathResult] = {}
+    P: dict[str, np.ndarray] = {}
+    load = {"start": _loadavg()}
+    for name in solvers:
+        if name == "ours":
+            try:
+                import hf_sparse.solver  # noqa: F401
+            except Exception as e:  # noqa: BLE001
+                print(f"-- ours: skipped ({type(e).__name__}: {e})", flush=True)
+                continue
+        best_so_far = None
+        if P:
+            best_so_far = {}
+            for i in range(len(lambdas)):
+                cands = [(P[s][i], s) for s in P if not np.isnan(P[s][i])]
+                if cands:
+                    best_so_far[i] = results[min(cands)[1]].weights[i]
+        print(f"-- {name} ...", flush=True)
+        la = _loadavg()
+        try:
+            res = _run(name, X, y, lambdas, alpha, k, args, best_so_far)
+        except Exception as e:  # noqa: BLE001
+            print(f"   {name} failed: {type(e).__name__}: {e}", flush=True)
+            continue
+        res.settings["loadavg_before"] = la
+        res.settings["loadavg_after"] = _loadavg()
+        results[name] = res
+        P[name] = np.array([objective(X64, y, w[0], w[1], lam, alpha) if w is not None else np.nan
+                            for w, lam in zip(res.weights, lambdas)])
+        print(f"   {res.seconds:.2f}s{' (estimated)' if res.estimated else ''}  {res.notes[:300]}",
+              flush=True)
+    load["end"] = _loadavg()
+    if not P:
+        return None
+
+    allP = np.vstack([P[s] for s in P])
+    P_best = np.nanmin(allP, axis=0)
+    best_solver = [list(P)[int(np.nanargmin(allP[:, i]))] if not np.all(np.isnan(allP[:, i])) else None
+                   for i in range(len(lambdas))]
+    rel = {s: relative_suboptimality(P[s], P_best) for s in P}
+
+    # sparsity / accuracy of the best solution at each lambda
+    per_lambda = []
+    for i, lam in enumerate(lambdas):
+        bs = best_solver[i]
+        W, b = results[bs].weights[i]
+        acc = float(((X64 @ W.T + b).argmax(1) == y).mean())
+        per_lambda.append(dict(
+            index=i, lam=float(lam), P_best=float(P_best[i]), best=bs,
+            nnz_features=int((np.abs(W) > 0).any(axis=0).sum()), nnz_coefs=int((W != 0).sum()),
+            train_accuracy=acc, cross_entropy=cross_entropy(X64, y, W, b),
+            rel_subopt={s: (None if np.isnan(rel[s][i]) else float(rel[s][i])) for s in rel}))
+
+    t_saga = results["glm_saga"].seconds if "glm_saga" in results else None
+    compiled = {s: results[s].seconds for s in results if s in COMPILED}
+    fastest = min(compiled, key=compiled.get) if compiled else None
+
+    print(f"\n{'solver':<16}{'path s':>10}{'x glm_saga':>12}{'x ' + (fastest or 'compiled'):>18}"
+          f"{'worst rel':>12}{'median rel':>12}{'scored':>8}")
+    rows = []
+    for s, res in results.items():
+        r = rel[s][~np.isnan(rel[s])]
+        worst = float(r.max()) if len(r) else float("nan")
+        med = float(np.median(r)) if len(r) else float("nan")
+        sp_saga = t_saga / res.seconds if t_saga else float("nan")
+        sp_fast = compiled[fastest] / res.seconds if fastest else float("nan")
+        tstr = ("~" if res.estimated else "") + f"{res.seconds:.2f}"
+        print(f"{s:<16}{tstr:>10}{sp_saga:>12.2f}{sp_fast:>18.2f}{worst:>12.2e}{med:>12.2e}"
+              f"{len(r):>5}/{len(lambdas)}")
+        rows.append(dict(solver=s, seconds=res.seconds, estimated=res.estimated,
+                         measured_seconds=res.measured_seconds, per_lambda_seconds=res.per_lambda_seconds,
+                         speedup_vs_glm_saga=sp_saga, speedup_vs_fastest_compiled=sp_fast,
+                         worst_rel_subopt=worst, median_rel_subopt=med, n_scored=int(len(r)),
+                         notes=res.notes, settings=res.settings))
+    print(f"\n{'i':>3}{'lambda':>12}{'nnz feat':>9}{'nnz coef':>9}{'acc':>7}  best           " +
+          "".join(f"{s[:12]:>13}" for s in results))
+    for row in per_lambda:
+        print(f"{row['index']:>3}{row['lam']:>12.4e}{row['nnz_features']:>9}{row['nnz_coefs']:>9}"
+              f"{row['train_accuracy']:>7.3f}  {row['best']:<15}" +
+              "".join(f"{'-' if row['rel_subopt'][s] is None else format(row['rel_subopt'][s], '.1e'):>13}"
+                      for s in results))
+    return dict(data=desc, n=n, d=d, k=k, alpha=alpha, lam_max=lmax, lambdas=lambdas.tolist(),
+                fastest_compiled=fastest, solvers=rows, per_lambda=per_lambda, loadavg=load)
+
+
+# --------------------------------------------------------------------------- GPU ImageNet shape
+
+def bench_gpu_imagenet(args):
+    """ImageNet shape on one GPU: data made on the GPU, our solver only."""
+    import torch
+    from hf_sparse.solver import fit_path
+    from objective import lam_max_torch, objective_torch
+    from synthetic import planted_sparse
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu-imagenet needs a CUDA GPU")
+    dev = torch.device("cuda")
+    n, d, k = args.gpu_n, args.gpu_d, args.gpu_k
+    t0 = time.perf_counter()
+    X, y, _ = planted_sparse(n, d, k, seed=args.seed, device=dev)
+    torch.cuda.synchronize()
+    t_data = time.perf_counter() - t0
+    lmax = lam_max_torch(X, y, args.alpha, k)
+    lambdas = lambda_path(lmax, args.gpu_n_lambdas, args.gpu_min_ratio)
+    print(f"GPU {torch.cuda.get_device_name()}: X {tuple(X.shape)} made in {t_data:.1f}s, "
+          f"lam_max {lmax:.6g}, {len(lambdas)} lambdas to {args.gpu_min_ratio:g} lam_max", flush=True)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    path = fit_path(X, y, family="multinomial", alpha=args.alpha,
+                    lambdas=torch.as_tensor(lambdas), tol=args.tol, device=dev, progress=True)
+    torch.cuda.synchronize()
+    secs = time.perf_counter() - t0
+    pts = []
+    for i in range(len(path)):
+        p = path[i]
+        W = p.weight.to(dev)
+        pts.append(dict(lam=float(path.lambdas[i]),
+                        P=objective_torch(X, y, W, p.bias.to(dev), float(path.lambdas[i]), args.alpha),
+                        nnz_features=int((W != 0).any(0).sum()), nnz_coefs=int((W != 0).sum()),
+                        metrics={kk: (vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv))
+                                 for kk, vv in p.metrics.items()}))
+    print(f"our solver: {len(path)} points in {secs:.1f}s (target <= 180 s on one H100)")
+    for q in pts[:: max(1, len(pts) // 10)] + pts[-1:]:
+        print(f"  lam {q['lam']:.4e}  P {q['P']:.6f}  nnz feat {q['nnz_features']}  "
+              f"gap {q['metrics'].get('gap')}")
+    return dict(mode="gpu-imagenet", device=torch.cuda.get_device_name(), n=n, d=d, k=k,
+                data_seconds=t_data, path_seconds=secs, lam_max=lmax, points=pts)
+
+
+# --------------------------------------------------------------------------- main
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k", type=int, nargs="+", default=[2, 10], help="numbers of classes (synthetic)")
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--d", type=int, default=768)
+    ap.add_argument("--data", choices=["synthetic", "sst2"], default="synthetic")
+    ap.add_argument("--sst2-n", type=int, default=5000, help="SST-2 sentences to embed (cached)")
+    ap.add_argument("--solvers", nargs="+", default=DEFAULT_SOLVERS, choices=ALL_SOLVERS)
+    ap.add_argument("--alpha", type=float, default=0.99)
+    ap.add_argument("--n-lambdas", type=int, default=25)
+    ap.add_argument("--min-ratio", type=float, default=1e-2)
+    ap.add_argument("--tol", type=float, default=1e-6, help="our solver's relative duality-gap tolerance")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="repeat ours and the compiled solvers, keep the fastest time")
+    ap.add_argument("--glm-saga-lambdas", type=int, default=7,
+                    help="cap on glm_saga lambdas (first N-2 + last 2, rest estimated); 0 = all")
+    ap.add_argument("--glm-saga-epochs", type=int, default=2000, help="glm_saga max epochs per lambda")
+    ap.add_argument("--sklearn-tol", type=float, default=1e-6)
+    ap.add_argument("--sklearn-max-iter", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads (ours, glm_saga) and adelie threads (default 2 = the box's cores)")
+    ap.add_argument("--adelie-tol", type=float, default=1e-12, help="adelie tol and irls_tol")
+    ap.add_argument("--glmnet-tol", type=float, default=1e-10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gpu-imagenet", action="store_true",
+                    help="ImageNet shape (n=1.28M, d=2048, k=1000, planted sparse) on one GPU, ours only")
+    ap.add_argument("--gpu-n", type=int, default=1_281_167)
+    ap.add_argument("--gpu-d", type=int, default=2048)
+    ap.add_argument("--gpu-k", type=int, default=1000)
+    ap.add_argument("--gpu-n-lambdas", type=int, default=100)
+    ap.add_argument("--gpu-min-ratio", type=float, default=1e-2)
+    ap.add_argument("--out", type=Path, default=None, help="JSON results file (default benchmarks/out/)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    info = machine_info()
+    report = dict(command=" ".join(sys.argv), machine=info, args={k: str(v) for k, v in vars(args).items()})
+    if args.gpu_imagenet:
+        report["gpu_imagenet"] = bench_gpu_imagenet(args)
+        name = f"bench_gpu_imagenet_{stamp}.json"
+    else:
+        ks = [2] if args.data == "sst2" else args.k
+        name = f"bench_{args.data}_{'-'.join(map(str, ks))}_{stamp}.json"
+        out = args.out or OUT / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        report["problems"] = []
+        for k in ks:  # written after every problem, so a killed run keeps what it finished
+            r = bench_one(args, k)
+            if r is not None:
+                report["problems"].append(r)
+                out.write_text(json.dumps(report, indent=1, default=str))
+    out = args.out or OUT / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,613 @@
+"""What the text and image models share: wrapping a classifier, the head, forward, loading and saving."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from transformers import AutoConfig, PreTrainedModel
+
+from .configuration import SparseHeadConfig
+from .constants import (
+    CONFIG_NAME,
+    HEAD_WEIGHTS_NAME,
+    KIND_FULL,
+    KIND_HEAD_ONLY,
+    MANIFEST_NAME,
+    WEIGHTS_NAME,
+)
+from .saving import CheckpointError, load_tensors, read_manifest, save_tensors, write_manifest
+from .sparse_linear import SparseLinear
+from .wrap import (
+    SUPPORTED,
+    UnsupportedModelError,
+    base_model_class,
+    dense_copy,
+    find_head,
+    set_submodule,
+    tensor_sha256,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Keyword arguments that transformers' Auto classes and pipelines add and that mean nothing here.
+_INTERNAL_KWARGS = ("_from_auto", "_from_pipeline", "trust_remote_code", "adapter_kwargs", "code_revision", "_commit_hash")
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+_FEATURE_BUFFERS = ("feature_mean", "feature_std")
+
+
+def _revision_str(revision) -> str | None:
+    """The commit hash of a `ResolvedRevision`, else the revision as given."""
+    if revision is None:
+        return None
+    resolved = getattr(revision, "resolved", None)
+    return str(resolved) if resolved else str(revision)
+
+
+def _is_sparse_checkpoint(path, hub_kwargs: dict) -> SparseHeadConfig | None:
+    """The `SparseHeadConfig` of `path` if it is an hf_sparse checkpoint, else None."""
+    from .saving import resolve_file
+
+    config_file = resolve_file(str(path), CONFIG_NAME, hub_kwargs, required=False)
+    if config_file is None:
+        return None
+    with open(config_file, encoding="utf-8") as f:
+        data = json.load(f)
+    if data.get("model_type") != SparseHeadConfig.model_type:
+        return None
+    return SparseHeadConfig.from_json_file(config_file)
+
+
+class SparseHeadPreTrainedModel(PreTrainedModel):
+    """Base class of `SparseHeadForSequenceClassification` and `SparseHeadForImageClassification`.
+
+    The fine-tuned classifier is kept whole as `self.model`; its final `nn.Linear` (`config.head_module`) is replaced
+    by a `SparseLinear` (`self.sparse_head`), and a copy of the dense layer is kept as `self.dense_head` for
+    comparison. Until a sparse head is fitted the sparse layer holds every dense weight, so the model computes
+    exactly what the fine-tuned classifier does.
+    """
+
+    config_class = SparseHeadConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _modality: ClassVar[str] = ""
+    _output_class: ClassVar[type] = object
+
+    @classmethod
+    def _base_auto_class(cls):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, config: SparseHeadConfig, base_model: PreTrainedModel | None = None):
+        super().__init__(config)
+        if config.modality and config.modality != self._modality:
+            other = "SparseHeadForImageClassification" if config.modality == "image" else "SparseHeadForSequenceClassification"
+            raise ValueError(f"This checkpoint is a {config.modality} model: load it with {other}.")
+        if base_model is None:
+            base_config = config.get_base_config()
+            klass = base_model_class(base_config, self._base_auto_class(), self.main_input_name)
+            dtype = getattr(base_config, "dtype", None)
+            base_model = klass._from_config(base_config, dtype=dtype if isinstance(dtype, torch.dtype) else None)
+        head_name = config.head_module or find_head(base_model)
+        head = base_model.get_submodule(head_name)
+        if not isinstance(head, nn.Linear):
+            raise UnsupportedModelError(
+                f"{type(base_model).__name__}.{head_name} is a {type(head).__name__}, not an nn.Linear. "
+                f"Supported: {SUPPORTED}."
+            )
+        dense = dense_copy(head)
+        set_submodule(base_model, head_name, SparseLinear.from_dense(head.weight.float(), None if head.bias is None else head.bias.float()))
+        self.model = base_model
+        self.dense_head = dense
+        d = dense.in_features
+        self.register_buffer("feature_mean", torch.zeros(d))
+        self.register_buffer("feature_std", torch.ones(d))
+        config.head_module = head_name
+        config.num_features = d
+        config.modality = self._modality
+        if config.head_nnz is None:
+            config.head_nnz = self.sparse_head.nnz
+        self._processor = None
+        self._processor_source: tuple[str, str | None] | None = None
+        self._fallback_processor_source: tuple[str, str | None] | None = None
+        self.regularization_path = None
+        self.post_init()
+
+    def _init_weights(self, module):
+        # Weights come from the fine-tuned classifier or a checkpoint; nothing is ever initialized here.
+        return
+
+    def init_weights(self):
+        # The wrapped classifier initialized (or loaded) itself when it was built: never re-initialize it.
+        return
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def sparse_head(self) -> SparseLinear:
+        """The `SparseLinear` layer that replaced the classifier's final `nn.Linear`."""
+        return self.model.get_submodule(self.config.head_module)
+
+    @property
+    def processor(self):
+        """The tokenizer / image processor: given to `fit_sparse_head`, else loaded from the model's folder (or,
+        for a checkpoint saved without one, from the base model's), else None."""
+        if self._processor is None:
+            sources = [self._processor_source, getattr(self, "_fallback_processor_source", None)]
+            for source in sources:
+                if not source or not source[0]:
+                    continue
+                try:
+                    self._processor = self._load_processor(*source)
+                    break
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    logger.info("no processor at %s: %s", source[0], err)
+            self._processor_source = None
+            self._fallback_processor_source = None
+        return self._processor
+
+    @processor.setter
+    def processor(self, value) -> None:
+        self._processor = value
+
+    @classmethod
+    def _load_processor(cls, path: str, revision: str | None):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def dense_head_installed(self):
+        """Within this context the wrapped classifier has its original dense final layer back.
+
+        Example:
+            ```python
+            >>> with model.dense_head_installed():
+            ...     dense_logits = model.model(**inputs).logits
+            ```
+        """
+        name = self.config.head_module
+        sparse = self.sparse_head
+        set_submodule(self.model, name, self.dense_head)
+        try:
+            yield self.model
+        finally:
+            set_submodule(self.model, name, sparse)
+
+    def head_summary(self) -> dict[str, Any]:
+        """nnz, features per class, number of distinct features used, and the product in use."""
+        head = self.sparse_head
+        return {
+            "nnz": head.nnz,
+            "features_per_class": head.features_per_class(),
+            "mean_features_per_class": head.nnz / head.out_features,
+            "n_features": int(head.active_features.numel()),
+            "num_features": head.in_features,
+            "product": head.chosen_product(),
+        }
+
+    @torch.no_grad()
+    def install_sparse_head(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        *,
+        feature_mean: torch.Tensor | None = None,
+        feature_std: torch.Tensor | None = None,
+        selection: dict | None = None,
+    ) -> None:
+        """Install a head from a dense (num_labels, num_features) weight on raw features; only nonzeros are kept.
+
+        `fit_sparse_head` calls this with the selected path point; call it directly to install a head fit elsewhere.
+
+        Example:
+            ```python
+            >>> model.install_sparse_head(point.weight, point.bias, selection={"method": "manual"})
+            ```
+        """
+        head = self.sparse_head
+        weight = torch.as_tensor(weight).detach().float()
+        if tuple(weight.shape) != (head.out_features, head.in_features):
+            raise ValueError(
+                f"weight has shape {tuple(weight.shape)}; this model's head needs ({head.out_features}, "
+                f"{head.in_features}) = (num_labels, num_features)"
+            )
+        head.set_weight(weight, None if bias is None else torch.as_tensor(bias).detach().float())
+        head.check()
+        if feature_mean is not None:
+            self.feature_mean.copy_(torch.as_tensor(feature_mean).reshape(-1))
+        if feature_std is not None:
+            self.feature_std.copy_(torch.as_tensor(feature_std).reshape(-1))
+        self.config.head_nnz = head.nnz
+        self.config.selection = dict(selection) if selection is not None else {"method": "manual"}
+
+    # ------------------------------------------------------------------ forward
+    def _base_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        params = inspect.signature(self.model.forward).parameters
+        out = {}
+        for key, value in inputs.items():
+            if value is None:
+                continue
+            if key not in params and key == "token_type_ids":
+                continue  # e.g. DistilBERT with a BERT tokenizer
+            out[key] = value
+        return out
+
+    def _check_labels(self, labels: torch.Tensor | None) -> None:
+        if labels is None:
+            return
+        problem = self.config.problem_type
+        k = self.config.num_labels
+        if problem in (None, "single_label_classification") and k > 1 and not labels.is_floating_point():
+            bad = labels[(labels < 0) | (labels >= k)]
+            if bad.numel():
+                raise ValueError(
+                    f"labels must be class ids in [0, {k}) for this model ({self.config.id2label}); got "
+                    f"{sorted(set(bad.tolist()))[:10]}"
+                )
+
+    def _forward(
+        self,
+        inputs: dict[str, Any],
+        labels: torch.Tensor | None,
+        output_contributions: bool,
+        use_dense_head: bool,
+        return_dict: bool | None,
+    ):
+        self._check_labels(labels)
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(module, args, output):
+            x = args[0]
+            if output_contributions:
+                captured["features"] = x
+            if use_dense_head:
+                return self.dense_head(x.to(self.dense_head.weight.dtype))
+            return None
+
+        handle = self.sparse_head.register_forward_hook(hook) if (output_contributions or use_dense_head) else None
+        try:
+            out = self.model(**self._base_inputs(inputs), labels=labels, return_dict=True)
+        finally:
+            if handle is not None:
+                handle.remove()
+        result = self._output_class(
+            loss=getattr(out, "loss", None),
+            logits=out.logits,
+            hidden_states=getattr(out, "hidden_states", None),
+            attentions=getattr(out, "attentions", None),
+        )
+        if output_contributions:
+            feats = captured["features"]
+            contrib, active = self.sparse_head.contributions(feats)
+            result.contributions, result.active_features, result.features = contrib, active, feats
+        if return_dict is False:
+            return result.to_tuple()
+        return result
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args,
+        config: SparseHeadConfig | None = None,
+        base_model: PreTrainedModel | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        device_map: Any = None,
+        **kwargs,
+    ):
+        """Load a fine-tuned transformers classifier, or an hf_sparse checkpoint (full or head-only).
+
+        From a classifier (hub id or folder, safetensors weights): the model keeps its encoder and every layer before
+        the final `nn.Linear`, which becomes a sparse layer holding the dense weights until `fit_sparse_head`.
+        From an hf_sparse checkpoint: every file is checked against the checkpoint's sha256 manifest; a head-only
+        checkpoint loads its base model from the pointer in its config (`base_model_name_or_path` at
+        `base_model_revision`), or from `base_model=` (a loaded model or another path).
+
+        Example:
+            ```python
+            >>> model = SparseHeadForSequenceClassification.from_pretrained("path/to/fine-tuned-classifier")
+            >>> model = SparseHeadForSequenceClassification.from_pretrained("out")  # saved with save_pretrained
+            ```
+        """
+        if model_args:
+            raise TypeError(f"{cls.__name__}.from_pretrained takes no positional arguments besides the path")
+        for key in _INTERNAL_KWARGS:
+            kwargs.pop(key, None)
+        hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        path = str(pretrained_model_name_or_path)
+        if config is not None and not isinstance(config, SparseHeadConfig):
+            # A base classifier's config given explicitly.
+            return cls._from_base_classifier(path, config, dtype, device_map, hub_kwargs, kwargs)
+        sparse_config = _is_sparse_checkpoint(path, hub_kwargs)
+        if sparse_config is None:
+            return cls._from_base_classifier(path, None, dtype, device_map, hub_kwargs, kwargs)
+        if kwargs:
+            unknown = sorted(k for k in kwargs if not k.startswith("_"))
+            if unknown:
+                logger.warning("Ignoring arguments not used when loading an hf_sparse checkpoint: %s", unknown)
+        manifest = read_manifest(path, hub_kwargs)
+        # The config is the checked file, not what a caller (e.g. an Auto class) may have parsed before.
+        config = SparseHeadConfig.from_json_file(manifest["local_files"][CONFIG_NAME])
+        config._name_or_path = path
+        if config.modality and config.modality != cls._modality:
+            raise ValueError(
+                f"{path} holds a {config.modality} model; load it with "
+                f"{'SparseHeadForImageClassification' if config.modality == 'image' else 'SparseHeadForSequenceClassification'}."
+            )
+        tensors = load_tensors(manifest["local_files"][manifest["weights_file"]])
+        if manifest["kind"] == KIND_FULL:
+            model = cls._load_full(config, tensors, dtype)
+            processor_path = path
+        else:
+            model = cls._load_head_only(config, tensors, base_model, dtype, device_map, hub_kwargs)
+            processor_path = path
+        model._processor_source = (processor_path, hub_kwargs.get("revision"))
+        model._fallback_processor_source = (
+            (config.base_model_name_or_path, config.base_model_revision) if config.base_model_name_or_path else None
+        )
+        model._place(device_map)
+        model.eval()
+        return model
+
+    @classmethod
+    def _load_base(cls, path, base_config, dtype, device_map, hub_kwargs, kwargs):
+        """Load a transformers classifier (safetensors only) and return it with its resolved revision."""
+
+        auto = cls._base_auto_class()
+        if base_config is None:
+            try:
+                base_config = AutoConfig.from_pretrained(path, **hub_kwargs)
+            except (OSError, ValueError) as err:
+                raise OSError(
+                    f"Could not load {path!r} as a transformers classifier or an hf_sparse checkpoint: {err}"
+                ) from err
+        try:
+            klass = base_model_class(base_config, auto, cls.main_input_name)
+        except UnsupportedModelError as err:
+            other = "SparseHeadForImageClassification" if cls._modality == "text" else "SparseHeadForSequenceClassification"
+            raise UnsupportedModelError(f"{path}: {err} (For {'image' if cls._modality == 'text' else 'text'} models use {other}.)") from err
+        load_kwargs = {**hub_kwargs, **kwargs}
+        load_kwargs.setdefault("use_safetensors", True)  # never unpickle weights
+        if dtype is not None:
+            load_kwargs["dtype"] = dtype
+        if device_map is not None:
+            load_kwargs["device_map"] = device_map
+        try:
+            base, info = klass.from_pretrained(path, config=base_config, output_loading_info=True, **load_kwargs)
+        except OSError as err:
+            if load_kwargs.get("use_safetensors") and "safetensors" in str(err).lower():
+                raise OSError(
+                    f"{path} has no safetensors weights. hf_sparse never unpickles files: convert the checkpoint "
+                    "to safetensors (load it once in a trusted environment and save_pretrained it)."
+                ) from err
+            raise
+        head_name = find_head(base)
+        untrained = sorted(k for k in info.get("missing_keys", ()) if k.startswith(head_name.rpartition(".")[0] or head_name))
+        if untrained:
+            raise UnsupportedModelError(
+                f"{path} has no trained classification head: {untrained} are not in the checkpoint, so "
+                f"{klass.__name__} would start from random weights. hf_sparse needs a fine-tuned classifier "
+                f"({SUPPORTED}); fine-tune the model first."
+            )
+        revision = _revision_str(hub_kwargs.get("revision"))
+        if revision is None and not os.path.isdir(path):
+            from transformers.utils.hub import resolve_revision
+
+            revision = _revision_str(resolve_revision(path, None, local_files_only=True))
+        return base, revision
+
+    @classmethod
+    def _from_base_classifier(cls, path, base_config, dtype, device_map, hub_kwargs, kwargs):
+        base, revision = cls._load_base(path, base_config, dtype, device_map, hub_kwargs, kwargs)
+        model = cls.from_base_model(base, name_or_path=path, revision=revision)
+        model._processor_source = (path, hub_kwargs.get("revision"))
+        model.eval()
+        return model
+
+    @classmethod
+    def from_base_model(cls, base_model: PreTrainedModel, *, name_or_path: str | None = None, revision: str | None = None):
+        """Wrap an already loaded transformers classifier (its final `nn.Linear` is replaced in place).
+
+        Example:
+            ```python
+            >>> clf = AutoModelForSequenceClassification.from_pretrained("my-classifier")
+            >>> model = SparseHeadForSequenceClassification.from_base_model(clf, name_or_path="my-classifier")
+            ```
+        """
+        if not isinstance(base_model, PreTrainedModel):
+            raise UnsupportedModelError(
+                f"{type(base_model).__name__} is not a transformers PreTrainedModel. Supported: {SUPPORTED}."
+            )
+        if isinstance(base_model, SparseHeadPreTrainedModel):
+            raise ValueError("base_model is already an hf_sparse model")
+        head_name = find_head(base_model)
+        name_or_path = name_or_path or getattr(base_model.config, "_name_or_path", None) or None
+        config = SparseHeadConfig.from_base_model(
+            base_model, head_module=head_name, modality=cls._modality, name_or_path=name_or_path, revision=revision
+        )
+        head = base_model.get_submodule(head_name)
+        config.dense_head_sha256 = tensor_sha256(head.weight, head.bias)
+        model = cls(config, base_model=base_model)
+        if name_or_path and os.path.isdir(str(name_or_path)):
+            model._processor_source = (str(name_or_path), None)
+        return model
+
+    @classmethod
+    def _load_full(cls, config: SparseHeadConfig, tensors: dict[str, torch.Tensor], dtype):
+        model = cls(config)
+        if dtype not in (None, "auto"):
+            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        expected = set(model.state_dict().keys())
+        got = set(tensors)
+        missing, unexpected = sorted(expected - got), sorted(got - expected)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{WEIGHTS_NAME} does not match the model built from config.json: missing {missing[:5]}"
+                f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}."
+            )
+        model.load_state_dict(tensors, strict=True)
+        model.sparse_head.check()
+        return model
+
+    @classmethod
+    def _load_head_only(cls, config, tensors, base_model, dtype, device_map, hub_kwargs):
+        if base_model is None or isinstance(base_model, (str, os.PathLike)):
+            base_path = str(base_model) if base_model is not None else config.base_model_name_or_path
+            if not base_path:
+                raise CheckpointError(
+                    "This head-only checkpoint has no base_model_name_or_path; pass base_model= to from_pretrained."
+                )
+            revision = None if base_model is not None else config.base_model_revision
+            base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("revision", "subfolder")}
+            if revision:
+                base_kwargs["revision"] = revision
+            try:
+                base_model, _ = cls._load_base(base_path, None, dtype, device_map, base_kwargs, {})
+            except (OSError, ValueError) as err:
+                raise CheckpointError(
+                    f"This head-only checkpoint needs its base model {base_path!r}"
+                    f"{f' (revision {revision})' if revision else ''}, which could not be loaded: {err}. "
+                    "Pass base_model= (a loaded classifier or a path) to from_pretrained."
+                ) from err
+        if not isinstance(base_model, PreTrainedModel):
+            raise TypeError(f"base_model must be a transformers model or a path, got {type(base_model).__name__}")
+        head_name = config.head_module or find_head(base_model)
+        try:
+            head = base_model.get_submodule(head_name)
+        except AttributeError as err:
+            raise CheckpointError(f"The base model {type(base_model).__name__} has no layer {head_name!r}.") from err
+        if not isinstance(head, nn.Linear):
+            raise CheckpointError(f"{type(base_model).__name__}.{head_name} is not an nn.Linear; is this the right base model?")
+        digest = tensor_sha256(head.weight, head.bias)
+        if config.dense_head_sha256 and digest != config.dense_head_sha256:
+            raise CheckpointError(
+                f"The base model {config.base_model_name_or_path!r} is not the one this head was fit on: its final "
+                f"layer {head_name!r} differs (sha256 {digest[:12]}... instead of {config.dense_head_sha256[:12]}...). "
+                "Pass the right model as base_model=."
+            )
+        model = cls(config, base_model=base_model)
+        prefix = f"model.{head_name}."
+        expected = {prefix + n for n in ("indices", "values", "bias")} | set(_FEATURE_BUFFERS)
+        if set(tensors) != expected:
+            raise CheckpointError(
+                f"{HEAD_WEIGHTS_NAME} holds {sorted(tensors)}; expected {sorted(expected)}."
+            )
+        head_state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        model.sparse_head.load_state_dict(head_state, strict=True)
+        model.sparse_head.check()
+        with torch.no_grad():
+            for name in _FEATURE_BUFFERS:
+                getattr(model, name).copy_(tensors[name])
+        return model
+
+    def _place(self, device_map) -> None:
+        if device_map is None:
+            return
+        if isinstance(device_map, dict):
+            if set(device_map) != {""}:
+                raise NotImplementedError("hf_sparse loads a model onto one device: pass device_map='cpu', 'cuda:0', or {'': device}.")
+            device_map = device_map[""]
+        if device_map == "auto":
+            device_map = "cuda" if torch.cuda.is_available() else "cpu"
+        self.to(torch.device(device_map) if not isinstance(device_map, int) else torch.device("cuda", device_map))
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        head_only: bool = False,
+        is_main_process: bool = True,
+        save_processor: bool = True,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> list[str]:
+        """Save the model (`config.json`, `model.safetensors`) or, with `head_only=True`, only the head
+        (`config.json`, `sparse_head.safetensors`) and a pointer to the base model, like a peft adapter. A sha256
+        manifest of these files is written too; the tokenizer / image processor is saved alongside when known.
+        Returns the files written.
+
+        Example:
+            ```python
+            >>> model.save_pretrained("out")                       # whole model
+            >>> model.save_pretrained("out-head", head_only=True)  # a few KB + pointer to the base model
+            ```
+        """
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+            return self.push_to_hub(repo_id, head_only=head_only, **kwargs)
+        for key in ("max_shard_size", "safe_serialization", "state_dict", "variant", "save_peft_format"):
+            kwargs.pop(key, None)
+        if kwargs:
+            raise TypeError(f"save_pretrained got unexpected arguments {sorted(kwargs)}")
+        if not is_main_process:
+            return []
+        directory = Path(save_directory)
+        if directory.is_file():
+            raise ValueError(f"{directory} is a file; save_pretrained needs a folder")
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME):
+            if (directory / stale).exists():
+                (directory / stale).unlink()
+        self.sparse_head.check()
+        config = self.config
+        config.architectures = [type(self).__name__]
+        config.head_nnz = self.sparse_head.nnz
+        config.dtype = self.model.dtype
+        from .. import __version__
+
+        config.hf_sparse_version = __version__
+        if head_only:
+            if not config.base_model_name_or_path:
+                logger.warning(
+                    "Saving a head-only checkpoint without base_model_name_or_path: pass base_model= when loading it."
+                )
+            weights_name, kind = HEAD_WEIGHTS_NAME, KIND_HEAD_ONLY
+            prefix = f"model.{config.head_module}."
+            tensors = {prefix + k: v for k, v in self.sparse_head.state_dict().items()}
+            tensors.update({name: getattr(self, name) for name in _FEATURE_BUFFERS})
+        else:
+            weights_name, kind = WEIGHTS_NAME, KIND_FULL
+            tensors = self.state_dict()
+        save_tensors(tensors, directory / weights_name, metadata={"hf_sparse_kind": kind})
+        config.save_pretrained(directory)
+        written = [CONFIG_NAME, weights_name]
+        write_manifest(directory, kind, written)
+        written.append(MANIFEST_NAME)
+        if save_processor:
+            processor = self._processor_for_saving()
+            if processor is not None:
+                processor.save_pretrained(directory)
+        return [str(directory / name) for name in written]
+
+    def _processor_for_saving(self):
+        return self.processor
+
+    def push_to_hub(self, repo_id: str, *, head_only: bool = False, **kwargs):
+        """Upload the model (or, with `head_only=True`, just the head) with a model card. See `hf_sparse.modeling.hub`.
+
+        Example:
+            ```python
+            >>> model.push_to_hub("user/sst2-minilm-sparse", private=True)
+            ```
+        """
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, head_only=head_only, **kwargs)
+
+    # ------------------------------------------------------------------ fitting
+    def fit_sparse_head(self, train_dataset, eval_dataset=None, **kwargs):
+        """Cache features, fit the elastic-net path, select a point and install it as the head. See
+        `hf_sparse.modeling.fitting.fit_sparse_head` for the arguments; returns the regularization path."""
+        from .fitting import fit_sparse_head
+
+        return fit_sparse_head(self, train_dataset, eval_dataset, **kwargs)

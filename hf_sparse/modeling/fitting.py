@@ -1,0 +1,288 @@
+"""`fit_sparse_head`: cache features, fit the elastic-net path, select a point, install it as the head."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+FAMILY_OF_PROBLEM = {
+    "multi_label_classification": "multilabel",
+    "regression": "gaussian",
+    "single_label_classification": "multinomial",
+}
+
+
+def family_for(config) -> str:
+    """The solver family for a model's `problem_type` (multilabel, gaussian for regression, else multinomial)."""
+    if config.problem_type in FAMILY_OF_PROBLEM:
+        return FAMILY_OF_PROBLEM[config.problem_type]
+    return "gaussian" if config.num_labels == 1 else "multinomial"
+
+
+def prepare_labels(raw, config, family: str, where: str) -> torch.Tensor:
+    """Check labels against the model's labels and return them as the solver wants them.
+
+    Class ids must lie in `[0, num_labels)`; label names are mapped through `config.label2id`; multi-label targets
+    must be (n, num_labels) 0/1; regression targets are floats with `num_labels` columns.
+    """
+    k = config.num_labels
+    names = {int(i): n for i, n in (config.id2label or {}).items()}
+    if raw is None:
+        raise ValueError(f"{where} has no labels: pass label_column= naming the column that holds them.")
+    if isinstance(raw, torch.Tensor):
+        values = raw
+    else:
+        values = list(raw)
+        if values and isinstance(values[0], str):
+            label2id = dict(config.label2id or {})
+            unknown = sorted({v for v in values if v not in label2id})
+            if unknown:
+                raise ValueError(
+                    f"{where} has label values {unknown[:10]} that are not labels of this model "
+                    f"({sorted(label2id)}). Map them to the model's labels first."
+                )
+            values = [label2id[v] for v in values]
+        values = torch.as_tensor(values)
+    if family == "multinomial":
+        if values.dim() != 1:
+            raise ValueError(
+                f"{where}: a single-label classifier needs one class id per example; got labels of shape "
+                f"{tuple(values.shape)}. Is the model's problem_type multi_label_classification?"
+            )
+        if values.is_floating_point():
+            if not bool(torch.all(values == values.round())):
+                raise ValueError(f"{where}: labels must be class ids (integers); got non-integer values.")
+        values = values.long()
+        bad = values[(values < 0) | (values >= k)]
+        if bad.numel():
+            raise ValueError(
+                f"{where} has label values {sorted(set(bad.tolist()))[:10]} outside this model's labels "
+                f"0..{k - 1} ({names}). Map them to the model's labels (or fine-tune a model with these labels)."
+            )
+        return values
+    if family == "multilabel":
+        if values.dim() != 2 or values.shape[1] != k:
+            raise ValueError(
+                f"{where}: a multi-label model with {k} labels needs (n, {k}) 0/1 targets; got shape "
+                f"{tuple(values.shape)}."
+            )
+        values = values.float()
+        if bool(((values < 0) | (values > 1)).any()):
+            raise ValueError(f"{where}: multi-label targets must be 0/1 (or probabilities in [0, 1]).")
+        return values
+    values = values.float()
+    if k > 1 and (values.dim() != 2 or values.shape[1] != k):
+        raise ValueError(f"{where}: a regression model with {k} outputs needs (n, {k}) targets; got {tuple(values.shape)}.")
+    if k == 1 and values.dim() == 2:
+        if values.shape[1] != 1:
+            raise ValueError(f"{where}: a regression model with one output needs (n,) targets; got {tuple(values.shape)}.")
+        values = values[:, 0]
+    return values
+
+
+def _labels_of(feats, config, family, where):
+    try:
+        labels = feats.labels
+    except (TypeError, ValueError, RuntimeError):  # e.g. a column of label names
+        labels = feats.dataset["label"]
+    return prepare_labels(labels, config, family, where)
+
+
+def head_metrics(logits: torch.Tensor, y: torch.Tensor, family: str) -> dict[str, float]:
+    """Accuracy and loss (classification) or mean squared error and R^2 (regression) of logits."""
+    logits = logits.double()
+    if family == "multinomial":
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return {"accuracy": float((logits.argmax(1) == y).double().mean()), "loss": float(loss)}
+    if family == "multilabel":
+        yd = y.double()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yd)
+        acc = ((logits > 0) == (yd > 0.5)).double().mean()
+        exact = ((logits > 0) == (yd > 0.5)).all(1).double().mean()
+        return {"accuracy": float(acc), "exact_match": float(exact), "loss": float(loss)}
+    pred = logits[:, 0] if logits.shape[1] == 1 and y.dim() == 1 else logits
+    yd = y.double().reshape(pred.shape)
+    mse = float(((pred - yd) ** 2).mean())
+    var = float(((yd - yd.mean(0)) ** 2).mean())
+    return {"mse": mse, "r2": 1.0 - mse / var if var > 0 else math.nan}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy (floats that are NaN/inf become None)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _clean(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def summarize_path(path) -> list[dict]:
+    """Per point: lambda, mean and max features per class, distinct features, nnz, train/val accuracy and loss."""
+    rows = []
+    for point in path:
+        m = point.metrics
+        per_class = m.get("features_per_class") or []
+        rows.append(
+            _clean(
+                {
+                    "lambda": float(point.lam),
+                    "features_per_class": (sum(per_class) / len(per_class)) if per_class else 0.0,
+                    "max_features_per_class": max(per_class) if per_class else 0,
+                    "n_features": m.get("n_features"),
+                    "nnz": m.get("nnz"),
+                    "train_accuracy": m.get("train_accuracy"),
+                    "val_accuracy": m.get("val_accuracy"),
+                    "train_loss": m.get("train_loss"),
+                    "val_loss": m.get("val_loss"),
+                }
+            )
+        )
+    return rows
+
+
+def _extract(model, dataset, processor, columns, batch_size, max_length, cache_dir, show_progress, where):
+    from hf_sparse.features import extract_features
+
+    if dataset is None:
+        return None
+    kwargs = dict(
+        text_column=columns["text"],
+        image_column=columns["image"],
+        label_column=columns["label"],
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+    )
+    if model._modality == "text":
+        kwargs["max_length"] = max_length
+    else:
+        kwargs["image_processor"] = processor
+    with model.dense_head_installed() as base:
+        return extract_features(base, dataset, processor if model._modality == "text" else None, **kwargs)
+
+
+def fit_sparse_head(
+    model,
+    train_dataset,
+    eval_dataset=None,
+    *,
+    tokenizer=None,
+    image_processor=None,
+    text_column: str = "text",
+    image_column: str = "image",
+    label_column: str = "label",
+    features_per_class: int | None = None,
+    max_accuracy_drop: float | None = None,
+    lam: float | None = None,
+    relax: bool = False,
+    alpha: float = 0.99,
+    n_lambdas: int = 100,
+    lambda_min_ratio: float = 1e-3,
+    max_length: int | None = None,
+    batch_size: int = 64,
+    cache_dir: str | None = None,
+    solver_kwargs: dict | None = None,
+    progress: bool = False,
+):
+    """Fit the model's sparse head on its own features and install the selected point.
+
+    1. caches the input of the model's final linear layer over `train_dataset` (and `eval_dataset`) with
+       `hf_sparse.features.extract_features` (a second call reuses the cache);
+    2. fits the elastic-net path (`hf_sparse.solver.fit_path`, family from the model's `problem_type`:
+       multinomial, multilabel, or gaussian for regression) with `alpha`, `n_lambdas`, `lambda_min_ratio`;
+    3. selects one point: `features_per_class=k` (exactly k features per class, refit), `max_accuracy_drop=d`
+       (the sparsest point within d of the path's best validation accuracy), or `lam=x`; `relax=True` refits
+       the selected support with a light penalty and keeps it if better (see `RegularizationPath.select`);
+    4. installs it as the head, records the fit in `model.config` (selection, path summary, dense and sparse
+       metrics on `eval_dataset`, or on `train_dataset` without one) and returns the path.
+
+    The tokenizer (text) or image processor (images) is loaded from the model's path unless given.
+
+    Example:
+        ```python
+        >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, text_column="sentence", features_per_class=5)
+        >>> model.config.dense_metrics["accuracy"], model.config.sparse_metrics["accuracy"]
+        ```
+    """
+    from hf_sparse.solver import fit_path
+
+    chosen = {k: v for k, v in dict(features_per_class=features_per_class, max_accuracy_drop=max_accuracy_drop, lam=lam).items() if v is not None}
+    if len(chosen) != 1:
+        raise ValueError(
+            "Pass exactly one of features_per_class= (e.g. 5), max_accuracy_drop= (e.g. 0.01) or lam= to choose "
+            f"the point of the path to install; got {sorted(chosen) or 'none'}."
+        )
+    if features_per_class is not None and (int(features_per_class) != features_per_class or features_per_class < 1):
+        raise ValueError(f"features_per_class must be a positive integer, got {features_per_class!r}")
+    processor = tokenizer if model._modality == "text" else image_processor
+    if processor is None:
+        processor = tokenizer if tokenizer is not None else image_processor
+    if processor is None:
+        processor = model.processor
+    if processor is None:
+        arg = "tokenizer" if model._modality == "text" else "image_processor"
+        raise ValueError(f"No {arg} was found with this model (in its folder or its base model's); pass {arg}=.")
+    model.processor = processor
+
+    config = model.config
+    family = family_for(config)
+    columns = {"text": text_column, "image": image_column, "label": label_column}
+    extract = dict(batch_size=batch_size, max_length=max_length, cache_dir=cache_dir, show_progress=progress)
+    train = _extract(model, train_dataset, processor, columns, where="train_dataset", **extract)
+    val = _extract(model, eval_dataset, processor, columns, where="eval_dataset", **extract)
+    y = _labels_of(train, config, family, "train_dataset")
+    X = train.features.float()
+    X_val = y_val = None
+    if val is not None:
+        y_val = _labels_of(val, config, family, "eval_dataset")
+        X_val = val.features.float()
+
+    fit_kwargs = dict(solver_kwargs or {})
+    if family == "multinomial":
+        fit_kwargs.setdefault("n_classes", config.num_labels)
+    if "features_per_class" in chosen:  # the denser rest of the path is not needed
+        fit_kwargs.setdefault("stop_at_features_per_class", chosen["features_per_class"])
+    path = fit_path(
+        X, y, family=family, alpha=alpha, n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio,
+        X_val=X_val, y_val=y_val, progress=progress, **fit_kwargs,
+    )
+    index = path.select(**chosen, relax=relax)
+    point = path.selected if path.selected is not None else path[index]
+
+    selection = {"method": next(iter(chosen)), "value": next(iter(chosen.values())), "index": int(index)}
+    selection.update(_clean({k: v for k, v in (path.selection or {}).items() if k not in selection}))
+    model.install_sparse_head(point.weight, point.bias, feature_mean=path.mean, feature_std=path.std, selection=selection)
+
+    X_eval, y_eval, split = (X_val, y_val, "eval") if X_val is not None else (X, y, "train")
+    with torch.no_grad():
+        dense_logits = model.dense_head(X_eval.to(model.dense_head.weight))
+        sparse_logits = model.sparse_head(X_eval.to(model.sparse_head.values))
+    head = model.head_summary()
+    dense_metrics = head_metrics(dense_logits, y_eval, family)
+    dense_metrics.update(split=split, n_examples=int(X_eval.shape[0]), features_per_class=float(X.shape[1]),
+                         n_features=int(X.shape[1]))
+    sparse_metrics = head_metrics(sparse_logits, y_eval, family)
+    sparse_metrics.update(split=split, n_examples=int(X_eval.shape[0]), features_per_class=head["mean_features_per_class"],
+                          n_features=head["n_features"], nnz=head["nnz"])
+
+    config.family = family
+    config.alpha = float(alpha)
+    config.selected_lambda = float(point.lam)
+    config.path_summary = summarize_path(path)
+    config.dense_metrics = _clean(dense_metrics)
+    config.sparse_metrics = _clean(sparse_metrics)
+    config.feature_source = f"input of {config.head_module} (the final nn.Linear of {config.base_architecture})"
+    config.standardization = {
+        "method": "train mean/std, folded into the head's weights (the head takes raw features)",
+        "buffers": ["feature_mean", "feature_std"],
+        "n_train": int(X.shape[0]),
+        "n_eval": None if X_val is None else int(X_val.shape[0]),
+    }
+    model.regularization_path = path
+    return path

@@ -1,0 +1,58 @@
+"""`SparseHeadForImageClassification`: an image classifier whose final linear layer is sparse."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForImageClassification
+
+from .base import SparseHeadPreTrainedModel
+from .outputs import SparseImageClassifierOutput
+
+
+class SparseHeadForImageClassification(SparseHeadPreTrainedModel):
+    """A transformers image classifier (ViT, ConvNeXt, ResNet, ...) with a sparse final linear layer.
+
+    Example:
+        ```python
+        >>> from hf_sparse import SparseHeadForImageClassification
+        >>> model = SparseHeadForImageClassification.from_pretrained("path/to/image-classifier")
+        >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, image_column="img", features_per_class=5)
+        >>> model(pixel_values=batch, output_contributions=True).contributions.shape
+        ```
+    """
+
+    main_input_name = "pixel_values"
+    _modality = "image"
+    _output_class = SparseImageClassifierOutput
+
+    @classmethod
+    def _base_auto_class(cls):
+        return AutoModelForImageClassification
+
+    @classmethod
+    def _load_processor(cls, path, revision=None):
+        from transformers import AutoImageProcessor
+
+        kwargs = {"revision": revision} if revision else {}
+        return AutoImageProcessor.from_pretrained(path, **kwargs)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        output_contributions: bool = False,
+        use_dense_head: bool = False,
+        **kwargs,
+    ) -> SparseImageClassifierOutput:
+        """Logits of the sparse head (or of the kept dense head with `use_dense_head=True`); the loss when `labels`
+        are given; with `output_contributions=True` also each active feature's value times weight for each class."""
+        inputs = dict(
+            pixel_values=pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        return self._forward(inputs, labels, output_contributions, use_dense_head, return_dict)

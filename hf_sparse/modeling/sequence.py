@@ -1,0 +1,68 @@
+"""`SparseHeadForSequenceClassification`: a text classifier whose final linear layer is sparse."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from .base import SparseHeadPreTrainedModel
+from .outputs import SparseSequenceClassifierOutput
+
+
+class SparseHeadForSequenceClassification(SparseHeadPreTrainedModel):
+    """A transformers text classifier (BERT, DistilBERT, RoBERTa, MPNet, ...) with a sparse final linear layer.
+
+    Example:
+        ```python
+        >>> from hf_sparse import SparseHeadForSequenceClassification
+        >>> model = SparseHeadForSequenceClassification.from_pretrained("path/to/fine-tuned-classifier")
+        >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, text_column="sentence", features_per_class=5)
+        >>> out = model(**model.processor(["a fine film"], return_tensors="pt"), output_contributions=True)
+        >>> out.logits, out.contributions.shape          # (1, num_labels), (1, num_labels, n_active_features)
+        >>> model.save_pretrained("out")
+        ```
+    """
+
+    main_input_name = "input_ids"
+    _modality = "text"
+    _output_class = SparseSequenceClassifierOutput
+
+    @classmethod
+    def _base_auto_class(cls):
+        return AutoModelForSequenceClassification
+
+    @classmethod
+    def _load_processor(cls, path, revision=None):
+        from transformers import AutoTokenizer
+
+        kwargs = {"revision": revision} if revision else {}
+        return AutoTokenizer.from_pretrained(path, **kwargs)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        output_contributions: bool = False,
+        use_dense_head: bool = False,
+        **kwargs,
+    ) -> SparseSequenceClassifierOutput:
+        """Logits of the sparse head (or of the kept dense head with `use_dense_head=True`); the loss when `labels`
+        are given; with `output_contributions=True` also each active feature's value times weight for each class."""
+        inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        return self._forward(inputs, labels, output_contributions, use_dense_head, return_dict)

