@@ -31,6 +31,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="runs/minilm-sst2-sparse", help="where to save the sparse model")
     parser.add_argument("--train-size", type=int, default=20000, help="SST-2 phrases to fit the head on (0: all)")
     parser.add_argument("--features-per-class", type=int, default=5)
+    parser.add_argument("--relax", action="store_true",
+                        help="refit the selected features with a light penalty (recovers accuracy lost to shrinkage)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: the datasets cache)")
     args = parser.parse_args(argv)
@@ -52,7 +54,8 @@ def main(argv=None) -> dict:
     model = SparseHeadForSequenceClassification.from_pretrained(args.model)
     path = model.fit_sparse_head(
         train, eval_dataset=val, text_column="sentence", label_column="label",
-        features_per_class=args.features_per_class, batch_size=args.batch_size, cache_dir=args.cache_dir, progress=True,
+        features_per_class=args.features_per_class, relax=args.relax, batch_size=args.batch_size,
+        cache_dir=args.cache_dir, progress=True,
     )
     seconds = time.time() - started
     dense, sparse = model.config.dense_metrics, model.config.sparse_metrics
@@ -75,6 +78,7 @@ def main(argv=None) -> dict:
         "dense_accuracy": dense["accuracy"], "sparse_accuracy": sparse["accuracy"],
         "features_per_class": sparse["features_per_class"], "n_features": summary["n_features"],
         "selected_lambda": model.config.selected_lambda, "train_size": len(train), "seconds": seconds,
+        "relax": args.relax, "selection": model.config.selection,
     }
     (Path(args.out) / "sst2_results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved to {args.out}")

@@ -56,6 +56,10 @@ class Design:
                 _as_tensor(X[a:a + chunk_rows], device, dtype) for a in range(0, n, chunk_rows))
         if stats is not None:
             mean, std = (t.to(device=device, dtype=dtype) for t in stats)
+        elif standardize and chunk_rows is None and reducer.enabled is False:
+            var, mean = torch.var_mean(X, dim=0, correction=0)  # two-pass, in the data's precision
+            std = torch.sqrt(var)
+            std = torch.where(std > 1e-7 * (1 + mean.abs()), std, torch.ones_like(std))
         elif standardize:
             mean, std = _column_stats(raw_chunks, d, device, dtype, reducer)
         else:
@@ -158,7 +162,7 @@ class Block:
                 hc = hk[start:stop, c]
                 weighted = part * hc[:, None]
                 out[c, :m, :m] += (weighted.T @ part).double()
-                col = weighted.double().sum(0)
+                col = (hc @ part).double()  # a float32 sum is fine here: H only steers the steps
                 out[c, :m, m] += col
                 out[c, m, :m] += col
                 out[c, m, m] += hc.double().sum()

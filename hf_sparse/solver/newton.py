@@ -46,21 +46,27 @@ class Iterate:
         b = torch.zeros(k, device=d.device, dtype=d.dtype)
         return cls(W, b, torch.zeros(d.n_rows, k, device=d.device, dtype=d.dtype))
 
-    def refresh(self, problem: Problem) -> None:
-        """Recompute ``Z`` from scratch (incremental updates drift in float32)."""
-        cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
+    def refresh(self, problem: Problem, cols: torch.Tensor | None = None) -> None:
+        """Recompute ``Z`` from scratch (incremental updates drift in float32).
+
+        ``cols`` must hold every nonzero weight's column (default: exactly those).
+        """
+        if cols is None:
+            cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
         self.Z = problem.design.block(cols).matvec(self.W[:, cols]) + self.b
 
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
-                 free: torch.Tensor, *, tol: float, max_steps: int = 50, cache: dict | None = None) -> int:
+                 free: torch.Tensor, *, tol: float, max_steps: int = 50) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
     objective, or the line search cannot make progress (float noise). Updates
-    ``state`` in place and returns the number of Newton steps taken. ``cache`` (a dict
-    kept by the caller for one lambda) carries the last Hessian to the next call on the
-    same working set, where it is still current: the previous call ended on a tiny step.
+    ``state`` in place and returns the number of Newton steps taken.
+
+    The Hessian is formed once and kept while full steps are taken (it changes little
+    near the optimum); when that older model sees nothing left to gain, the caller's
+    duality-gap check decides, and calls again (with a fresh Hessian) if it must.
     """
     block = problem.design.block(cols)
     reducer = problem.design.reducer
@@ -68,27 +74,20 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
     steps = 0
-    key = (cols.cpu().numpy().tobytes(), free_np.tobytes(), penalty)
-    # The Hessian is kept while full steps are taken: it changes little near the optimum.
-    model = cache.get("model") if cache is not None and cache.get("key") == key else None
-    reused = model is not None
+    model = None
     for steps in range(1, max_steps + 1):
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
         grad_b = reducer.sum(R.double().sum(0))
-        fresh = model is None or reused
-        reused = False
-        if model is None:
+        fresh = model is None
+        if fresh:
             model = _quadratic_model(problem, block, state.Z, penalty, free_np)
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
             penalty.value(new_W) - penalty.value(W_set))
         if -predicted <= tol * max(abs(objective), 1e-12):
-            if fresh:
-                break
-            model = None  # a stale Hessian may stop short: confirm with a fresh one
-            continue
+            break
         dZ = block.matvec(dW) + db
         t, accepted = 1.0, False
         for _ in range(_MAX_HALVINGS):
@@ -113,8 +112,6 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             # The caller's duality-gap check confirms it (and asks for more steps if not).
             break
     state.W[:, cols] = W_set
-    if cache is not None:
-        cache.update(key=key, model=model)
     return steps
 
 
