@@ -28,16 +28,9 @@ from hf_sparse.modeling import CheckpointError, UnsupportedModelError  # noqa: E
 from hf_sparse.modeling.constants import HEAD_WEIGHTS_NAME, MANIFEST_NAME, WEIGHTS_NAME  # noqa: E402
 
 from _tiny_models import IMAGE_ARCHS, TEXT_ARCHS, save_image_classifier, save_text_classifier, text_config  # noqa: E402
+from features_helpers import EXPECTED_CLASSIFIER  # noqa: E402
 
-EXPECTED_HEAD = {
-    "bert": "classifier",
-    "distilbert": "classifier",
-    "roberta": "classifier.out_proj",
-    "mpnet": "classifier.out_proj",
-    "vit": "classifier",
-    "convnext": "classifier",
-    "resnet": "classifier.1",
-}
+EXPECTED_HEAD = EXPECTED_CLASSIFIER
 WORDS = "good bad fine awful great poor nice dull superb boring warm cold".split()
 SENTENCES = ["a good and warm film", "bad , dull and boring", "superb", "cold poor awful thing"]
 

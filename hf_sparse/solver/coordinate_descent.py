@@ -22,6 +22,17 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _elastic_net_update(hjj, v, g, l1, l2):
+    """The exact minimizer in one coordinate: soft-threshold, then shrink by the L2 part."""
+    u = hjj * v - g
+    if u > l1:
+        return (u - l1) / (hjj + l2)
+    if u < -l1:
+        return (u + l1) / (hjj + l2)
+    return 0.0
+
+
 @numba.njit(cache=True, nogil=True)
 def elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
     """Minimize the quadratic model plus ``l1 |v|_1 + l2/2 |v|^2`` over the free coordinates.
@@ -43,13 +54,7 @@ def elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
             if j == m - 1:
                 new = v[j] - grad[j] / hjj
             else:
-                u = hjj * v[j] - grad[j]
-                if u > l1:
-                    new = (u - l1) / (hjj + l2)
-                elif u < -l1:
-                    new = (u + l1) / (hjj + l2)
-                else:
-                    new = 0.0
+                new = _elastic_net_update(hjj, v[j], grad[j], l1, l2)
             delta = new - v[j]
             if delta != 0.0:
                 for i in range(m):
@@ -144,13 +149,7 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
                     if hjj <= 0.0:
                         continue
                     if group_penalized[q]:
-                        z = hjj * v[j] - grad[j]
-                        if z > l1:
-                            new = (z - l1) / (hjj + l2)
-                        elif z < -l1:
-                            new = (z + l1) / (hjj + l2)
-                        else:
-                            new = 0.0
+                        new = _elastic_net_update(hjj, v[j], grad[j], l1, l2)
                     else:
                         new = v[j] - grad[j] / hjj
                     delta = new - v[j]

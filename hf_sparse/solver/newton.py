@@ -79,6 +79,11 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
         grad_b = reducer.sum(R.double().sum(0))
+        if problem.family.name == "multinomial":
+            # Softmax is unchanged by adding one constant to every bias, so the exact gradient
+            # sums to zero over classes; float32 rounding leaves a residue along that flat
+            # direction, where the Hessian is zero, and the model would chase it forever.
+            grad_b -= grad_b.mean()
         fresh = model is None
         if fresh:
             model = _quadratic_model(problem, block, state.Z, penalty, free_np)
