@@ -31,8 +31,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="runs/minilm-sst2-sparse", help="where to save the sparse model")
     parser.add_argument("--train-size", type=int, default=20000, help="SST-2 phrases to fit the head on (0: all)")
     parser.add_argument("--features-per-class", type=int, default=5)
-    parser.add_argument("--relax", action="store_true",
-                        help="refit the selected features with a light penalty (recovers accuracy lost to shrinkage)")
+    parser.add_argument("--no-relax", dest="relax", action="store_false",
+                        help="keep the path point's shrunken weights (by default the selected features are "
+                             "refit with a light penalty, which recovers the accuracy shrinkage costs)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: the datasets cache)")
     args = parser.parse_args(argv)
