@@ -44,7 +44,7 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     path = fit_path(torch.from_numpy(X[:split]), torch.from_numpy(y[:split]), n_lambdas=30,
                     lambda_min_ratio=5e-2, X_val=X[split:], y_val=y[split:], progress=progress)
     seconds = time.perf_counter() - started
-    index = path.select(features_per_class=5)
+    index = path.select(features_per_class=5, relax=True)
     selected = path.selected
     dense = path[-1]
     found = [sorted(torch.nonzero(selected.weight[c]).flatten().tolist()) for c in range(len(planted))]

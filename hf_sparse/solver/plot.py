@@ -27,7 +27,7 @@ def plot_path(path, ax=None):
         if all(v is not None for v in values):
             top.plot(lams, values, style, marker=".", label=f"{label} accuracy")
     top.set_ylabel("accuracy")
-    top.legend(loc="lower left")
+    top.legend(loc="lower right")
     top.grid(alpha=0.3)
     per_class = [p.metrics["features_per_class"] for p in path]
     mean = [sum(v) / len(v) for v in per_class]
