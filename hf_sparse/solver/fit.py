@@ -31,7 +31,7 @@ from .problem import Problem
 from .validation import check_features, check_options, check_targets
 
 _MAX_ROUNDS = 20
-_MAX_STEPS = 300  # Newton steps per point before giving up on tol (reported as converged=False)
+_MAX_STEPS = 100  # Newton steps per point before giving up on tol (reported as converged=False)
 
 
 def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=None, n_lambdas: int = 100,
