@@ -83,9 +83,9 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
     _modality: ClassVar[str] = ""
     _output_class: ClassVar[type] = object
 
-    @classmethod
-    def _base_auto_class(cls):  # pragma: no cover - overridden
-        raise NotImplementedError
+    #: the transformers Auto class of the base classifier, and of its tokenizer or image processor
+    _base_auto_class: ClassVar[type]
+    _processor_auto_class: ClassVar[type]
 
     # ------------------------------------------------------------------ construction
     def __init__(self, config: SparseHeadConfig, base_model: PreTrainedModel | None = None):
@@ -95,7 +95,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             raise ValueError(f"This checkpoint is a {config.modality} model: load it with {other}.")
         if base_model is None:
             base_config = config.get_base_config()
-            klass = base_model_class(base_config, self._base_auto_class(), self.main_input_name)
+            klass = base_model_class(base_config, self._base_auto_class, self.main_input_name)
             dtype = getattr(base_config, "dtype", None)
             base_model = klass._from_config(base_config, dtype=dtype if isinstance(dtype, torch.dtype) else None)
         head_name = config.head_module or find_head(base_model)
@@ -160,8 +160,9 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         self._processor = value
 
     @classmethod
-    def _load_processor(cls, path: str, revision: str | None):  # pragma: no cover - overridden
-        raise NotImplementedError
+    def _load_processor(cls, path: str, revision: str | None = None):
+        kwargs = {"revision": revision} if revision else {}
+        return cls._processor_auto_class.from_pretrained(path, **kwargs)
 
     @contextlib.contextmanager
     def dense_head_installed(self):
@@ -362,7 +363,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
     def _load_base(cls, path, base_config, dtype, device_map, hub_kwargs, kwargs):
         """Load a transformers classifier (safetensors only) and return it with its resolved revision."""
 
-        auto = cls._base_auto_class()
+        auto = cls._base_auto_class
         if base_config is None:
             try:
                 base_config = AutoConfig.from_pretrained(path, **hub_kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForImageClassification
+from transformers import AutoModelForImageClassification, AutoImageProcessor
 
 from .base import SparseHeadPreTrainedModel
 from .outputs import SparseImageClassifierOutput
@@ -25,16 +25,8 @@ class SparseHeadForImageClassification(SparseHeadPreTrainedModel):
     _modality = "image"
     _output_class = SparseImageClassifierOutput
 
-    @classmethod
-    def _base_auto_class(cls):
-        return AutoModelForImageClassification
-
-    @classmethod
-    def _load_processor(cls, path, revision=None):
-        from transformers import AutoImageProcessor
-
-        kwargs = {"revision": revision} if revision else {}
-        return AutoImageProcessor.from_pretrained(path, **kwargs)
+    _base_auto_class = AutoModelForImageClassification
+    _processor_auto_class = AutoImageProcessor
 
     def forward(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .base import SparseHeadPreTrainedModel
 from .outputs import SparseSequenceClassifierOutput
@@ -27,16 +27,8 @@ class SparseHeadForSequenceClassification(SparseHeadPreTrainedModel):
     _modality = "text"
     _output_class = SparseSequenceClassifierOutput
 
-    @classmethod
-    def _base_auto_class(cls):
-        return AutoModelForSequenceClassification
-
-    @classmethod
-    def _load_processor(cls, path, revision=None):
-        from transformers import AutoTokenizer
-
-        kwargs = {"revision": revision} if revision else {}
-        return AutoTokenizer.from_pretrained(path, **kwargs)
+    _base_auto_class = AutoModelForSequenceClassification
+    _processor_auto_class = AutoTokenizer
 
     def forward(
         self,

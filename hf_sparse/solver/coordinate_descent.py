@@ -33,6 +33,13 @@ def _elastic_net_update(hjj, v, g, l1, l2):
     return 0.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group_shrink(norm, l1, L, l2):
+    """The factor in [0, 1) that the group soft-threshold multiplies a block by."""
+    threshold = l1 / (L + l2)
+    return 0.0 if norm <= threshold else 1.0 - threshold / norm
+
+
 @numba.njit(cache=True, nogil=True)
 def elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
     """Minimize the quadratic model plus ``l1 |v|_1 + l2/2 |v|^2`` over the free coordinates.
@@ -109,9 +116,7 @@ def group_elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
             for c in range(k):
                 u[c] = (v[c, j] - grad[c, j] / L) * L / (L + l2)
                 norm += u[c] * u[c]
-            norm = math.sqrt(norm)
-            threshold = l1 / (L + l2)
-            shrink = 0.0 if norm <= threshold else 1.0 - threshold / norm
+            shrink = _group_shrink(math.sqrt(norm), l1, L, l2)
             for c in range(k):
                 delta = shrink * u[c] - v[c, j]
                 if delta != 0.0:
@@ -167,9 +172,7 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
             for j in range(s, s + size):
                 u[j] = (v[j] - grad[j] / L) * L / (L + l2)
                 norm += u[j] * u[j]
-            norm = math.sqrt(norm)
-            threshold = l1 / (L + l2)
-            shrink = 0.0 if norm <= threshold else 1.0 - threshold / norm
+            shrink = _group_shrink(math.sqrt(norm), l1, L, l2)
             for j in range(s, s + size):
                 delta = shrink * u[j] - v[j]
                 if delta != 0.0:

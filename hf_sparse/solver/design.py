@@ -58,8 +58,7 @@ class Design:
             mean, std = (t.to(device=device, dtype=dtype) for t in stats)
         elif standardize and chunk_rows is None and reducer.enabled is False:
             var, mean = torch.var_mean(X, dim=0, correction=0)  # two-pass, in the data's precision
-            std = torch.sqrt(var)
-            std = torch.where(std > 1e-7 * (1 + mean.abs()), std, torch.ones_like(std))
+            std = _usable_std(torch.sqrt(var), mean)
         elif standardize:
             mean, std = _column_stats(raw_chunks, d, device, dtype, reducer)
         else:
@@ -239,6 +238,9 @@ def _column_stats(raw_chunks, d, device, dtype, reducer: Reducer):
     for chunk in raw_chunks():
         squares += ((chunk.double() - mean) ** 2).sum(0)
     reducer.sum(squares)
-    std = torch.sqrt(squares / count)
-    std = torch.where(std > 1e-7 * (1 + mean.abs()), std, torch.ones_like(std))
-    return mean.to(dtype), std.to(dtype)
+    return mean.to(dtype), _usable_std(torch.sqrt(squares / count), mean).to(dtype)
+
+
+def _usable_std(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """A constant column (std at rounding level) gets scale 1, so it standardizes to zeros, not NaN."""
+    return torch.where(std > 1e-7 * (1 + mean.abs()), std, torch.ones_like(std))

@@ -221,7 +221,6 @@ class _PathFitter:
         p, s = self.problem, self.state
         W_std, b_std = p.to_public(s.W, s.b)
         W, b = _unstandardize(W_std, b_std, p.design.mean, p.design.std)
-        Z_public = torch.cat([-s.Z / 2, s.Z / 2], 1) if p.binary_softmax else s.Z
         correct = p.design.reducer.scalar(p.family.correct(s.Z, p.Y).sum()) if p.family.is_classification else math.nan
         n_total = p.design.reducer.scalar(torch.tensor(float(p.design.n_rows)))
         support = W != 0
@@ -232,7 +231,6 @@ class _PathFitter:
             "train_accuracy": correct / n_total if p.family.is_classification else None,
             "gap": check.gap / max(abs(check.objective), 1e-300), "iterations": steps, "seconds": seconds,
         }
-        del Z_public
         if self.val is not None:
             metrics.update(_score(p, W, b, *self.val))
         return PathPoint.from_dense(lam, W, b, metrics)
