@@ -121,6 +121,8 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         self._processor_source: tuple[str, str | None] | None = None
         self._fallback_processor_source: tuple[str, str | None] | None = None
         self.regularization_path = None
+        #: `FitData` of the last `fit_sparse_head` call (features and datasets, kept in memory only)
+        self.fit_data = None
         self.post_init()
 
     def _init_weights(self, module):
@@ -163,6 +165,18 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
     def _load_processor(cls, path: str, revision: str | None = None):
         kwargs = {"revision": revision} if revision else {}
         return cls._processor_auto_class.from_pretrained(path, **kwargs)
+
+    def encode(self, inputs, *, batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
+        """The sparse head's input features (n, num_features) for a text / image or a list of them.
+
+        Example:
+            ```python
+            >>> X = model.encode(["a fine film", "a dull film"]); model.sparse_head(X)   # the logits
+            ```
+        """
+        from .encode import encode
+
+        return encode(self, inputs, batch_size=batch_size, max_length=max_length)
 
     @contextlib.contextmanager
     def dense_head_installed(self):

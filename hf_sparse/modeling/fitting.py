@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from .encode import FitData
+
 FAMILY_OF_PROBLEM = {
     "multi_label_classification": "multilabel",
     "regression": "gaussian",
@@ -285,4 +287,5 @@ def fit_sparse_head(
         "n_eval": None if X_val is None else int(X_val.shape[0]),
     }
     model.regularization_path = path
+    model.fit_data = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
     return path
