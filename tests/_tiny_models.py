@@ -13,6 +13,9 @@ import torch
 TEXT_ARCHS = ("bert", "distilbert", "roberta", "mpnet")
 IMAGE_ARCHS = ("vit", "convnext", "resnet")
 IMAGE_SIZE = 32
+#: Words and sentences of the small labelled text data the tests fit heads on.
+WORDS = "good bad fine awful great poor nice dull superb boring warm cold".split()
+SENTENCES = ["a good and warm film", "bad , dull and boring", "superb", "cold poor awful thing"]
 
 
 def minilm_tokenizer():

@@ -27,67 +27,10 @@ from hf_sparse import (  # noqa: E402
 from hf_sparse.modeling import CheckpointError, UnsupportedModelError  # noqa: E402
 from hf_sparse.modeling.constants import HEAD_WEIGHTS_NAME, MANIFEST_NAME, WEIGHTS_NAME  # noqa: E402
 
-from _tiny_models import IMAGE_ARCHS, TEXT_ARCHS, save_image_classifier, save_text_classifier, text_config  # noqa: E402
+from _tiny_models import IMAGE_ARCHS, SENTENCES, TEXT_ARCHS, WORDS, save_image_classifier, save_text_classifier, text_config  # noqa: E402
 from features_helpers import EXPECTED_CLASSIFIER  # noqa: E402
 
 EXPECTED_HEAD = EXPECTED_CLASSIFIER
-WORDS = "good bad fine awful great poor nice dull superb boring warm cold".split()
-SENTENCES = ["a good and warm film", "bad , dull and boring", "superb", "cold poor awful thing"]
-
-
-# ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def folders(tmp_path_factory):
-    """One saved tiny classifier per architecture (3 text labels, 4 image labels)."""
-    root = tmp_path_factory.mktemp("tiny")
-    out = {arch: save_text_classifier(root / arch, arch, num_labels=3) for arch in TEXT_ARCHS}
-    out.update({arch: save_image_classifier(root / arch, arch, num_labels=4) for arch in IMAGE_ARCHS})
-    return out
-
-
-@pytest.fixture(scope="session")
-def text_data():
-    """A small labelled text dataset: the label is a (noisy) function of the words, so features carry signal."""
-    datasets = pytest.importorskip("datasets")
-    rng = random.Random(0)
-    texts, labels = [], []
-    for _ in range(150):
-        words = rng.choices(WORDS, k=5)
-        texts.append(" ".join(words))
-        labels.append(sum(WORDS.index(w) for w in words) % 3)
-    ds = datasets.Dataset.from_dict({"sentence": texts, "label": labels})
-    return ds.select(range(110)), ds.select(range(110, 150))
-
-
-@pytest.fixture(scope="session")
-def image_data():
-    datasets = pytest.importorskip("datasets")
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    images, labels = [], []
-    for i in range(60):
-        label = i % 4
-        arr = (torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8)
-        arr[..., label % 3] = arr[..., label % 3] // 4 + 64 * label  # class-dependent colour
-        images.append(Image.fromarray(arr.numpy()))
-        labels.append(label)
-    ds = datasets.Dataset.from_dict({"image": images, "label": labels})
-    return ds.select(range(44)), ds.select(range(44, 60))
-
-
-@pytest.fixture(scope="session")
-def fitted_text(folders, text_data, tmp_path_factory):
-    """The tiny BERT with a head fit at 2 features per class, and its path and cache folder."""
-    cache = tmp_path_factory.mktemp("features")
-    model = SparseHeadForSequenceClassification.from_pretrained(folders["bert"])
-    train, val = text_data
-    path = model.fit_sparse_head(
-        train, eval_dataset=val, text_column="sentence", features_per_class=2, n_lambdas=12, cache_dir=cache
-    )
-    return model, path, cache
-
-
 def encode(model, texts=SENTENCES):
     return model.processor(texts, return_tensors="pt", padding=True)
 
@@ -518,7 +461,7 @@ def test_push_to_hub_uploads_checkpoint_and_card(fitted_text, tmp_path, monkeypa
     repo = hub / "user" / "tiny-sparse"
     assert {"config.json", WEIGHTS_NAME, MANIFEST_NAME, "README.md", "tokenizer.json"} <= {p.name for p in repo.iterdir()}
     card = (repo / "README.md").read_text()
-    assert "hf_sparse" in card and "features per class | 2.00" in card and "user/tiny-sparse" in card
+    assert "library_name: hf_sparse" in card and 'model="user/tiny-sparse"' in card
     again = SparseHeadForSequenceClassification.from_pretrained(repo)
     assert torch.equal(again.sparse_head.weight, model.sparse_head.weight)
 

@@ -108,7 +108,7 @@ class FeatureSet:
             values = np.asarray(column.to_pylist())
         else:
             values = column.to_numpy()
-        return torch.as_tensor(values if rows is None else values[rows])
+        return torch.as_tensor(np.array(values if rows is None else values[rows]))  # a small writable copy
 
     @property
     def indices(self) -> torch.Tensor:

@@ -23,6 +23,7 @@ from .constants import (
     MANIFEST_NAME,
     WEIGHTS_NAME,
 )
+from .explanations_io import AUDIT_NAME, DESCRIPTIONS_NAME, load_explanations, save_explanations
 from .saving import CheckpointError, load_tensors, read_manifest, save_tensors, write_manifest
 from .sparse_linear import SparseLinear
 from .wrap import (
@@ -123,6 +124,10 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         self.regularization_path = None
         #: `FitData` of the last `fit_sparse_head` call (features and datasets, kept in memory only)
         self.fit_data = None
+        #: `hf_sparse.explain.FeatureDescriptions` (from `describe_features`, or loaded with the checkpoint)
+        self.feature_descriptions = None
+        #: recorded audit reports by name ("identity", "subgroup", "error_slices", "edits"), saved as audit.json
+        self.audit_reports = {}
         self.post_init()
 
     def _init_weights(self, module):
@@ -365,6 +370,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         else:
             model = cls._load_head_only(config, tensors, base_model, dtype, device_map, hub_kwargs)
             processor_path = path
+        load_explanations(model, manifest["local_files"])
         model._processor_source = (processor_path, hub_kwargs.get("revision"))
         model._fallback_processor_source = (
             (config.base_model_name_or_path, config.base_model_revision) if config.base_model_name_or_path else None
@@ -543,13 +549,17 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         head_only: bool = False,
         is_main_process: bool = True,
         save_processor: bool = True,
+        model_card: bool = True,
+        card_kwargs: dict | None = None,
         push_to_hub: bool = False,
         **kwargs,
     ) -> list[str]:
         """Save the model (`config.json`, `model.safetensors`) or, with `head_only=True`, only the head
         (`config.json`, `sparse_head.safetensors`) and a pointer to the base model, like a peft adapter. A sha256
-        manifest of these files is written too; the tokenizer / image processor is saved alongside when known.
-        Returns the files written.
+        manifest of these files is written too; the tokenizer / image processor is saved alongside when known; the
+        feature descriptions and recorded audits (`feature_descriptions.json`, `audit.json`) and, unless
+        `model_card=False`, the model card (README.md, updated in place if present, with its pictures; `card_kwargs`
+        go to `hf_sparse.card.write_model_card`). Returns the files written.
 
         Example:
             ```python
@@ -570,7 +580,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         if directory.is_file():
             raise ValueError(f"{directory} is a file; save_pretrained needs a folder")
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME):
+        for stale in (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME, DESCRIPTIONS_NAME, AUDIT_NAME):
             if (directory / stale).exists():
                 (directory / stale).unlink()
         self.sparse_head.check()
@@ -596,12 +606,17 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         save_tensors(tensors, directory / weights_name, metadata={"hf_sparse_kind": kind})
         config.save_pretrained(directory)
         written = [CONFIG_NAME, weights_name]
-        write_manifest(directory, kind, written)
+        written += save_explanations(self, directory)
+        write_manifest(directory, kind, [n for n in written if n.endswith((".json", ".safetensors"))])
         written.append(MANIFEST_NAME)
         if save_processor:
             processor = self._processor_for_saving()
             if processor is not None:
                 processor.save_pretrained(directory)
+        if model_card:
+            from ..card import write_model_card
+
+            written += write_model_card(self, directory, **(card_kwargs or {}))
         return [str(directory / name) for name in written]
 
     def _processor_for_saving(self):
@@ -618,6 +633,51 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         from .hub import push_to_hub
 
         return push_to_hub(self, repo_id, head_only=head_only, **kwargs)
+
+    # ------------------------------------------------------------------ explanations and the model card
+    def describe_features(self, features: list[int] | None = None, **kwargs):
+        """Describe each feature the head uses from the cached data of the last fit: top and bottom examples, and
+        the words (text) or regions (images) that drive it. Stored as `model.feature_descriptions` and saved with
+        the model. See `hf_sparse.explain.describe_features`.
+
+        Example:
+            ```python
+            >>> model.describe_features()[17].top_words[:5]
+            ```
+        """
+        from ..explain import describe_features
+
+        return describe_features(self, features, **kwargs)
+
+    def explain(self, inputs, *, target: int | str | None = None):
+        """The prediction for a text / image (or a list), with each active feature's contribution and description.
+
+        Example:
+            ```python
+            >>> exp = model.explain("a gorgeous, witty film"); print(exp); exp.to_html()
+            ```
+        """
+        from ..explain import explain
+
+        return explain(self, inputs, target=target)
+
+    def class_features(self):
+        """Per class, the features with nonzero weight, sorted by weight, with their share of the logit."""
+        from ..explain import class_features
+
+        return class_features(self)
+
+    def create_model_card(self, **kwargs):
+        """The `huggingface_hub.ModelCard` of this model (see `hf_sparse.card.render_model_card` for options).
+
+        Example:
+            ```python
+            >>> card = model.create_model_card(repo_id="user/sst2-sparse", dataset_name="sst2"); print(card.text)
+            ```
+        """
+        from ..card import create_model_card
+
+        return create_model_card(self, **kwargs)
 
     # ------------------------------------------------------------------ fitting
     def fit_sparse_head(self, train_dataset, eval_dataset=None, **kwargs):

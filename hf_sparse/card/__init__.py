@@ -1,0 +1,13 @@
+"""Model cards for sparse-head models: rendered from `model_card_template.md`, with pictures beside them.
+
+Example:
+    >>> from hf_sparse.card import create_model_card, write_model_card
+    >>> card = create_model_card(model)          # huggingface_hub.ModelCard
+    >>> write_model_card(model, "out")           # README.md, card_assets/*.png (an existing card is updated)
+"""
+
+from .escape import escape_markdown, redact, safe_text
+from .render import ASSETS_DIR, create_model_card, merge_card, render_model_card, write_model_card
+
+__all__ = ["ASSETS_DIR", "create_model_card", "escape_markdown", "merge_card", "redact", "render_model_card",
+           "safe_text", "write_model_card"]

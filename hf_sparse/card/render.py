@@ -1,0 +1,234 @@
+"""The model card of a sparse-head model: `huggingface_hub.ModelCard` rendered from `model_card_template.md`.
+
+Everything comes from the model itself (config, head, feature descriptions, recorded audits): no network. Pictures
+are written as files beside the card (`card_assets/`, `feature_images/`) and linked by relative path. An existing
+README.md is updated in place: only the part between the hf_sparse markers is replaced, the user's other text is
+kept, and the metadata is merged (the user's keys kept, hf_sparse's updated).
+
+Example:
+    >>> card = create_model_card(model)                 # a ModelCard (text only)
+    >>> write_model_card(model, "out")                  # README.md + card_assets/*.png
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+from .escape import escape_markdown, safe_text
+
+ASSETS_DIR = "card_assets"
+BEGIN, END = "<!-- hf_sparse:begin", "<!-- hf_sparse:end -->"
+PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification"}
+_BLOCK = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
+
+
+def _template() -> str:
+    return resources.files("hf_sparse.card").joinpath("model_card_template.md").read_text(encoding="utf-8")
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.2%}" if pct else f"{value:.4g}"
+    return escape_markdown(str(value))
+
+
+def _card_data(model, repo_id, dataset_name, pipeline_tag):
+    from huggingface_hub import EvalResult, ModelCardData
+
+    config = model.config
+    base = config.base_model_name_or_path
+    hub_base = base if base and not os.path.isdir(base) and not os.path.isabs(base) else None
+    dataset_name = dataset_name or getattr(config, "dataset_name", None)
+    results = []
+    for head, metrics in (("dense head", config.dense_metrics or {}), ("sparse head", config.sparse_metrics or {})):
+        if metrics.get("accuracy") is not None and dataset_name:
+            results.append(EvalResult(
+                task_type=pipeline_tag, dataset_type=dataset_name, dataset_name=dataset_name,
+                dataset_split=metrics.get("split"), metric_type="accuracy", metric_value=metrics["accuracy"],
+                metric_name=f"accuracy ({head}, {metrics.get('features_per_class', 0):.3g} features per class)",
+            ))
+    return ModelCardData(
+        library_name="hf_sparse",
+        pipeline_tag=pipeline_tag,
+        base_model=hub_base,
+        datasets=[dataset_name] if dataset_name else None,
+        tags=["hf_sparse", "sparse-linear-head", "interpretability", "transformers"],
+        metrics=["accuracy"] if config.sparse_metrics and "accuracy" in config.sparse_metrics else None,
+        model_name=repo_id or None,
+        eval_results=results or None,
+    )
+
+
+def _class_rows(model, tables, descriptions, redact_text, n_snippets):
+    out = []
+    for table in tables:
+        rows, grids = [], []
+        for f in table.features:
+            d = descriptions.get(f.feature) if descriptions else None
+            drivers = examples = ""
+            if d is not None:
+                drivers = ", ".join(safe_text(w, redact_text=redact_text, max_chars=30) for w, _, _ in d.top_words[:6])
+                texts = [e.text for e in d.top_examples[:n_snippets] if e.text]
+                examples = "<br>".join("“" + safe_text(t, redact_text=redact_text, max_chars=90) + "”" for t in texts)
+                images = [e.image for e in d.top_examples if e.image]
+                if images:
+                    heat = [e.heatmap for e in d.top_examples if e.heatmap]
+                    bottom = [e.image for e in d.bottom_examples if e.image]
+                    grids.append({"feature": f.feature, "images": images, "heatmaps": heat, "bottom": bottom})
+                    examples = f"{len(images)} images below"
+            rows.append({"feature": f.feature, "weight": f"{f.weight:+.3f}", "drivers": drivers or "–",
+                         "share": "n/a" if f.share is None else f"{f.share:.0%}", "examples": examples or "–"})
+        out.append({"label": escape_markdown(table.label), "bias": f"{table.bias:+.3f}", "rows": rows, "grids": grids})
+    return out
+
+
+def _assets(model, tables):
+    """Figures to write: {relative file name: matplotlib figure}."""
+    from .plots import plot_class_features, plot_path_summary
+
+    figures = {}
+    if model.config.path_summary:
+        figures[f"{ASSETS_DIR}/path.png"] = plot_path_summary(model.config)
+    if any(t.features for t in tables):
+        figures[f"{ASSETS_DIR}/class_weights.png"] = plot_class_features(tables)
+    return figures
+
+
+def _audit_sections(model, redact_text):
+    reports = getattr(model, "audit_reports", None) or {}
+    sections = []
+    for name, report in reports.items():
+        try:
+            sections.append(report.to_markdown(ASSETS_DIR, redact=redact_text))
+        except TypeError:  # a report without a redaction option
+            sections.append(report.to_markdown(ASSETS_DIR))
+    return sections
+
+
+def _edit_lines(config):
+    lines = []
+    for edit in getattr(config, "edits", None) or []:
+        parts = []
+        for key in ("removed", "reweighted", "refit"):
+            if edit.get(key):
+                parts.append(f"{key}: {escape_markdown(edit[key])}")
+        before, after = edit.get("accuracy_before"), edit.get("accuracy_after")
+        if before is not None and after is not None:
+            parts.append(f"accuracy {before:.2%} → {after:.2%}")
+        lines.append("; ".join(parts) or escape_markdown(edit))
+    return lines
+
+
+def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | None = None,
+                      redact: bool = False, content_warning: bool | None = None, n_snippets: int = 2):
+    """`(card_text, figures)`: the Markdown of the card and the figures it links ({relative path: figure})."""
+    from jinja2 import Environment
+
+    from ..explain.class_features import class_features
+
+    config = model.config
+    summary = model.head_summary()
+    tables = class_features(model)
+    descriptions = getattr(model, "feature_descriptions", None) or {}
+    pipeline_tag = PIPELINE_TAGS.get(config.modality, "text-classification")
+    figures = _assets(model, tables)
+    dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
+    metric_names = [m for m in ("accuracy", "loss", "exact_match", "mse", "r2") if m in sparse or m in dense]
+    std = config.standardization or {}
+    base = config.base_model_name_or_path or "a transformers classifier"
+    content_warning = redact if content_warning is None else content_warning
+    context = dict(
+        card_data=_card_data(model, repo_id, dataset_name, pipeline_tag).to_yaml(),
+        title=escape_markdown(f"{os.path.basename(str(base).rstrip('/'))} with a sparse linear head"),
+        base_name=f"`{escape_markdown(base)}`", base_model=escape_markdown(base),
+        mean_features=f"{summary['mean_features_per_class']:.3g}", n_features=summary["n_features"],
+        num_features=summary["num_features"], feature_source=escape_markdown(config.feature_source or "n/a"),
+        family=config.family, alpha=_fmt(config.alpha), selected_lambda=_fmt(config.selected_lambda),
+        selection=escape_markdown(_selection_text(config.selection)), n_train=std.get("n_train", "n/a"),
+        metrics_split=dense.get("split", "n/a"), n_eval=dense.get("n_examples", "n/a"),
+        n_path_points=len(config.path_summary or []), pipeline_tag=pipeline_tag, repo_id=repo_id or "path/to/this-model",
+        model_class=type(model).__name__,
+        example_input='"a gorgeous, witty film"' if config.modality != "image" else 'Image.open("example.jpg")',
+        metric_names=metric_names,
+        dense_metrics={m: _fmt(dense.get(m), pct=m in ("accuracy", "exact_match")) for m in metric_names},
+        sparse_metrics={m: _fmt(sparse.get(m), pct=m in ("accuracy", "exact_match")) for m in metric_names},
+        path_plot=f"{ASSETS_DIR}/path.png" if f"{ASSETS_DIR}/path.png" in figures else None,
+        weights_plot=f"{ASSETS_DIR}/class_weights.png" if f"{ASSETS_DIR}/class_weights.png" in figures else None,
+        classes=_class_rows(model, tables, descriptions, redact, n_snippets),
+        edits=_edit_lines(config), audits=_audit_sections(model, redact),
+        content_warning=content_warning, redacted=redact,
+    )
+    env = Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    return env.from_string(_template()).render(**context), figures
+
+
+def _selection_text(selection) -> str:
+    if not selection:
+        return "not fitted yet (the sparse layer holds the dense weights)"
+    method, value = selection.get("method"), selection.get("value")
+    text = {"features_per_class": f"exactly {value} features per class", "max_accuracy_drop":
+            f"sparsest point within {value} of the best validation accuracy", "lam": f"lambda = {value}"}.get(method, str(method))
+    if selection.get("relaxed"):
+        text += ", then a relaxed refit on that support"
+    return text
+
+
+def create_model_card(model, **kwargs):
+    """The `huggingface_hub.ModelCard` of `model` (see `render_model_card` for the options); no files written."""
+    from huggingface_hub import ModelCard
+
+    text, figures = render_model_card(model, **kwargs)
+    _close(figures)
+    return ModelCard(text)
+
+
+def merge_card(existing: str, generated: str) -> str:
+    """Replace the hf_sparse block of `existing` with `generated`'s, keep the rest; merge the YAML metadata."""
+    from huggingface_hub import ModelCard
+
+    old, new = ModelCard(existing), ModelCard(generated)
+    data = old.data.to_dict()
+    data.update({k: v for k, v in new.data.to_dict().items() if v is not None})
+    block = _BLOCK.search(new.text).group(0)
+    body = _BLOCK.sub(lambda _: block, old.text, count=1) if _BLOCK.search(old.text) else old.text.rstrip() + "\n\n" + block
+    from huggingface_hub import ModelCardData
+
+    return f"---\n{ModelCardData(**data).to_yaml()}\n---\n{body}"
+
+
+def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **kwargs) -> list[str]:
+    """Write README.md and its figures into `directory` (updating an existing card in place); returns the
+    relative names of the files written."""
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    text, figures = render_model_card(model, **kwargs)
+    written = []
+    for name, fig in figures.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(directory / name, dpi=dpi)
+        plt.close(fig)
+        written.append(name)
+    for report in (getattr(model, "audit_reports", None) or {}).values():
+        if hasattr(report, "save_plots"):
+            written += [f"{ASSETS_DIR}/{n}" if not str(n).startswith(ASSETS_DIR) else str(n)
+                        for n in report.save_plots(directory / ASSETS_DIR)]
+    readme = directory / "README.md"
+    if readme.is_file():
+        text = merge_card(readme.read_text(encoding="utf-8"), text)
+    tmp = readme.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, readme)
+    return ["README.md"] + written
+
+
+def _close(figures) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)

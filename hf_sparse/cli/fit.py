@@ -1,0 +1,240 @@
+"""``hf-sparse fit``: fit a sparse head on a fine-tuned classifier and save the model with its card.
+
+Example:
+    $ hf-sparse fit my-finetuned-bert reviews.csv --text-column review --features-per-class 5 --output runs/sparse
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .errors import UsageError
+from .options import fraction, mixing, open_fraction, positive_float, positive_int, size_or_fraction
+
+HELP = "fit a sparse final layer on a fine-tuned classifier and save it"
+
+DESCRIPTION = """\
+Replace the final linear layer of a fine-tuned transformers classifier by a sparse one: cache the layer's input
+features over DATASET, fit the elastic-net regularization path, install the point chosen by the sparsity target
+(exactly one of --features-per-class, --max-accuracy-drop, --lam), describe the features it uses, and save the
+model with its model card (README.md) to --output."""
+
+EPILOG = """\
+examples:
+  hf-sparse fit my-bert-sst2 sst2_train.csv --text-column sentence --features-per-class 5 --output sparse-sst2
+  hf-sparse fit textattack/bert-base-uncased-SST-2 glue --split train --eval-split validation \\
+      --max-accuracy-drop 0.01 --output sparse-sst2
+  hf-sparse fit my-vit images/ --image-column image --validation-size 0.1 --lam 0.05 --output sparse-vit
+
+datasets: a Hub id (with --split), a folder saved with Dataset.save_to_disk (a DatasetDict: --split picks one),
+a folder of data files, or a .csv / .tsv / .json / .jsonl / .parquet file. Label names (strings) are mapped to
+the model's label ids; image columns of a data file may hold image paths (relative to the file's folder).
+
+several GPUs: `accelerate launch -m hf_sparse.cli fit ...` or `torchrun --nproc-per-node 4 -m hf_sparse.cli
+fit ...` (or `accelerate launch $(which hf-sparse) fit ...`). Every process runs the command: feature extraction
+is split over the processes and the path solver sums over them; only the main process writes --output and
+prints the summary."""
+
+
+def add_parser(commands) -> argparse.ArgumentParser:
+    p = commands.add_parser("fit", help=HELP, description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("model", metavar="MODEL", help="a fine-tuned classifier: a Hub id or a local folder (safetensors weights)")
+    p.add_argument("dataset", metavar="DATASET",
+                   help="training data: a Hub id, a save_to_disk folder, or a .csv/.tsv/.json/.jsonl/.parquet file")
+    p.add_argument("--output", "-o", required=True, metavar="DIR",
+                   help="folder to save the model, its model card and feature descriptions in (created if needed)")
+
+    cols = p.add_argument_group("columns")
+    cols.add_argument("--text-column", metavar="NAME", help="column holding the texts (default: text)")
+    cols.add_argument("--image-column", metavar="NAME",
+                      help="column holding the images (default: image); giving it also marks MODEL as an image model")
+    cols.add_argument("--label-column", default="label", metavar="NAME",
+                      help="column holding the labels: class ids or the model's label names (default: label)")
+
+    data = p.add_argument_group("splits")
+    data.add_argument("--split", default="train", metavar="NAME",
+                      help="training split of a Hub dataset or a saved DatasetDict (default: train)")
+    evaluation = data.add_mutually_exclusive_group()
+    evaluation.add_argument("--eval-split", metavar="NAME",
+                            help="evaluation split of DATASET (a Hub dataset or a saved DatasetDict), e.g. validation")
+    evaluation.add_argument("--eval-file", metavar="DATASET",
+                            help="evaluation data from another file, folder or Hub id (its 'validation' split if it has several)")
+    evaluation.add_argument("--validation-size", type=size_or_fraction, metavar="SIZE",
+                            help="hold out this fraction (e.g. 0.1) or number of training rows for evaluation")
+    data.add_argument("--seed", type=int, default=0, help="seed of the --validation-size split (default: 0)")
+    data.add_argument("--max-rows", type=positive_int, metavar="N",
+                      help="use only the first N rows of the training and evaluation data (default: all)")
+
+    target = p.add_argument_group(
+        "sparsity target (exactly one)",
+        "Without evaluation data the path is scored on the training data.")
+    exclusive = target.add_mutually_exclusive_group()
+    exclusive.add_argument("--features-per-class", type=positive_int, metavar="K",
+                           help="exactly K features per class (the path point with K, refit), e.g. 5")
+    exclusive.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
+                           help="the sparsest point within D of the path's best accuracy (0.01 = one point)")
+    exclusive.add_argument("--lam", type=positive_float, metavar="L", help="the path point at regularization strength L")
+
+    solver = p.add_argument_group("solver")
+    solver.add_argument("--relax", action=argparse.BooleanOptionalAction, default=True,
+                        help="refit the selected features with a light penalty and keep it if better (default: --relax)")
+    solver.add_argument("--alpha", type=mixing, default=0.99,
+                        help="elastic-net mixing: 1 = lasso, smaller adds a ridge part (default: 0.99)")
+    solver.add_argument("--n-lambdas", type=positive_int, default=100, metavar="N",
+                        help="number of points on the regularization path (default: 100)")
+    solver.add_argument("--lambda-min-ratio", type=open_fraction, default=1e-3, metavar="R",
+                        help="smallest lambda of the path as a fraction of the largest (default: 0.001)")
+
+    run = p.add_argument_group("features and saving")
+    run.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
+                     help="rows per forward pass when caching features (default: 64)")
+    run.add_argument("--max-length", type=positive_int, metavar="N",
+                     help="truncate texts to N tokens (default: what the model allows)")
+    run.add_argument("--cache-dir", metavar="DIR",
+                     help="feature cache folder (default: $HF_SPARSE_FEATURES_CACHE, else <datasets cache>/hf_sparse_features)")
+    run.add_argument("--head-only", action="store_true",
+                     help="save only the sparse head and a pointer to MODEL (a few KB) instead of the whole model")
+    run.add_argument("--no-describe", action="store_true",
+                     help="skip describing the features the head uses (top examples, words / regions)")
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="allow MODEL's own Python code from the Hub to run (off unless given)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run_fit)
+    return p
+
+
+def sparsity_target(args) -> dict:
+    """The one sparsity target given, as fit_sparse_head's keyword."""
+    chosen = {name: getattr(args, name) for name in ("features_per_class", "max_accuracy_drop", "lam")
+              if getattr(args, name) is not None}
+    if len(chosen) != 1:
+        raise UsageError(
+            "choose how sparse the head is: pass one of --features-per-class K (e.g. 5), --max-accuracy-drop D "
+            "(e.g. 0.01) or --lam L"
+        )
+    return chosen
+
+
+def load_training_data(args, data_column: str, data_flag: str, config, modality: str):
+    """``(train, evaluation or None, where the evaluation comes from)``, checked and with labels mapped."""
+    from . import data
+
+    train = data.first_rows(data.load_source(args.dataset, split=args.split, what="DATASET"), args.max_rows)
+    train = _checked(train, args.dataset, "DATASET", data_column, data_flag, args.label_column, config, modality)
+    evaluation, where = None, None
+    if args.eval_split:
+        if args.eval_split == args.split:
+            raise UsageError(f"--eval-split {args.eval_split} is also the training --split; choose another split")
+        if data.is_file_source(args.dataset):
+            raise UsageError(
+                "--eval-split needs a dataset with splits (a Hub id or a save_to_disk folder); for a data file use "
+                "--eval-file or --validation-size"
+            )
+        evaluation = data.load_source(args.dataset, split=args.eval_split, what="DATASET", only_split=False)
+        where, source, what = f"split {args.eval_split!r}", args.dataset, f"split {args.eval_split!r} of DATASET"
+    elif args.eval_file:
+        evaluation = data.load_source(args.eval_file, split="validation", what="--eval-file")
+        where, source, what = f"--eval-file {args.eval_file}", args.eval_file, "--eval-file"
+    if evaluation is not None:
+        evaluation = data.first_rows(evaluation, args.max_rows)
+        evaluation = _checked(evaluation, source, what, data_column, data_flag, args.label_column, config, modality)
+    elif args.validation_size is not None:
+        train, evaluation = data.split_validation(train, args.validation_size, args.seed)
+        where = f"{len(evaluation)} held-out training rows (seed {args.seed})"
+    return train, evaluation, where
+
+
+def _checked(dataset, source, what, data_column, data_flag, label_column, config, modality):
+    from . import data
+
+    data.require_columns(dataset, {data_flag: data_column, "--label-column": label_column}, what)
+    if modality == "image":
+        dataset = data.resolve_image_paths(dataset, data_column, source, what)
+    return data.encode_labels(dataset, label_column, config, what)
+
+
+def run_fit(args) -> int:
+    from .models import modality_of, model_class, read_config
+    from .paths import prepare_output_dir
+    from .processes import Processes
+
+    started = time.perf_counter()
+    target = sparsity_target(args)
+    progress = not args.no_progress
+    procs = Processes.start()
+    existed = Path(args.output).expanduser().exists()
+    output = prepare_output_dir(args.output, "--output")
+    try:
+        config = read_config(args.model, "MODEL", trust_remote_code=args.trust_remote_code)
+        modality = modality_of(config, image_hint=args.image_column is not None)
+        if modality == "image" and args.text_column is not None:
+            raise UsageError(f"MODEL {args.model} is an image classifier: give --image-column, not --text-column")
+        if modality == "text" and args.image_column is not None:
+            raise UsageError(f"MODEL {args.model} is a text classifier: give --text-column, not --image-column")
+        data_flag = "--image-column" if modality == "image" else "--text-column"
+        data_column = (args.image_column or "image") if modality == "image" else (args.text_column or "text")
+        train, evaluation, eval_where = load_training_data(args, data_column, data_flag, config, modality)
+
+        load_kwargs = {"trust_remote_code": True} if args.trust_remote_code else {}
+        model = model_class(modality).from_pretrained(args.model, **load_kwargs)
+        path = model.fit_sparse_head(
+            train, evaluation,
+            text_column=data_column if modality == "text" else "text",
+            image_column=data_column if modality == "image" else "image",
+            label_column=args.label_column, relax=args.relax, alpha=args.alpha, n_lambdas=args.n_lambdas,
+            lambda_min_ratio=args.lambda_min_ratio, batch_size=args.batch_size, max_length=args.max_length,
+            cache_dir=args.cache_dir, progress=progress and procs.is_main, **target,
+        )
+        if not args.no_describe and hasattr(model, "describe_features"):
+            model.describe_features(progress=progress and procs.is_main)
+        if procs.is_main:
+            model.save_pretrained(output, head_only=args.head_only)
+    except BaseException:
+        if procs.is_main and not existed and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()  # leave nothing behind for a run that failed before writing
+        raise
+    procs.wait()
+    if procs.is_main:
+        print(summary(model, path, target, args, train, evaluation, eval_where, output, time.perf_counter() - started))
+    return 0
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def summary(model, path, target, args, train, evaluation, eval_where, output, seconds) -> str:
+    """The few lines printed at the end: data, path, dense vs sparse metrics, features per class, output."""
+    config = model.config
+    head = model.head_summary()
+    dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
+    names = config.id2label or {}
+    per_class = head["features_per_class"]
+    method, value = next(iter(target.items()))
+    selection = config.selection or {}
+    relaxed = ", relaxed refit" if selection.get("relaxed") else ""
+    scored_on = (f"{eval_where} ({len(evaluation)} rows)" if evaluation is not None
+                 else f"the training data ({len(train)} rows; give evaluation data for a fair score)")
+    if "accuracy" in sparse or "accuracy" in dense:
+        d, s = dense.get("accuracy"), sparse.get("accuracy")
+        change = f" ({100 * (s - d):+.2f} points)" if d is not None and s is not None else ""
+        metric = f"accuracy     dense {_percent(d)} -> sparse {_percent(s)}{change}, on {scored_on}"
+    else:
+        metric = (f"mse          dense {dense.get('mse')} -> sparse {sparse.get('mse')}; r2 {dense.get('r2')} -> "
+                  f"{sparse.get('r2')}, on {scored_on}")
+    by_class = ", ".join(f"{names.get(c, names.get(str(c), c))} {k}" for c, k in enumerate(per_class))
+    kind = "head only, pointing to MODEL" if args.head_only else "full model"
+    card = " with its model card (README.md)" if (output / "README.md").is_file() else ""
+    lines = [
+        f"Fitted a sparse head on {args.model} in {seconds:.1f} s.",
+        f"  data         {len(train)} training rows from {args.dataset}",
+        f"  path         {len(path)} points (alpha {config.alpha}); selected lambda {config.selected_lambda:.3g} by "
+        f"{method.replace('_', ' ')} = {value}{relaxed}",
+        f"  {metric}",
+        f"  features     {head['mean_features_per_class']:.3g} per class ({by_class}); {head['n_features']} distinct "
+        f"of {head['num_features']}",
+        f"  output       {output} ({kind}{card})",
+    ]
+    return "\n".join(lines)

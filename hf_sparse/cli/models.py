@@ -1,0 +1,99 @@
+"""Which model class a command needs, and loading models by path or Hub id with one-line errors.
+
+`fit` reads the config first (cheap) to choose between text and image before loading any weights; the other
+commands load a saved hf_sparse checkpoint.
+
+Example:
+    >>> config = read_config("my-classifier", "MODEL")
+    >>> cls = model_class(modality_of(config))
+    >>> model, head_only = load_checkpoint("runs/sst2-sparse", "MODEL_DIR")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import CLIError, describe
+from .paths import looks_local
+
+#: Where a config's architecture names its task.
+_IMAGE_ARCH, _TEXT_ARCH = "ForImageClassification", "ForSequenceClassification"
+#: Config attributes only vision models have.
+_VISION_ATTRIBUTES = ("num_channels", "image_size")
+
+
+def read_config(model: str, what: str, *, trust_remote_code: bool = False):
+    """`AutoConfig` of a folder or Hub id (an hf_sparse checkpoint gives its `SparseHeadConfig`)."""
+    from transformers import AutoConfig
+
+    import hf_sparse  # noqa: F401  (registers SparseHeadConfig with AutoConfig)
+
+    if looks_local(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise CLIError(f"{what} {model}: no such folder (give a model folder or a Hub id such as owner/name)")
+        if not path.is_dir():
+            raise CLIError(f"{what} {model} is a file; give the model's folder (with config.json) or a Hub id")
+        if not (path / "config.json").is_file():
+            raise CLIError(f"{what} {model} has no config.json: is it a transformers model folder?")
+        model = str(path)
+    kwargs = {"trust_remote_code": True} if trust_remote_code else {}
+    try:
+        return AutoConfig.from_pretrained(model, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise CLIError(f"cannot load the model {model!r}: {describe(err)}") from err
+
+
+def is_sparse_config(config) -> bool:
+    from hf_sparse.modeling.constants import MODEL_TYPE
+
+    return getattr(config, "model_type", None) == MODEL_TYPE
+
+
+def modality_of(config, image_hint: bool = False) -> str:
+    """``"image"`` or ``"text"``: from an hf_sparse config's modality, else the architecture name, else the
+    presence of vision-only config attributes; `image_hint` (``--image-column`` given) settles the rest."""
+    if is_sparse_config(config) and config.modality:
+        return config.modality
+    architectures = getattr(config, "architectures", None) or []
+    if any(_IMAGE_ARCH in name for name in architectures):
+        return "image"
+    if any(_TEXT_ARCH in name for name in architectures):
+        return "text"
+    if image_hint or any(hasattr(config, name) for name in _VISION_ATTRIBUTES):
+        return "image"
+    return "text"
+
+
+def model_class(modality: str):
+    from hf_sparse import SparseHeadForImageClassification, SparseHeadForSequenceClassification
+
+    return SparseHeadForImageClassification if modality == "image" else SparseHeadForSequenceClassification
+
+
+def is_head_only(model_dir: str) -> bool:
+    """Whether the checkpoint folder holds only the head (so that re-saving it keeps it that way)."""
+    from hf_sparse.modeling.constants import KIND_HEAD_ONLY, MANIFEST_NAME
+
+    manifest = Path(model_dir).expanduser() / MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8")).get("kind") == KIND_HEAD_ONLY
+    except (OSError, ValueError):
+        return False
+
+
+def load_checkpoint(model_dir: str, what: str = "MODEL_DIR"):
+    """Load a saved hf_sparse model (folder or Hub id); returns ``(model, head_only)``."""
+    config = read_config(model_dir, what)
+    if not is_sparse_config(config):
+        raise CLIError(
+            f"{what} {model_dir} is a {getattr(config, 'model_type', 'transformers')} model, not an hf_sparse "
+            f"checkpoint: fit its sparse head first (hf-sparse fit {model_dir} DATASET --output DIR ...)"
+        )
+    cls = model_class(modality_of(config))
+    path = str(Path(model_dir).expanduser()) if looks_local(model_dir) else model_dir
+    model = cls.from_pretrained(path)
+    return model, is_head_only(path)

@@ -1,0 +1,268 @@
+"""What each feature of the sparse head responds to, read from the feature cache.
+
+For every feature the head uses: the most and least activating examples of the evaluation data (text snippets or
+image thumbnails; no new forward pass), and what drives it: for text, the words whose removal lowers the feature
+most, aggregated over its top examples (`attribution.word_attributions`); for images, occlusion heatmaps of its
+top images (`image_attribution.occlusion_heatmaps`). Saved beside the model as `feature_descriptions.json` (plus
+PNG files for images), so a loaded model explains itself without its data.
+
+Example:
+    >>> descriptions = model.describe_features()          # after fit_sparse_head
+    >>> d = descriptions[17]
+    >>> d.top_words[:3], d.top_examples[0].text, d.summary
+    ([('witty', 0.82, 6), ...], 'a witty, gorgeous film', "words: witty, gorgeous, charming")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+DESCRIPTIONS_NAME = "feature_descriptions.json"
+IMAGES_DIR = "feature_images"
+SNIPPET_CHARS = 240
+
+
+@dataclass
+class FeatureExample:
+    """One example of the evaluation data: its row in the source dataset, the feature's activation on it, and the
+    text (truncated) or the file name of its thumbnail (relative to the model folder)."""
+
+    row: int
+    activation: float
+    text: str | None = None
+    image: str | None = None
+    heatmap: str | None = None
+    label: str | None = None
+
+
+@dataclass
+class FeatureDescription:
+    """What one feature responds to. `top_words`: (word, mean attribution, count) over the top examples."""
+
+    feature: int
+    top_examples: list[FeatureExample] = field(default_factory=list)
+    bottom_examples: list[FeatureExample] = field(default_factory=list)
+    top_words: list[tuple[str, float, int]] = field(default_factory=list)
+    mean: float | None = None
+    std: float | None = None
+
+    @property
+    def summary(self) -> str:
+        """A one-line description: its driving words (text) or its top example (images)."""
+        if self.top_words:
+            return "words: " + ", ".join(w for w, _, _ in self.top_words[:5])
+        if self.top_examples and self.top_examples[0].text:
+            return f"e.g. {self.top_examples[0].text[:60]!r}"
+        if self.top_examples:
+            return f"top image: row {self.top_examples[0].row}"
+        return ""
+
+    def to_dict(self) -> dict:
+        return {
+            "feature": self.feature, "mean": self.mean, "std": self.std,
+            "top_words": [list(w) for w in self.top_words],
+            "top_examples": [vars(e) for e in self.top_examples],
+            "bottom_examples": [vars(e) for e in self.bottom_examples],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureDescription":
+        return cls(
+            feature=int(data["feature"]), mean=data.get("mean"), std=data.get("std"),
+            top_words=[(str(w), float(s), int(n)) for w, s, n in data.get("top_words", [])],
+            top_examples=[FeatureExample(**e) for e in data.get("top_examples", [])],
+            bottom_examples=[FeatureExample(**e) for e in data.get("bottom_examples", [])],
+        )
+
+
+class FeatureDescriptions(dict):
+    """`{feature index: FeatureDescription}`, with the PIL images of image models kept until saved.
+
+    `save(directory)` writes `feature_descriptions.json` and the images under `feature_images/`;
+    `load(directory)` reads them back (images stay files, referenced by relative path).
+    """
+
+    def __init__(self, *args, method: str | None = None, source: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.source = source
+        self.pending_images: dict[str, object] = {}  # relative file name -> PIL image, written by save()
+        self.image_root: Path | None = None  # folder the relative image names resolve against
+
+    def to_dict(self) -> dict:
+        return {"format": "hf_sparse.feature_descriptions", "version": 1, "method": self.method, "source": self.source,
+                "features": [d.to_dict() for _, d in sorted(self.items())]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureDescriptions":
+        if data.get("format") != "hf_sparse.feature_descriptions":
+            raise ValueError("not an hf_sparse feature_descriptions.json file")
+        out = cls(method=data.get("method"), source=data.get("source"))
+        for item in data.get("features", []):
+            d = FeatureDescription.from_dict(item)
+            out[d.feature] = d
+        return out
+
+    def image_files(self) -> list[str]:
+        """Relative names of every image the descriptions refer to."""
+        names = []
+        for d in self.values():
+            for e in d.top_examples + d.bottom_examples:
+                names += [n for n in (e.image, e.heatmap) if n]
+        return names
+
+    def save(self, directory: str | os.PathLike) -> list[str]:
+        """Write the JSON (atomically) and the images; returns the relative names of the files written."""
+        directory = Path(directory)
+        written = []
+        for name in self.image_files():
+            target = directory / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if name in self.pending_images:
+                self.pending_images[name].save(target)
+            elif self.image_root is not None and (self.image_root / name).resolve() != target.resolve():
+                source = self.image_root / name
+                if not source.is_file():  # e.g. a checkpoint loaded from the Hub without its images
+                    continue
+                target.write_bytes(source.read_bytes())
+            written.append(name)
+        tmp = directory / (DESCRIPTIONS_NAME + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, directory / DESCRIPTIONS_NAME)
+        self.pending_images.clear()
+        self.image_root = directory
+        return [DESCRIPTIONS_NAME] + written
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "FeatureDescriptions | None":
+        """The descriptions saved in `directory`, or None when it has none."""
+        path = Path(directory) / DESCRIPTIONS_NAME
+        if not path.is_file():
+            return None
+        out = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        out.image_root = Path(directory)
+        return out
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+
+
+def _thumbnail(image, size: int = 96):
+    image = image.convert("RGB")
+    image.thumbnail((size, size))
+    return image
+
+
+@torch.no_grad()
+def describe_features(
+    model,
+    features: list[int] | None = None,
+    *,
+    n_examples: int = 5,
+    n_attribution_examples: int = 20,
+    attribution: str = "occlusion",
+    n_heatmaps: int = 3,
+    progress: bool = False,
+) -> FeatureDescriptions:
+    """Describe the features the head uses (or `features`) from the cached data of the last `fit_sparse_head`.
+
+    `n_examples` top and bottom examples each; for text, words from `attribution` ("occlusion" or "gradient") over
+    the `n_attribution_examples` most activating examples; for images, `n_heatmaps` occlusion heatmaps. The result
+    is stored as `model.feature_descriptions` and returned.
+    """
+    fit = getattr(model, "fit_data", None)
+    if fit is None:
+        raise ValueError("describe_features reads the cached features of the last fit: call model.fit_sparse_head first.")
+    cached, dataset = fit.features, fit.dataset
+    X = cached.features
+    rows = cached.indices.tolist()
+    used = model.sparse_head.active_features.tolist() if features is None else [int(j) for j in features]
+    bad = [j for j in used if not 0 <= j < X.shape[1]]
+    if bad:
+        raise ValueError(f"feature indices {bad} are outside 0..{X.shape[1] - 1}")
+    labels = cached.labels
+    names = model.config.id2label or {}
+    text_mode = model._modality == "text"
+    column = fit.text_column if text_mode else fit.image_column
+    if column not in dataset.column_names:
+        raise ValueError(f"the fit's dataset has no column {column!r} (columns: {dataset.column_names})")
+
+    out = FeatureDescriptions(method=attribution if text_mode else "occlusion", source=f"{len(X)} evaluation examples")
+    n_top = max(n_examples, n_attribution_examples if text_mode else n_heatmaps)
+    order = {}
+    for j in used:
+        col = X[:, j]
+        top = torch.argsort(col, descending=True)[:n_top].tolist()
+        bottom = torch.argsort(col)[:n_examples].tolist()
+        order[j] = (top, bottom)
+
+    def example(j, i, role, rank):
+        ex = FeatureExample(row=int(rows[i]), activation=float(X[i, j]))
+        if labels is not None and labels.dim() == 1:
+            label_id = int(labels[i])
+            ex.label = str(names.get(label_id, label_id))
+        value = dataset[int(rows[i])][column]
+        if text_mode:
+            ex.text = _snippet(value)
+        else:
+            ex.image = f"{IMAGES_DIR}/feature_{j}_{role}_{rank}.png"
+            out.pending_images[ex.image] = _thumbnail(value)
+        return ex
+
+    from tqdm.auto import tqdm
+
+    for j in tqdm(used, desc="describing features", disable=not progress):
+        top, bottom = order[j]
+        col = X[:, j]
+        out[j] = FeatureDescription(
+            feature=j, mean=float(col.mean()), std=float(col.std()) if len(col) > 1 else 0.0,
+            top_examples=[example(j, i, "top", r) for r, i in enumerate(top[:n_examples])],
+            bottom_examples=[example(j, i, "bottom", r) for r, i in enumerate(bottom)],
+        )
+    if text_mode:
+        _add_words(model, out, order, dataset, rows, column, n_attribution_examples, attribution)
+    else:
+        _add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps)
+    model.feature_descriptions = out
+    return out
+
+
+def _add_words(model, out, order, dataset, rows, column, n_examples, method):
+    from .attribution import top_words, word_attributions
+
+    # One attribution run over the union of every feature's top examples, for all features at once.
+    wanted = sorted({i for top, _ in order.values() for i in top[:n_examples]})
+    if not wanted:
+        return
+    texts = [str(dataset[int(rows[i])][column]) for i in wanted]
+    features = sorted(order)
+    with torch.enable_grad():
+        attributions = word_attributions(model, texts, features, method=method)
+    position = {i: p for p, i in enumerate(wanted)}
+    for j in features:
+        mine = [attributions[position[i]] for i in order[j][0][:n_examples]]
+        out[j].top_words = [(w, float(s), int(n)) for w, s, n in top_words(mine, j, k=10)]
+
+
+def _add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps):
+    from .image_attribution import heatmap_overlay, occlusion_heatmaps
+
+    for j, (top, _) in order.items():
+        chosen = top[:n_heatmaps]
+        if not chosen:
+            continue
+        images = [dataset[int(rows[i])][column].convert("RGB") for i in chosen]
+        with torch.enable_grad():
+            maps = occlusion_heatmaps(model, images, [j])
+        for rank, (image, heat) in enumerate(zip(images, maps[:, 0])):
+            name = f"{IMAGES_DIR}/feature_{j}_heatmap_{rank}.png"
+            out.pending_images[name] = _thumbnail(heatmap_overlay(image, heat), 128)
+            if rank < len(out[j].top_examples):
+                out[j].top_examples[rank].heatmap = name
