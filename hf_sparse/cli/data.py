@@ -120,9 +120,10 @@ def split_validation(dataset, size: float | int, seed: int):
     return parts["train"], parts["test"]
 
 
-def require_columns(dataset, columns: dict[str, str], what: str) -> None:
-    """Every named column exists; else a `CLIError` naming the option and listing the dataset's columns."""
-    for flag, name in columns.items():
+def require_columns(dataset, columns, what: str) -> None:
+    """Every named column exists; else a `CLIError` naming the option and listing the dataset's columns.
+    `columns`: ``{option: column}`` or ``[(option, column), ...]``."""
+    for flag, name in (columns.items() if isinstance(columns, dict) else columns):
         if name not in dataset.column_names:
             raise CLIError(
                 f"{what} has no column {name!r} ({flag}); its columns are {dataset.column_names}. "
