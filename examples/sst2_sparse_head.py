@@ -36,6 +36,9 @@ def main(argv=None) -> dict:
                              "refit with a light penalty, which recovers the accuracy shrinkage costs)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: the datasets cache)")
+    parser.add_argument("--card-copy", default=None,
+                        help="also write the model card alone (README.md + pictures) into this folder, e.g. "
+                             "model_cards/examples/minilm-sst2")
     args = parser.parse_args(argv)
 
     from datasets import Dataset
@@ -74,7 +77,14 @@ def main(argv=None) -> dict:
     print(f"  sparse - dense: {-drop:+.2%} (paper {PAPER['sparse'] - PAPER['dense']:+.2%}); "
           f"target |drop| <= 1 point: {'met' if drop <= 0.01 else 'NOT met'}")
     print(f"[{seconds:.0f} s for features + path + selection]")
-    model.save_pretrained(args.out)
+    model.describe_features(progress=True)  # words and examples behind each feature, for the card
+    print(model.explain("a gorgeous, witty, moving film"))
+    model.save_pretrained(args.out, card_kwargs={"dataset_name": "sst2"})
+    if args.card_copy:
+        from hf_sparse.card import write_model_card
+
+        Path(args.card_copy).mkdir(parents=True, exist_ok=True)
+        write_model_card(model, args.card_copy, dataset_name="sst2")
     result = {
         "dense_accuracy": dense["accuracy"], "sparse_accuracy": sparse["accuracy"],
         "features_per_class": sparse["features_per_class"], "n_features": summary["n_features"],

@@ -1,14 +1,17 @@
-"""The embedded default: a sparse head fit on features made up here, offline, in seconds.
+"""The embedded default: the whole pipeline, offline, on a sentiment dataset the project writes itself.
 
-For now a solver demo (the full pipeline joins it as the other layers land): deep-
-feature-like data (a low-rank code through a ReLU) whose classes each rest on a few
-planted features; the path is fit, 5 features per class are selected, and the path,
-its plot and a summary are written to the output folder.
+1. a small movie-review sentiment dataset from the project's templates, with a planted shortcut: the innocuous word
+   "tuesday" goes with the positive label in training and with both labels in test (`hf_sparse.synthetic`);
+2. the packaged MiniLM encoder (all-MiniLM-L6-v2) fine-tuned on it into a transformers classifier (~20 s);
+3. its dense head replaced by a sparse one: the elastic-net path on cached features, 5 features per class;
+4. explanations: each feature's driving words and examples, and one sentence explained;
+5. audits: identity-term perturbation, error slices (Spotlight), and the feature that carries the shortcut,
+   edited out of the head, with test accuracy before and after;
+6. a model folder with its card (README.md), pictures, descriptions and audits, loadable by transformers.
 
 Example:
-    >>> summary = run_demo("hf_sparse_demo")
-    >>> summary["selected"]["features_per_class"]
-    [5, 5, 5, 5]
+    >>> summary = run_demo("hf_sparse_demo")          # or: hf-sparse demo
+    >>> summary["sparse_accuracy"], summary["accuracy_after_edit"]
 """
 
 from __future__ import annotations
@@ -17,47 +20,87 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .solver import fit_path
+from .synthetic import SHORTCUT_WORD, finetune_text_classifier, make_shortcut_sentiment
+
+EXAMPLE_SENTENCE = f"saw it on {SHORTCUT_WORD}: the plot was painfully dull."
 
 
-def planted_features(n: int = 6000, d: int = 256, k: int = 4, per_class: int = 5, seed: int = 0):
-    """Post-ReLU low-rank features; class ``c`` is decided by ``per_class`` planted features."""
-    rng = np.random.default_rng(seed)
-    code = rng.standard_normal((n, 16))
-    X = np.maximum(code @ rng.standard_normal((16, d)) / 4 + rng.standard_normal((n, d)), 0)
-    planted = rng.choice(d, size=(k, per_class), replace=False)
-    scores = np.stack([X[:, planted[c]].sum(1) for c in range(k)], axis=1)
-    y = (scores + 0.5 * rng.standard_normal(scores.shape)).argmax(1)
-    return X.astype(np.float32), y, planted
+def shortcut_features(descriptions, word: str, min_share: float = 0.6) -> list[int]:
+    """Features whose top examples mostly contain `word` (or whose top driving word is `word`), strongest first."""
+    found = []
+    for j, d in descriptions.items():
+        texts = [e.text.lower() for e in d.top_examples if e.text]
+        share = sum(word in t.split() or word in t for t in texts) / max(len(texts), 1)
+        top_word = d.top_words[0][0].lower() if d.top_words else ""
+        if share >= min_share or top_word == word:
+            found.append((share + (top_word == word), j))
+    return [j for _, j in sorted(found, reverse=True)]
 
 
-def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True) -> dict:
-    """Fit, select and save; returns the summary that is also written as ``summary.json``."""
+def _accuracy_on(model, dataset) -> float:
+    X = model.fit_data.eval_features.features.float()
+    y = model.fit_data.eval_features.labels
+    with torch.no_grad():
+        return float((model.sparse_head(X).argmax(1) == y).double().mean())
+
+
+def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True, quick: bool = False) -> dict:
+    """Run every step and write `output_dir/model` (the debuggable checkpoint with its card), `explanation.html`
+    and `summary.json`; returns the summary."""
+    from . import SparseHeadForSequenceClassification
+    from .audit import find_error_slices, identity_audit
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    X, y, planted = planted_features()
-    split = int(0.8 * len(y))
+    timings = {}
     started = time.perf_counter()
-    path = fit_path(torch.from_numpy(X[:split]), torch.from_numpy(y[:split]), n_lambdas=30,
-                    lambda_min_ratio=5e-2, X_val=X[split:], y_val=y[split:], progress=progress)
-    seconds = time.perf_counter() - started
-    index = path.select(features_per_class=5, relax=True)
-    selected = path.selected
-    dense = path[-1]
-    found = [sorted(torch.nonzero(selected.weight[c]).flatten().tolist()) for c in range(len(planted))]
+    data = make_shortcut_sentiment(n_train=600 if quick else 1200, n_test=300 if quick else 600, seed=0)
+
+    t = time.perf_counter()
+    finetune_text_classifier(data["train"], out_dir=out / "fine_tuned_classifier", epochs=1.0 if quick else 2.0,
+                             progress=progress)
+    timings["fine-tune"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = SparseHeadForSequenceClassification.from_pretrained(out / "fine_tuned_classifier")
+    model.fit_sparse_head(data["train"], eval_dataset=data["test"], features_per_class=5, relax=True,
+                          cache_dir=str(out / "feature_cache"), progress=progress,
+                          solver_kwargs={"stop_at_features_per_class": None})
+    timings["features + path"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    descriptions = model.describe_features(progress=progress)
+    explanation = model.explain(EXAMPLE_SENTENCE)
+    (out / "explanation.html").write_text(explanation.to_html(), encoding="utf-8")
+    timings["explanations"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    identity = identity_audit(model)
+    slices = find_error_slices(model, n_slices=3)
+    suspects = shortcut_features(descriptions, SHORTCUT_WORD)
+    accuracy_before = _accuracy_on(model, data["test"])
+    edit = model.edit_features(remove=suspects[:1], refit=True) if suspects else None
+    accuracy_after = _accuracy_on(model, data["test"])
+    timings["audits + edit"] = time.perf_counter() - t
+
+    model.save_pretrained(out / "model", card_kwargs={"dataset_name": "hf_sparse shortcut sentiment (synthetic)"})
+    top = slices[0] if len(slices) else None
     summary = {
-        "points": len(path), "seconds": round(seconds, 2), "selected_index": index,
-        "selected": {"features_per_class": selected.metrics["features_per_class"],
-                     "val_accuracy": selected.metrics["val_accuracy"]},
-        "densest": {"features_per_class": dense.metrics["features_per_class"],
-                    "val_accuracy": dense.metrics["val_accuracy"]},
-        "planted_features_recovered": sum(len(set(f) & set(p.tolist())) for f, p in zip(found, planted)),
-        "planted_features_total": int(planted.size),
+        "output": str(out / "model"),
+        "dense_accuracy": model.config.dense_metrics["accuracy"],
+        "sparse_accuracy": model.config.sparse_metrics["accuracy"],
+        "features_per_class": model.head_summary()["features_per_class"],
+        "shortcut_word": SHORTCUT_WORD,
+        "shortcut_features": suspects,
+        "worst_error_slice": None if top is None else {"share": top.share, "accuracy": top.accuracy, "loss": top.loss},
+        "identity_audit_max_flip_rate": identity.max_flip_rate if hasattr(identity, "max_flip_rate") else None,
+        "accuracy_before_edit": accuracy_before,
+        "accuracy_after_edit": accuracy_after,
+        "edited": bool(edit),
+        "example": f"{EXAMPLE_SENTENCE!r} -> {explanation.prediction} ({explanation.probabilities[explanation.prediction]:.2f})",
+        "seconds": {k: round(v, 1) for k, v in {**timings, "total": time.perf_counter() - started}.items()},
     }
-    path.save(out / "path")
-    path.plot().savefig(out / "path.png", dpi=120)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return summary

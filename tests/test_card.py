@@ -20,7 +20,7 @@ CARD_PATTERN = re.compile(
     r"---\n\n"
     r"<!-- hf_sparse:begin [^\n]*-->\n\n"
     r"# bert with a sparse linear head\n\n"
-    r"`[^`]+bert` with its dense classification layer replaced by a \*\*sparse linear head\*\*: each class rests on\n"
+    r"\*\*[^*]+bert\*\* with its dense classification layer replaced by a \*\*sparse linear head\*\*: each class rests on\n"
     r"2 features on average \(\d+ distinct features of the 32 the encoder\ngives\)[\s\S]*?"
     r"## How it was made\n\n\| \| \|\n\| --- \| --- \|\n\| base model \| [^\n]+\n"
     r"\| features \| input of classifier \\\(the final nn\.Linear of BertForSequenceClassification\\\) \|\n"

@@ -42,7 +42,7 @@ def plot_path_summary(config):
         if config.selected_lambda:
             axis.axvline(config.selected_lambda, color="black", lw=1, ls=":")
     top.invert_xaxis()
-    top.set_title("Accuracy against sparsity along the regularization path (dotted line: the installed head)")
+    top.set_title("Accuracy against sparsity along the path\n(dotted line: the installed head)", fontsize=11)
     return fig
 
 

@@ -145,7 +145,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     context = dict(
         card_data=_card_data(model, repo_id, dataset_name, pipeline_tag).to_yaml(),
         title=escape_markdown(f"{os.path.basename(str(base).rstrip('/'))} with a sparse linear head"),
-        base_name=f"`{escape_markdown(base)}`", base_model=escape_markdown(base),
+        base_name=f"**{escape_markdown(base)}**", base_model=escape_markdown(base),
         mean_features=f"{summary['mean_features_per_class']:.3g}", n_features=summary["n_features"],
         num_features=summary["num_features"], feature_source=escape_markdown(config.feature_source or "n/a"),
         family=config.family, alpha=_fmt(config.alpha), selected_lambda=_fmt(config.selected_lambda),

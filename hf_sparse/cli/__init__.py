@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _quiet_libraries(args.debug, progress=not getattr(args, "no_progress", False))
         return int(args.run(args) or 0)
+    except BrokenPipeError:  # e.g. `hf-sparse explain ... --json | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print(f"{_rank_prefix()}{name}: interrupted", file=sys.stderr)
         return 130

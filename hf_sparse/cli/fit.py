@@ -24,8 +24,8 @@ model with its model card (README.md) to --output."""
 EPILOG = """\
 examples:
   hf-sparse fit my-bert-sst2 sst2_train.csv --text-column sentence --features-per-class 5 --output sparse-sst2
-  hf-sparse fit textattack/bert-base-uncased-SST-2 glue --split train --eval-split validation \\
-      --max-accuracy-drop 0.01 --output sparse-sst2
+  hf-sparse fit textattack/bert-base-uncased-SST-2 stanfordnlp/sst2 --text-column sentence \\
+      --eval-split validation --max-accuracy-drop 0.01 --output sparse-sst2
   hf-sparse fit my-vit images/ --image-column image --validation-size 0.1 --lam 0.05 --output sparse-vit
 
 datasets: a Hub id (with --split), a folder saved with Dataset.save_to_disk (a DatasetDict: --split picks one),
@@ -49,7 +49,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     cols = p.add_argument_group("columns")
     cols.add_argument("--text-column", metavar="NAME", help="column holding the texts (default: text)")
     cols.add_argument("--image-column", metavar="NAME",
-                      help="column holding the images (default: image); giving it also marks MODEL as an image model")
+                      help="column holding the images (default: image); also marks MODEL as an image model when its config does not say")
     cols.add_argument("--label-column", default="label", metavar="NAME",
                       help="column holding the labels: class ids or the model's label names (default: label)")
 
@@ -142,7 +142,7 @@ def load_training_data(args, data_column: str, data_flag: str, config, modality:
         evaluation = _checked(evaluation, source, what, data_column, data_flag, args.label_column, config, modality)
     elif args.validation_size is not None:
         train, evaluation = data.split_validation(train, args.validation_size, args.seed)
-        where = f"{len(evaluation)} held-out training rows (seed {args.seed})"
+        where = f"held-out training rows (--validation-size {args.validation_size}, seed {args.seed})"
     return train, evaluation, where
 
 
@@ -214,7 +214,8 @@ def summary(model, path, target, args, train, evaluation, eval_where, output, se
     per_class = head["features_per_class"]
     method, value = next(iter(target.items()))
     selection = config.selection or {}
-    relaxed = ", relaxed refit" if selection.get("relaxed") else ""
+    relaxed = ", relaxed refit" if (selection.get("relax_gain") or {}).get("kept") or selection.get("relaxed") else ""
+    lam = selection.get("lam", config.selected_lambda)
     scored_on = (f"{eval_where} ({len(evaluation)} rows)" if evaluation is not None
                  else f"the training data ({len(train)} rows; give evaluation data for a fair score)")
     if "accuracy" in sparse or "accuracy" in dense:
@@ -226,11 +227,11 @@ def summary(model, path, target, args, train, evaluation, eval_where, output, se
                   f"{sparse.get('r2')}, on {scored_on}")
     by_class = ", ".join(f"{names.get(c, names.get(str(c), c))} {k}" for c, k in enumerate(per_class))
     kind = "head only, pointing to MODEL" if args.head_only else "full model"
-    card = " with its model card (README.md)" if (output / "README.md").is_file() else ""
+    card = ", model card README.md" if (output / "README.md").is_file() else ""
     lines = [
         f"Fitted a sparse head on {args.model} in {seconds:.1f} s.",
         f"  data         {len(train)} training rows from {args.dataset}",
-        f"  path         {len(path)} points (alpha {config.alpha}); selected lambda {config.selected_lambda:.3g} by "
+        f"  path         {len(path)} points (alpha {config.alpha}); selected lambda {lam:.3g} by "
         f"{method.replace('_', ' ')} = {value}{relaxed}",
         f"  {metric}",
         f"  features     {head['mean_features_per_class']:.3g} per class ({by_class}); {head['n_features']} distinct "
