@@ -22,7 +22,7 @@ CARD_PATTERN = re.compile(
     r"# bert with a sparse linear head\n\n"
     r"\*\*[^*]+bert\*\* with its dense classification layer replaced by a \*\*sparse linear head\*\*: each class rests on\n"
     r"2 features on average \(\d+ distinct features of the 32 the encoder\ngives\)[\s\S]*?"
-    r"## How it was made\n\n\| \| \|\n\| --- \| --- \|\n\| base model \| [^\n]+\n"
+    r"## How it was made\n\n\| \| details \|\n\| --- \| --- \|\n\| base model \| [^\n]+\n"
     r"\| features \| input of classifier \\\(the final nn\.Linear of BertForSequenceClassification\\\) \|\n"
     r"\| head \| elastic net, family `multinomial`, alpha 0\.99, lambda [0-9.e-]+ \|\n"
     r"\| selection \| exactly 2 features per class \|\n\| training examples \| 110 \|\n"
@@ -59,7 +59,7 @@ def test_whole_card_matches_the_pattern(described):
 
 
 def test_model_index_carries_dense_and_sparse_accuracy(described):
-    card = described.create_model_card(repo_id="user/tiny", dataset_name="tiny_words")
+    card = described.create_model_card(dataset_name="tiny_words")  # no repo id: model-index still needs a name
     results = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert results["accuracy (dense head, 32 features per class)"] == described.config.dense_metrics["accuracy"]
     assert results["accuracy (sparse head, 2 features per class)"] == described.config.sparse_metrics["accuracy"]

@@ -39,8 +39,9 @@ def plot_path_summary(config):
     for axis in (top, bottom):
         axis.set_xscale("log")
         axis.grid(alpha=0.3)
-        if config.selected_lambda:
-            axis.axvline(config.selected_lambda, color="black", lw=1, ls=":")
+        chosen = (config.selection or {}).get("lam", config.selected_lambda)  # the path point, before any relaxed refit
+        if chosen:
+            axis.axvline(chosen, color="black", lw=1, ls=":")
     top.invert_xaxis()
     top.set_title("Accuracy against sparsity along the path\n(dotted line: the installed head)", fontsize=11)
     return fig

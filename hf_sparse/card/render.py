@@ -59,7 +59,7 @@ def _card_data(model, repo_id, dataset_name, pipeline_tag):
         datasets=[dataset_name] if dataset_name else None,
         tags=["hf_sparse", "sparse-linear-head", "interpretability", "transformers"],
         metrics=["accuracy"] if config.sparse_metrics and "accuracy" in config.sparse_metrics else None,
-        model_name=repo_id or None,
+        model_name=repo_id or f"{os.path.basename(str(base or 'model').rstrip('/'))}-sparse-head",
         eval_results=results or None,
     )
 
@@ -148,7 +148,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
         base_name=f"**{escape_markdown(base)}**", base_model=escape_markdown(base),
         mean_features=f"{summary['mean_features_per_class']:.3g}", n_features=summary["n_features"],
         num_features=summary["num_features"], feature_source=escape_markdown(config.feature_source or "n/a"),
-        family=config.family, alpha=_fmt(config.alpha), selected_lambda=_fmt(config.selected_lambda),
+        family=config.family, alpha=_fmt(config.alpha), selected_lambda=_fmt((config.selection or {}).get("lam", config.selected_lambda)),
         selection=escape_markdown(_selection_text(config.selection)), n_train=std.get("n_train", "n/a"),
         metrics_split=dense.get("split", "n/a"), n_eval=dense.get("n_examples", "n/a"),
         n_path_points=len(config.path_summary or []), pipeline_tag=pipeline_tag, repo_id=repo_id or "path/to/this-model",
@@ -173,8 +173,12 @@ def _selection_text(selection) -> str:
     method, value = selection.get("method"), selection.get("value")
     text = {"features_per_class": f"exactly {value} features per class", "max_accuracy_drop":
             f"sparsest point within {value} of the best validation accuracy", "lam": f"lambda = {value}"}.get(method, str(method))
-    if selection.get("relaxed"):
-        text += ", then a relaxed refit on that support"
+    relax = selection.get("relax_gain") or {}
+    if relax.get("kept"):
+        text += (f", then refit on that support with a light penalty (relaxed refit: "
+                 f"{relax.get('metric', 'accuracy').replace('_', ' ')} {relax.get('gain', 0):+.2%})")
+    elif relax:
+        text += ", relaxed refit tried and not kept"
     return text
 
 
