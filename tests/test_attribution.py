@@ -46,7 +46,7 @@ class CountingBackbone(nn.Module):
     def get_input_embeddings(self):
         return self.word_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None, **kwargs):
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
         emb = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
         mask = torch.ones(emb.shape[:2]) if attention_mask is None else attention_mask.to(emb.dtype)
         summed = (emb * mask[..., None]).sum(1)
@@ -79,7 +79,8 @@ def text_folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def real_models(text_folders):
-    return {arch: SparseHeadForSequenceClassification.from_pretrained(folder).eval() for arch, folder in text_folders.items()}
+    load = SparseHeadForSequenceClassification.from_pretrained
+    return {arch: load(folder).eval() for arch, folder in text_folders.items()}
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +179,14 @@ def test_gradient_is_gradient_times_input(real_models):
 def test_multi_piece_word_is_one_word(zebra_model):
     tok = zebra_model.processor
     assert tok.tokenize("unflinchingly") == ["un", "##fl", "##in", "##ching", "##ly"]
+    assert tok.tokenize("zebras") == ["zebra", "##s"]
     text = "an unflinchingly bleak zebras tale"
     for method in ("occlusion", "gradient"):
         [a] = word_attributions(zebra_model, text, [0], method=method)
         assert a.words == ["an", "unflinchingly", "bleak", "zebras", "tale"]
         # the word's score is the sum over all its pieces ("zebras" = "zebra" + "##s")
         assert a.scores[1, 0].item() == pytest.approx(planted(zebra_model, "unflinchingly"), abs=1e-5)
-        assert tok.tokenize("zebras") == ["zebra", "##s"]
-        assert a.scores[3, 0].item() == pytest.approx(ZEBRA + planted(zebra_model, "zebras") - planted(zebra_model, "zebra"), abs=1e-5)
+        assert a.scores[3, 0].item() == pytest.approx(planted(zebra_model, "zebras"), abs=1e-5)
 
 
 def test_top_words_mean_count_and_min_count(zebra_model):

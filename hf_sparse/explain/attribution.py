@@ -6,7 +6,9 @@ requested feature, every word gets a score:
 - `method="occlusion"` (default): activation of the feature on the full text minus its activation with the word
   deleted; all the variants of many texts run batched, in one forward pass per batch.
 - `method="gradient"`: gradient x input on the word embeddings, summed over the embedding dimension and over the
-  word's pieces (one backward pass per feature and batch). Faster on long texts, but only a first-order estimate.
+  word's pieces (one backward pass per feature and batch). About twice as fast, but only a first-order estimate:
+  on a fine-tuned MiniLM it did not agree with occlusion or LIME (benchmarks/RESULTS.md, "Word attribution vs
+  LIME"), so use occlusion to explain a feature and the gradient only for a quick look.
 
 A word is a whole word as the (fast) tokenizer's pre-tokenizer splits it (`word_ids()`), never a word piece: the
 pieces "un", "##fl", "##in", "##ching", "##ly" form the single word "unflinchingly".
@@ -57,7 +59,9 @@ class WordAttribution:
         try:
             return self.features.index(int(feature))
         except ValueError:
-            raise ValueError(f"feature {feature} was not attributed here; these attributions cover {self.features}") from None
+            raise ValueError(
+                f"feature {feature} was not attributed here; these attributions cover {self.features}"
+            ) from None
 
     def ranked(self, feature: int) -> list[tuple[str, float]]:
         """(word, score) pairs for `feature`, highest score first."""

@@ -42,7 +42,9 @@ def _pixel_values(model, images, processor) -> torch.Tensor:
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         return images  # already processed pixel_values (n, C, H, W)
     if isinstance(images, str) or (isinstance(images, (list, tuple)) and any(isinstance(i, str) for i in images)):
-        raise TypeError("occlusion_heatmaps takes images (PIL images or arrays) or a (n, C, H, W) pixel_values tensor, not strings")
+        raise TypeError(
+            "occlusion_heatmaps takes images (PIL images or arrays) or a (n, C, H, W) pixel_values tensor, not strings"
+        )
     from ..modeling.encode import as_batch_list, processor_inputs
 
     return processor_inputs(model, as_batch_list(images), processor)["pixel_values"]
@@ -77,7 +79,9 @@ def occlusion_heatmaps(
     patch = patch or max(1, min(height, width) // 4)
     stride = stride or max(1, patch // 2)
     if not (1 <= patch <= min(height, width)) or stride < 1:
-        raise ValueError(f"patch must be in [1, {min(height, width)}] and stride >= 1; got patch={patch}, stride={stride}")
+        raise ValueError(
+            f"patch must be in [1, {min(height, width)}] and stride >= 1; got patch={patch}, stride={stride}"
+        )
     if fill == "mean":
         fill_values = pixels.mean(dim=(2, 3))  # (n, C)
     elif isinstance(fill, (int, float)) and not isinstance(fill, bool):
@@ -96,9 +100,10 @@ def occlusion_heatmaps(
     heat = torch.zeros(n, len(features), height, width)
     jobs = [(i, top, left) for i in range(n) for top, left in windows]
     with eval_mode(model):
-        base = torch.cat(
-            [head_input(model, {"pixel_values": pixels[s : s + batch_size]})[:, features].float().cpu() for s in range(0, n, batch_size)]
-        )
+        base = torch.cat([
+            head_input(model, {"pixel_values": pixels[s : s + batch_size]})[:, features].float().cpu()
+            for s in range(0, n, batch_size)
+        ])
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
             batch = pixels[[i for i, _, _ in chunk]].clone()
@@ -127,8 +132,9 @@ def heatmap_overlay(image, heatmap, *, cmap: str = "RdBu_r", alpha: float = 0.6)
             arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         image = Image.fromarray(arr)
     image = image.convert("RGB")
-    heat = heatmap.detach().float().cpu().numpy() if isinstance(heatmap, torch.Tensor) else np.asarray(heatmap, dtype=np.float32)
-    heat = np.squeeze(heat)
+    if isinstance(heatmap, torch.Tensor):
+        heatmap = heatmap.detach().float().cpu().numpy()
+    heat = np.squeeze(np.asarray(heatmap, dtype=np.float32))
     if heat.ndim != 2:
         raise ValueError(f"heatmap must be 2-D (H, W); got shape {tuple(np.shape(heatmap))}")
     if not 0.0 <= alpha <= 1.0:
