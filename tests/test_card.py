@@ -160,3 +160,14 @@ def test_offline_push_uploads_card_and_every_image_and_keeps_the_remote_card(des
     linked = _linked_files(card)
     assert linked and all((repo / name).is_file() for name in linked)
     assert (repo / "feature_descriptions.json").is_file()
+
+
+def test_card_without_images_links_none(described, tmp_path):
+    card = described.create_model_card(images=False).content
+    assert "![" not in card and "## What each class rests on" in card
+    folder = tmp_path / "m"
+    folder.mkdir()
+    from hf_sparse.card import write_model_card
+
+    written = write_model_card(described, folder, images=False)
+    assert written == ["README.md"] and not list(folder.rglob("*.png"))

@@ -64,7 +64,7 @@ def _card_data(model, repo_id, dataset_name, pipeline_tag):
     )
 
 
-def _class_rows(model, tables, descriptions, redact_text, n_snippets):
+def _class_rows(model, tables, descriptions, redact_text, n_snippets, images=True):
     out = []
     for table in tables:
         rows, grids = [], []
@@ -75,12 +75,12 @@ def _class_rows(model, tables, descriptions, redact_text, n_snippets):
                 drivers = ", ".join(safe_text(w, redact_text=redact_text, max_chars=30) for w, _, _ in d.top_words[:6])
                 texts = [e.text for e in d.top_examples[:n_snippets] if e.text]
                 examples = "<br>".join("“" + safe_text(t, redact_text=redact_text, max_chars=90) + "”" for t in texts)
-                images = [e.image for e in d.top_examples if e.image]
-                if images:
+                pictures = [e.image for e in d.top_examples if e.image]
+                if pictures and images:
                     heat = [e.heatmap for e in d.top_examples if e.heatmap]
                     bottom = [e.image for e in d.bottom_examples if e.image]
-                    grids.append({"feature": f.feature, "images": images, "heatmaps": heat, "bottom": bottom})
-                    examples = f"{len(images)} images below"
+                    grids.append({"feature": f.feature, "images": pictures, "heatmaps": heat, "bottom": bottom})
+                    examples = f"{len(pictures)} images below"
             rows.append({"feature": f.feature, "weight": f"{f.weight:+.3f}", "drivers": drivers or "–",
                          "share": "n/a" if f.share is None else f"{f.share:.0%}", "examples": examples or "–"})
         out.append({"label": escape_markdown(table.label), "bias": f"{table.bias:+.3f}", "rows": rows, "grids": grids})
@@ -99,15 +99,9 @@ def _assets(model, tables):
     return figures
 
 
-def _audit_sections(model, redact_text):
+def _audit_sections(model, redact_text, images=True):
     reports = getattr(model, "audit_reports", None) or {}
-    sections = []
-    for name, report in reports.items():
-        try:
-            sections.append(report.to_markdown(ASSETS_DIR, redact=redact_text))
-        except TypeError:  # a report without a redaction option
-            sections.append(report.to_markdown(ASSETS_DIR))
-    return sections
+    return [report.to_markdown(ASSETS_DIR if images else None, redact=redact_text) for report in reports.values()]
 
 
 def _edit_lines(config):
@@ -125,8 +119,12 @@ def _edit_lines(config):
 
 
 def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | None = None,
-                      redact: bool = False, content_warning: bool | None = None, n_snippets: int = 2):
-    """`(card_text, figures)`: the Markdown of the card and the figures it links ({relative path: figure})."""
+                      redact: bool = False, content_warning: bool | None = None, n_snippets: int = 2,
+                      images: bool = True):
+    """`(card_text, figures)`: the Markdown of the card and the figures it links ({relative path: figure}).
+
+    `redact` masks slurs in quoted examples (and adds a content warning); `images=False` leaves every picture out.
+    """
     from jinja2 import Environment
 
     from ..explain.class_features import class_features
@@ -136,7 +134,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     tables = class_features(model)
     descriptions = getattr(model, "feature_descriptions", None) or {}
     pipeline_tag = PIPELINE_TAGS.get(config.modality, "text-classification")
-    figures = _assets(model, tables)
+    figures = _assets(model, tables) if images else {}
     dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
     metric_names = [m for m in ("accuracy", "loss", "exact_match", "mse", "r2") if m in sparse or m in dense]
     std = config.standardization or {}
@@ -159,7 +157,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
         sparse_metrics={m: _fmt(sparse.get(m), pct=m in ("accuracy", "exact_match")) for m in metric_names},
         path_plot=f"{ASSETS_DIR}/path.png" if f"{ASSETS_DIR}/path.png" in figures else None,
         weights_plot=f"{ASSETS_DIR}/class_weights.png" if f"{ASSETS_DIR}/class_weights.png" in figures else None,
-        classes=_class_rows(model, tables, descriptions, redact, n_snippets),
+        classes=_class_rows(model, tables, descriptions, redact, n_snippets, images),
         edits=_edit_lines(config), audits=_audit_sections(model, redact),
         content_warning=content_warning, redacted=redact,
     )
@@ -218,7 +216,7 @@ def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **k
         fig.savefig(directory / name, dpi=dpi)
         plt.close(fig)
         written.append(name)
-    for report in (getattr(model, "audit_reports", None) or {}).values():
+    for report in (getattr(model, "audit_reports", None) or {}).values() if kwargs.get("images", True) else ():
         if hasattr(report, "save_plots"):
             written += [f"{ASSETS_DIR}/{n}" if not str(n).startswith(ASSETS_DIR) else str(n)
                         for n in report.save_plots(directory / ASSETS_DIR)]

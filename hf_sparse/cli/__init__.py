@@ -97,6 +97,9 @@ def _error_message(error: BaseException) -> tuple[int, str]:
 
     if isinstance(error, CLIError):
         return error.exit_code, one_line(error)
+    if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("hf_sparse"):
+        package = error.name.split(".")[0]
+        return 1, f"the Python package {package!r} is needed for this and is not installed: pip install {package}"
     if isinstance(error, (UnsupportedModelError, CheckpointError, ValueError, OSError)):
         return 1, describe(error)
     return 1, f"unexpected {type(error).__name__}: {describe(error)} (rerun with --debug for the traceback)"

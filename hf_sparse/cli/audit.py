@@ -11,112 +11,154 @@ import json
 from pathlib import Path
 
 from .errors import CLIError, UsageError
-from .options import column_list, positive_int
+from .options import column_list, open_fraction, positive_int
 
 HELP = "audit a saved model: identity terms, subgroup metrics or error slices"
 
-SUITES = ("identity", "subgroup", "slices")
+#: The function of `hf_sparse.audit` each suite runs.
+SUITE_FUNCTIONS = {"identity": "identity_audit", "subgroup": "subgroup_metrics", "slices": "find_error_slices"}
 
 DESCRIPTION = """\
 Run one audit suite and print its report; the report is recorded in the model, which is saved again (to
-MODEL_DIR unless --output is given), so that the model card shows it.
+MODEL_DIR unless --output or --no-save is given), so that the model card shows it.
 
 suites:
-  identity  which features and classes respond to identity terms (no data needed)
-  subgroup  accuracy and error rates per subgroup of --identity-columns on --dataset
-  slices    the slices of --dataset where the model errs most, described by the features"""
+  identity  swap identity terms in template sentences (or in the texts of --dataset) and measure how the
+            probability of --target-label moves, per group and term, with the features that carry the change
+  subgroup  subgroup, BPSN and BNSP AUC per subgroup of --dataset (rows marked by --identity-columns, or by the
+            identity terms found in the texts), for the sparse and the dense head
+  slices    the --n-slices regions of --dataset where the loss is highest, with their examples and features"""
 
 EPILOG = """\
 examples:
-  hf-sparse audit runs/sparse --suite identity
-  hf-sparse audit runs/sparse --suite subgroup --dataset test.csv --identity-columns gender,religion
+  hf-sparse audit runs/sparse --suite identity --target-label toxic
+  hf-sparse audit runs/sparse --suite subgroup --dataset test.csv --identity-columns female,muslim
   hf-sparse audit runs/sparse --suite slices --dataset test.csv --n-slices 5 --json slices.json"""
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
     p = commands.add_parser("audit", help=HELP, description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("model_dir", metavar="MODEL_DIR", help="a model saved by `hf-sparse fit` (folder or Hub id)")
-    p.add_argument("--suite", required=True, choices=SUITES, help="which audit to run (see above)")
-    p.add_argument("--dataset", metavar="DATASET",
-                   help="data for the subgroup and slices suites: a .csv/.tsv/.json/.jsonl/.parquet file, a "
-                        "save_to_disk folder or a Hub id")
-    p.add_argument("--split", default="test", metavar="NAME",
-                   help="split of a Hub dataset or saved DatasetDict (default: test)")
-    p.add_argument("--text-column", default="text", metavar="NAME", help="column holding the texts (default: text)")
-    p.add_argument("--label-column", default="label", metavar="NAME", help="column holding the labels (default: label)")
-    p.add_argument("--identity-columns", type=column_list, metavar="A,B",
-                   help="comma-separated columns that mark subgroups (subgroup suite)")
-    p.add_argument("--n-slices", type=positive_int, default=5, metavar="N",
-                   help="number of error slices to report (slices suite; default: 5)")
-    p.add_argument("--max-rows", type=positive_int, metavar="N", help="use only the first N rows of --dataset")
-    p.add_argument("--output", "-o", metavar="DIR",
-                   help="save the model with its audit and refreshed card here (default: MODEL_DIR itself)")
-    p.add_argument("--no-save", action="store_true", help="only print the report; save nothing")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="print the report as JSON instead of text, or write it to FILE")
+    p.add_argument("--suite", required=True, choices=tuple(SUITE_FUNCTIONS), help="which audit to run (see above)")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", metavar="DATASET",
+                      help="data to audit on (needed by subgroup and slices; identity then swaps terms in its texts): "
+                           "a .csv/.tsv/.json/.jsonl/.parquet file, a save_to_disk folder or a Hub id")
+    data.add_argument("--split", default="test", metavar="NAME",
+                      help="split of a Hub dataset or saved DatasetDict (default: test)")
+    data.add_argument("--text-column", default="text", metavar="NAME", help="column holding the texts (default: text)")
+    data.add_argument("--label-column", default="label", metavar="NAME",
+                      help="column holding the labels (default: label)")
+    data.add_argument("--max-rows", type=positive_int, metavar="N", help="use only the first N rows of --dataset")
+
+    suite = p.add_argument_group("suite options")
+    suite.add_argument("--target-label", type=column_list, metavar="LABEL",
+                       help="the audited label: a name or id, or several separated by commas (identity, subgroup; "
+                            "default: label 1 of a two-class model, else one named toxic, positive, ...)")
+    suite.add_argument("--groups", type=column_list, metavar="A,B",
+                       help="identity groups to use, e.g. gender,religion (identity, subgroup; default: all of the "
+                            "project's groups)")
+    suite.add_argument("--identity-columns", type=column_list, metavar="A,B",
+                       help="columns of --dataset that mark subgroups (subgroup; default: the identity terms found "
+                            "in the texts)")
+    suite.add_argument("--n-slices", type=positive_int, default=5, metavar="N",
+                       help="number of error slices (slices; default: 5)")
+    suite.add_argument("--spotlight-size", type=open_fraction, metavar="F",
+                       help="share of the data in each slice (slices; default: 0.05)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--output", "-o", metavar="DIR",
+                     help="save the model with its audit and refreshed card here (default: MODEL_DIR itself)")
+    out.add_argument("--no-save", action="store_true", help="only print the report; save nothing")
+    out.add_argument("--json", metavar="FILE",
+                     help="also write the report as JSON to FILE ('-': print JSON instead of the text report)")
     p.set_defaults(run=run_audit)
     return p
 
 
-def _audit_module():
+def _audit_function(suite: str):
+    name = SUITE_FUNCTIONS[suite]
     try:
         from hf_sparse import audit
     except ImportError as err:
         raise CLIError(f"this version of hf_sparse has no audit module ({err}); update hf_sparse") from err
-    return audit
+    function = getattr(audit, name, None)
+    if function is None:
+        raise CLIError(f"this version of hf_sparse.audit has no {name} (--suite {suite}); update hf_sparse")
+    return function
+
+
+def _target(labels: list[str] | None):
+    """`--target-label` as the audit functions take it: a name or id, or a list of them."""
+    if not labels:
+        return None
+    values = [int(v) if v.isdigit() else v for v in labels]
+    return values[0] if len(values) == 1 else values
 
 
 def load_audit_data(args, config):
+    """The checked --dataset (None for the identity suite without one)."""
     from . import data
 
     if args.dataset is None:
+        if args.suite == "identity":
+            return None
         raise UsageError(f"--suite {args.suite} needs --dataset (the data to audit the model on)")
     dataset = data.first_rows(data.load_source(args.dataset, split=args.split, what="--dataset"), args.max_rows)
-    columns = [("--text-column", args.text_column), ("--label-column", args.label_column)]
-    if args.suite == "subgroup":
-        if not args.identity_columns:
-            raise UsageError("--suite subgroup needs --identity-columns (the columns that mark subgroups)")
-        columns += [("--identity-columns", name) for name in args.identity_columns]
+    columns = [("--text-column", args.text_column)]
+    if args.suite != "identity":
+        columns.append(("--label-column", args.label_column))
+    columns += [("--identity-columns", name) for name in args.identity_columns or ()]
     data.require_columns(dataset, columns, "--dataset")
+    if args.suite == "identity":
+        return dataset
     return data.encode_labels(dataset, args.label_column, config, "--dataset")
 
 
+def suite_arguments(args, dataset) -> tuple[tuple, dict]:
+    """Positional and keyword arguments of the suite's function (only the options given, so that the audit
+    module's own defaults apply otherwise)."""
+    if args.suite == "identity":
+        kwargs = {"groups": args.groups, "target_label": _target(args.target_label)}
+        if dataset is not None:
+            kwargs["texts"] = [str(t) for t in dataset[args.text_column]]
+        return (), {k: v for k, v in kwargs.items() if v is not None}
+    kwargs = {"text_column": args.text_column, "label_column": args.label_column}
+    if args.suite == "subgroup":
+        kwargs.update(identity_columns=args.identity_columns, groups=args.groups, target_label=_target(args.target_label))
+    else:
+        kwargs.update(n_slices=args.n_slices, spotlight_size=args.spotlight_size)
+    return (dataset,), {k: v for k, v in kwargs.items() if v is not None}
+
+
 def run_audit(args) -> int:
-    from .models import is_sparse_config, read_config
+    from .models import load_checkpoint, require_checkpoint
     from .paths import check_output_file, looks_local, prepare_output_dir
 
-    audit = _audit_module()
-    output = args.output
+    run_suite = _audit_function(args.suite)
+    output = None
     if not args.no_save:
+        output = args.output
         if output is None:
             if not looks_local(args.model_dir):
                 raise UsageError(f"MODEL_DIR {args.model_dir} is a Hub id: give --output DIR to save the audited model")
             output = args.model_dir
     if args.json not in (None, "-"):
         check_output_file(args.json, "--json")
-    config = read_config(args.model_dir, "MODEL_DIR")
-    if not is_sparse_config(config):
-        raise CLIError(f"MODEL_DIR {args.model_dir} is not an hf_sparse checkpoint: fit its sparse head first (hf-sparse fit)")
-    dataset = None if args.suite == "identity" else load_audit_data(args, config)
+    config = require_checkpoint(args.model_dir)
+    dataset = load_audit_data(args, config)
     out_dir = prepare_output_dir(output, "--output") if output is not None else None
-
-    from .models import load_checkpoint
-
     model, head_only = load_checkpoint(args.model_dir)
-    if args.suite == "identity":
-        report = audit.identity_audit(model)
-    elif args.suite == "subgroup":
-        report = audit.subgroup_metrics(model, dataset, text_column=args.text_column, label_column=args.label_column,
-                                        identity_columns=args.identity_columns)
-    else:
-        report = audit.find_error_slices(model, dataset, n_slices=args.n_slices, text_column=args.text_column,
-                                         label_column=args.label_column)
+    positional, kwargs = suite_arguments(args, dataset)
+    report = run_suite(model, *positional, **kwargs)
     if args.json == "-":
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print(report)
     if args.json not in (None, "-"):
-        Path(args.json).expanduser().write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        Path(args.json).expanduser().write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n",
+                                                encoding="utf-8")
     if out_dir is not None:
         model.save_pretrained(out_dir, head_only=head_only)
         if args.json != "-":

@@ -29,7 +29,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--dataset-name", metavar="NAME", help="the training dataset named in the card's metadata")
     p.add_argument("--no-images", action="store_true", help="no pictures: the card is text only")
     p.add_argument("--redact", action="store_true",
-                   help="mask example texts that could be offensive or personal, and add a content note")
+                   help="mask slurs and other offensive words in the example texts shown, and add a content note")
     p.set_defaults(run=run_card)
     return p
 
@@ -46,9 +46,24 @@ def card_options(args) -> dict:
     return options
 
 
+def _check_supported(write_model_card, options: dict) -> None:
+    """A clear error where this hf_sparse's card writer lacks an option (instead of a TypeError)."""
+    import inspect
+
+    from hf_sparse.card import render_model_card
+
+    accepted = set(inspect.signature(write_model_card).parameters) | set(inspect.signature(render_model_card).parameters)
+    flags = {"images": "--no-images", "repo_id": "--repo-id", "dataset_name": "--dataset-name", "redact": "--redact"}
+    missing = [flags.get(k, k) for k in options if k not in accepted]
+    if missing:
+        from .errors import UsageError
+
+        raise UsageError(f"this version of hf_sparse.card does not support {', '.join(missing)}; update hf_sparse")
+
+
 def run_card(args) -> int:
     from .errors import CLIError, UsageError
-    from .models import load_checkpoint
+    from .models import load_checkpoint, require_checkpoint
     from .paths import looks_local, prepare_output_dir
 
     try:
@@ -60,9 +75,12 @@ def run_card(args) -> int:
         if not looks_local(args.model_dir):
             raise UsageError(f"MODEL_DIR {args.model_dir} is a Hub id: give --output DIR for the card")
         output = args.model_dir
-    model, _ = load_checkpoint(args.model_dir)
+    options = card_options(args)
+    _check_supported(write_model_card, options)
+    require_checkpoint(args.model_dir)
     directory = prepare_output_dir(output, "--output")
-    written = write_model_card(model, directory, **card_options(args))
+    model, _ = load_checkpoint(args.model_dir)
+    written = write_model_card(model, directory, **options)
     pictures = [name for name in written if name != "README.md"]
     extra = f" and {len(pictures)} picture(s)" if pictures else ""
     print(f"Wrote {directory / 'README.md'}{extra}.")

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -47,10 +48,41 @@ def is_file_source(source: str) -> bool:
 def load_source(source: str, *, split: str, what: str, cache_dir: str | None = None, only_split: bool = True):
     """One `datasets.Dataset` from a data file, a `save_to_disk` folder (split `split` of a DatasetDict, or its
     only split when `only_split`), a folder of data files, or a Hub dataset id (its split `split`)."""
-    import datasets
-
     path = Path(source).expanduser()
     known = tuple(FILE_BUILDERS) + tuple(s + c for s in FILE_BUILDERS for c in _COMPRESSION)
+    if path.exists():
+        with _quiet_progress():  # reading a local file takes seconds: no "Generating train split" bars
+            return _load_local(path, source, split, what, cache_dir, only_split)
+    if looks_local(source, known):
+        raise CLIError(f"{what} {source}: no such file or folder")
+    import datasets
+
+    try:
+        return datasets.load_dataset(source, split=split, cache_dir=cache_dir)
+    except ValueError as err:  # e.g. an unknown split
+        raise CLIError(f"cannot load split {split!r} of the Hub dataset {source!r}: {describe(err)}") from err
+    except Exception as err:  # noqa: BLE001 - not found, offline, no connection
+        raise CLIError(
+            f"{what} {source!r} is not a local file or folder, and cannot be loaded from the Hub: {describe(err)}"
+        ) from err
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _load_local(path: Path, source: str, split: str, what: str, cache_dir, only_split: bool):
+    import datasets
+
     if path.is_file():
         builder = file_builder(path)
         if builder is None:
@@ -78,16 +110,7 @@ def load_source(source: str, *, split: str, what: str, cache_dir: str | None = N
                     "of data files, or a data file)"
                 ) from err
         return pick_split(loaded, split, what, source, only_split)
-    if looks_local(source, known):
-        raise CLIError(f"{what} {source}: no such file or folder")
-    try:
-        return datasets.load_dataset(source, split=split, cache_dir=cache_dir)
-    except ValueError as err:  # e.g. an unknown split
-        raise CLIError(f"cannot load split {split!r} of the Hub dataset {source!r}: {describe(err)}") from err
-    except Exception as err:  # noqa: BLE001 - not found, offline, no connection
-        raise CLIError(
-            f"{what} {source!r} is not a local file or folder, and cannot be loaded from the Hub: {describe(err)}"
-        ) from err
+    raise CLIError(f"{what} {source} is neither a file nor a folder")
 
 
 def pick_split(loaded, split: str, what: str, source: str, only_split: bool = True):
@@ -136,6 +159,13 @@ def _preview(values: list, n: int = 5) -> str:
     return shown + (", ..." if len(values) > n else "")
 
 
+def _replace_column(dataset, column: str, values: list, feature=None):
+    """`dataset` with `column` holding `values` (memory-mapped columns are not copied)."""
+    temporary = f"__hf_sparse_{column}"
+    dataset = dataset.add_column(temporary, values, feature=feature).remove_columns(column)
+    return dataset.rename_column(temporary, column)
+
+
 def encode_labels(dataset, column: str, config, what: str):
     """Check a single-label classification column against the model's labels; map label names (strings, or a
     ClassLabel whose names are the model's in another order) to the model's class ids."""
@@ -151,7 +181,7 @@ def encode_labels(dataset, column: str, config, what: str):
         mapping = [label2id[name] for name in feature.names]
         if mapping != list(range(len(mapping))):
             ids = [mapping[v] if v is not None and v >= 0 else v for v in dataset[column]]
-            return dataset.remove_columns(column).add_column(column, ids, feature=Value("int64"))
+            return _replace_column(dataset, column, ids, Value("int64"))
         return dataset
     if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
         values = dataset[column]
@@ -170,8 +200,7 @@ def encode_labels(dataset, column: str, config, what: str):
                 f"the label column {column!r} of {what} has values {_preview(unknown)} that are not labels of "
                 f"this model (its labels are {model_labels}); rename them in the data"
             )
-        ids = [label2id[v] for v in values]
-        return dataset.remove_columns(column).add_column(column, ids, feature=Value("int64"))
+        return _replace_column(dataset, column, [label2id[v] for v in values], Value("int64"))
     if isinstance(feature, (Value, ClassLabel)) and (isinstance(feature, ClassLabel) or feature.dtype.startswith(("int", "uint"))):
         bad = sorted({v for v in dataset[column] if v is None or not 0 <= v < k}, key=lambda v: (v is None, v or 0))
         if bad:
@@ -196,4 +225,4 @@ def resolve_image_paths(dataset, column: str, source: str, what: str):
     missing = [p for p in paths if p is None or not os.path.isfile(p)]
     if missing:
         raise CLIError(f"the image column {column!r} of {what} names {len(missing)} missing file(s), e.g. {missing[0]}")
-    return dataset.remove_columns(column).add_column(column, paths).cast_column(column, Image())
+    return _replace_column(dataset, column, paths).cast_column(column, Image())

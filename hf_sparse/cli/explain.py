@@ -22,7 +22,8 @@ models."""
 EPILOG = """\
 examples:
   hf-sparse explain runs/sparse --text "a gorgeous, witty film"
-  hf-sparse explain runs/sparse reviews.txt --json explanations.json --html explanations.html
+  hf-sparse explain runs/sparse reviews.txt --html explanations.html
+  hf-sparse explain runs/sparse reviews.txt --json > explanations.json
   hf-sparse explain runs/sparse-vit cat.png"""
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -37,8 +38,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="LABEL",
                    help="explain this class (a label name or id) instead of the predicted one")
     p.add_argument("--html", metavar="FILE", help="also write the explanations as an HTML page to FILE")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="print the explanations as a JSON list instead of text, or write them to FILE")
+    p.add_argument("--json", action="store_true", help="print the explanations as a JSON list instead of text")
     p.set_defaults(run=run_explain)
     return p
 
@@ -84,13 +84,12 @@ def html_page(explanations) -> str:
 
 
 def run_explain(args) -> int:
-    from .models import load_checkpoint, modality_of, read_config
+    from .models import load_checkpoint, modality_of, require_checkpoint
     from .paths import check_output_file
 
-    for flag, value in (("--html", args.html), ("--json", args.json)):
-        if value not in (None, "-"):
-            check_output_file(value, flag)
-    config = read_config(args.model_dir, "MODEL_DIR")
+    if args.html:
+        check_output_file(args.html, "--html")
+    config = require_checkpoint(args.model_dir)
     inputs = read_inputs(args, modality_of(config))
     model, _ = load_checkpoint(args.model_dir)
     if not hasattr(model, "explain"):
@@ -98,13 +97,10 @@ def run_explain(args) -> int:
     target = int(args.target) if args.target is not None and args.target.isdigit() else args.target
     result = model.explain(inputs, target=target)
     explanations = result if isinstance(result, list) else [result]
-    if args.json == "-":
+    if args.json:
         print(json.dumps([e.to_dict() for e in explanations], indent=2, default=str))
     else:
         print("\n\n".join(str(e) for e in explanations))
-    if args.json not in (None, "-"):
-        Path(args.json).expanduser().write_text(
-            json.dumps([e.to_dict() for e in explanations], indent=2, default=str) + "\n", encoding="utf-8")
     if args.html:
         Path(args.html).expanduser().write_text(html_page(explanations), encoding="utf-8")
     return 0

@@ -156,7 +156,7 @@ def _checked(dataset, source, what, data_column, data_flag, label_column, config
 
 
 def run_fit(args) -> int:
-    from .models import modality_of, model_class, read_config
+    from .models import modality_of, model_class, read_config, resolve
     from .paths import prepare_output_dir
     from .processes import Processes
 
@@ -164,6 +164,7 @@ def run_fit(args) -> int:
     target = sparsity_target(args)
     progress = not args.no_progress
     procs = Processes.start()
+    procs.quiet_others()
     existed = Path(args.output).expanduser().exists()
     output = prepare_output_dir(args.output, "--output")
     try:
@@ -178,7 +179,7 @@ def run_fit(args) -> int:
         train, evaluation, eval_where = load_training_data(args, data_column, data_flag, config, modality)
 
         load_kwargs = {"trust_remote_code": True} if args.trust_remote_code else {}
-        model = model_class(modality).from_pretrained(args.model, **load_kwargs)
+        model = model_class(modality).from_pretrained(resolve(args.model), **load_kwargs)
         path = model.fit_sparse_head(
             train, evaluation,
             text_column=data_column if modality == "text" else "text",

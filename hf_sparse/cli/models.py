@@ -25,9 +25,7 @@ _VISION_ATTRIBUTES = ("num_channels", "image_size")
 
 def read_config(model: str, what: str, *, trust_remote_code: bool = False):
     """`AutoConfig` of a folder or Hub id (an hf_sparse checkpoint gives its `SparseHeadConfig`)."""
-    from transformers import AutoConfig
-
-    import hf_sparse  # noqa: F401  (registers SparseHeadConfig with AutoConfig)
+    from transformers import AutoConfig  # hf_sparse is imported, so AutoConfig knows SparseHeadConfig
 
     if looks_local(model):
         path = Path(model).expanduser()
@@ -42,7 +40,24 @@ def read_config(model: str, what: str, *, trust_remote_code: bool = False):
     try:
         return AutoConfig.from_pretrained(model, **kwargs)
     except (OSError, ValueError, KeyError) as err:
+        if not looks_local(model) and hub_offline():
+            raise CLIError(
+                f"{what} {model!r} is not a local folder, and it cannot be downloaded in offline mode (HF_HUB_OFFLINE "
+                "is set) nor found in the cache: give a model folder, or unset HF_HUB_OFFLINE"
+            ) from err
         raise CLIError(f"cannot load the model {model!r}: {describe(err)}") from err
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    check = getattr(constants, "is_offline_mode", None)
+    return bool(check()) if callable(check) else bool(constants.HF_HUB_OFFLINE)
+
+
+def resolve(model: str) -> str:
+    """A local path with ``~`` expanded; a Hub id as it is."""
+    return str(Path(model).expanduser()) if looks_local(model) else model
 
 
 def is_sparse_config(config) -> bool:
@@ -85,15 +100,21 @@ def is_head_only(model_dir: str) -> bool:
         return False
 
 
-def load_checkpoint(model_dir: str, what: str = "MODEL_DIR"):
-    """Load a saved hf_sparse model (folder or Hub id); returns ``(model, head_only)``."""
+def require_checkpoint(model_dir: str, what: str = "MODEL_DIR"):
+    """The `SparseHeadConfig` of a saved hf_sparse model, or a `CLIError` saying what `model_dir` is instead."""
     config = read_config(model_dir, what)
     if not is_sparse_config(config):
         raise CLIError(
             f"{what} {model_dir} is a {getattr(config, 'model_type', 'transformers')} model, not an hf_sparse "
             f"checkpoint: fit its sparse head first (hf-sparse fit {model_dir} DATASET --output DIR ...)"
         )
+    return config
+
+
+def load_checkpoint(model_dir: str, what: str = "MODEL_DIR"):
+    """Load a saved hf_sparse model (folder or Hub id); returns ``(model, head_only)``."""
+    config = require_checkpoint(model_dir, what)
     cls = model_class(modality_of(config))
-    path = str(Path(model_dir).expanduser()) if looks_local(model_dir) else model_dir
+    path = resolve(model_dir)
     model = cls.from_pretrained(path)
     return model, is_head_only(path)

@@ -21,17 +21,9 @@ def looks_local(source: str, local_suffixes: tuple[str, ...] = ()) -> bool:
     look like ``name`` or ``owner/name``."""
     if os.path.exists(os.path.expanduser(source)) or source in (".", ".."):
         return True
-    if source.startswith(_LOCAL_PREFIXES) or source.count("/") > 1 or "\\" in source:
+    if source.startswith(_LOCAL_PREFIXES) or source.endswith("/") or source.count("/") > 1 or "\\" in source:
         return True
     return bool(local_suffixes) and source.lower().endswith(local_suffixes)
-
-
-def require_local(path: str, what: str) -> Path:
-    """`path` as a `Path`, or a `CLIError` saying it does not exist."""
-    resolved = Path(path).expanduser()
-    if not resolved.exists():
-        raise CLIError(f"{what} {path}: no such file or folder")
-    return resolved
 
 
 def prepare_output_dir(path: str | os.PathLike, flag: str) -> Path:

@@ -26,11 +26,19 @@ class Processes:
     @classmethod
     def start(cls) -> "Processes":
         """The current process's place: set up accelerate's state when launched with several processes."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
             return cls()
         from accelerate import Accelerator
 
-        state = Accelerator().state
+        state = Accelerator(cpu=not _has_accelerator()).state  # CPU-only machines: gloo
+        if state.num_processes != world:
+            from .errors import CLIError
+
+            raise CLIError(
+                f"launched as {world} processes (WORLD_SIZE={world}), but accelerate set up {state.num_processes}; "
+                "run `accelerate config` or launch with `accelerate launch`/`torchrun` on a machine it supports"
+            )
         return cls(rank=state.process_index, world_size=state.num_processes, state=state)
 
     @property
@@ -41,7 +49,29 @@ class Processes:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def quiet_others(self) -> None:
+        """No progress bars on processes other than the main one."""
+        if self.is_main:
+            return
+        import datasets
+        import huggingface_hub
+        import transformers
+
+        datasets.disable_progress_bars()
+        huggingface_hub.utils.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+
     def wait(self) -> None:
         """Barrier: every process waits for the others (nothing in one process)."""
         if self.state is not None and self.distributed:
             self.state.wait_for_everyone()
+
+
+def _has_accelerator() -> bool:
+    """Whether a GPU (CUDA or XPU) is there for accelerate's multi-GPU setup; else the processes use CPUs."""
+    import torch
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return False
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())

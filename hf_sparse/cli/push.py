@@ -63,15 +63,10 @@ def _transport_errors() -> tuple:
 
 
 def run_push(args) -> int:
-    import huggingface_hub
-    from huggingface_hub import constants
+    from .models import hub_offline, load_checkpoint, require_checkpoint
 
-    from .models import is_sparse_config, load_checkpoint, read_config
-
-    config = read_config(args.model_dir, "MODEL_DIR")
-    if not is_sparse_config(config):
-        raise CLIError(f"MODEL_DIR {args.model_dir} is not an hf_sparse checkpoint: fit its sparse head first (hf-sparse fit)")
-    if getattr(huggingface_hub, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)():
+    require_checkpoint(args.model_dir)
+    if hub_offline():
         raise CLIError(f"cannot reach the Hub (offline mode: HF_HUB_OFFLINE is set); unset it to push {args.repo_id}")
     model, _ = load_checkpoint(args.model_dir)
     kwargs = {"private": True if args.private else None, "head_only": args.head_only}
