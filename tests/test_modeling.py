@@ -467,3 +467,19 @@ def test_push_to_hub_uploads_checkpoint_and_card(fitted_text, tmp_path, monkeypa
 
     model.push_to_hub("user/tiny-head", head_only=True)
     assert (hub / "user" / "tiny-head" / HEAD_WEIGHTS_NAME).is_file()
+
+
+def test_remote_code_is_trusted_only_when_asked(folders, monkeypatch):
+    from transformers import AutoConfig
+
+    seen = []
+    original = AutoConfig.from_pretrained.__func__
+
+    def spy(cls, path, **kwargs):
+        seen.append(kwargs.get("trust_remote_code"))
+        return original(cls, path, **kwargs)
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", classmethod(spy))
+    SparseHeadForSequenceClassification.from_pretrained(folders["bert"])
+    SparseHeadForSequenceClassification.from_pretrained(folders["bert"], trust_remote_code=True)
+    assert seen == [None, True]

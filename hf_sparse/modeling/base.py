@@ -39,7 +39,7 @@ from .wrap import (
 logger = logging.getLogger(__name__)
 
 #: Keyword arguments that transformers' Auto classes and pipelines add and that mean nothing here.
-_INTERNAL_KWARGS = ("_from_auto", "_from_pipeline", "trust_remote_code", "adapter_kwargs", "code_revision", "_commit_hash")
+_INTERNAL_KWARGS = ("_from_auto", "_from_pipeline", "adapter_kwargs", "code_revision", "_commit_hash")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 _FEATURE_BUFFERS = ("feature_mean", "feature_std")
 
@@ -343,6 +343,8 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         for key in _INTERNAL_KWARGS:
             kwargs.pop(key, None)
         hub_kwargs = {k: kwargs.pop(k) for k in _HUB_KWARGS if k in kwargs}
+        if not kwargs.get("trust_remote_code"):  # remote code runs only on the caller's explicit request
+            kwargs.pop("trust_remote_code", None)
         path = str(pretrained_model_name_or_path)
         if config is not None and not isinstance(config, SparseHeadConfig):
             # A base classifier's config given explicitly.
@@ -351,7 +353,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         if sparse_config is None:
             return cls._from_base_classifier(path, None, dtype, device_map, hub_kwargs, kwargs)
         if kwargs:
-            unknown = sorted(k for k in kwargs if not k.startswith("_"))
+            unknown = sorted(k for k in kwargs if not k.startswith("_") and k != "trust_remote_code")
             if unknown:
                 logger.warning("Ignoring arguments not used when loading an hf_sparse checkpoint: %s", unknown)
         manifest = read_manifest(path, hub_kwargs)
@@ -386,7 +388,8 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         auto = cls._base_auto_class
         if base_config is None:
             try:
-                base_config = AutoConfig.from_pretrained(path, **hub_kwargs)
+                trust = {"trust_remote_code": True} if kwargs.get("trust_remote_code") else {}
+                base_config = AutoConfig.from_pretrained(path, **hub_kwargs, **trust)
             except (OSError, ValueError) as err:
                 raise OSError(
                     f"Could not load {path!r} as a transformers classifier or an hf_sparse checkpoint: {err}"
@@ -686,3 +689,16 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         from .fitting import fit_sparse_head
 
         return fit_sparse_head(self, train_dataset, eval_dataset, **kwargs)
+
+    def edit_features(self, remove=None, reweight=None, **kwargs):
+        """Remove or reweight features of the sparse head (optionally `refit=True` the rest) and return the
+        before/after `EditReport`. See `hf_sparse.modeling.editing.edit_features` for the arguments.
+
+        Example:
+            ```python
+            >>> report = model.edit_features(remove=[12, 301]); print(report)
+            ```
+        """
+        from .editing import edit_features
+
+        return edit_features(self, remove=remove, reweight=reweight, **kwargs)

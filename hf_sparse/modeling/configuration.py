@@ -27,6 +27,8 @@ class SparseHeadConfig(PreTrainedConfig):
       (how the point was chosen), `path_summary` (per path point: lambda, features per class, accuracies),
       `standardization` (how features were standardized; the statistics are buffers `feature_mean` /
       `feature_std` of the model), `dense_metrics` and `sparse_metrics` on the evaluation features;
+    - head edits (`edits`): one dict per `edit_features` call (features removed / reweighted, refit, accuracy and
+      loss before and after);
     - label maps (`id2label`, `label2id`) and `problem_type`, copied from the base model.
 
     Example:
@@ -58,6 +60,7 @@ class SparseHeadConfig(PreTrainedConfig):
     standardization: dict | None = None
     dense_metrics: dict | None = None
     sparse_metrics: dict | None = None
+    edits: list | None = None
     hf_sparse_version: str | None = None
 
     def __post_init__(self, **kwargs):

@@ -1,0 +1,250 @@
+"""Subgroup AUC, BPSN AUC and BNSP AUC (Borkan et al. 2019) and the Jigsaw final bias metric.
+
+For each identity subgroup `s` (examples that mention it), with labels `y` (1 = the audited label) and scores:
+
+- **subgroup AUC**: ROC AUC on the examples in `s` only;
+- **BPSN AUC** (background positive, subgroup negative): on the negatives in `s` and the positives outside it; low
+  when the subgroup's harmless examples score higher than other harmful ones (false positives for `s`);
+- **BNSP AUC** (background negative, subgroup positive): on the positives in `s` and the negatives outside it; low
+  when the subgroup's harmful examples score lower than other harmless ones.
+
+The generalized mean `M_p(m) = (mean_s m_s^p)^(1/p)` with `p = -5` leans towards the worst subgroups; the final score
+is `w0 * overall AUC + sum over the three metrics of w * M_p`, with all weights 0.25 (the Jigsaw Unintended Bias in
+Toxicity Classification metric). AUCs come from `sklearn.metrics.roc_auc_score`; an AUC whose data lacks a class is
+undefined (None) and left out of the means.
+
+Example:
+    >>> report = subgroup_metrics(model, ds, text_column="comment", label_column="toxic")   # terms found in text
+    >>> report.final_score["sparse"], report.final_score["dense"]
+    >>> subgroup_metrics({"mine": scores}, labels=y, subgroups={"gay": mask})             # your own scores
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from . import scoring
+from .report import SubgroupReport, record_report
+from .terms import find_terms, resolve_groups
+
+METRICS = ("subgroup_auc", "bpsn_auc", "bnsp_auc")
+
+
+# ------------------------------------------------------------------------------------------- the formulas
+def auc_or_none(y: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when `y` holds only one class (the AUC is undefined)."""
+    y = np.asarray(y)
+    if y.size == 0 or y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, scores))
+
+
+def bias_aucs(y, scores, in_subgroup) -> dict[str, float | None]:
+    """{subgroup_auc, bpsn_auc, bnsp_auc} for one subgroup (a boolean mask over the examples)."""
+    y = np.asarray(y).astype(int)
+    scores = np.asarray(scores, dtype=float)
+    s = np.asarray(in_subgroup, dtype=bool)
+    bpsn = (s & (y == 0)) | (~s & (y == 1))
+    bnsp = (s & (y == 1)) | (~s & (y == 0))
+    return {"subgroup_auc": auc_or_none(y[s], scores[s]),
+            "bpsn_auc": auc_or_none(y[bpsn], scores[bpsn]),
+            "bnsp_auc": auc_or_none(y[bnsp], scores[bnsp])}
+
+
+def generalized_mean(values, power: float = -5.0) -> float | None:
+    """`(mean v^p)^(1/p)` over the values that are not None; None if there are none. A zero with p < 0 gives 0."""
+    v = np.array([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], dtype=float)
+    if v.size == 0:
+        return None
+    if power == 0:
+        return float(np.exp(np.log(v).mean()))
+    if power < 0 and (v == 0).any():
+        return 0.0
+    return float(np.mean(v ** power) ** (1.0 / power))
+
+
+def final_bias_score(overall_auc: float | None, means: Mapping[str, float | None], weights=None) -> float | None:
+    """`w0 * overall_auc + sum_m w_m * means[m]` (all weights 0.25 by default); None if a term is undefined."""
+    weights = dict(weights or {"overall": 0.25, **{m: 0.25 for m in METRICS}})
+    terms = [(weights["overall"], overall_auc)] + [(weights[m], means.get(m)) for m in METRICS]
+    if any(v is None for _, v in terms):
+        return None
+    return float(sum(w * v for w, v in terms))
+
+
+# ------------------------------------------------------------------------------------------- data handling
+def _columns(dataset) -> list[str]:
+    for attr in ("column_names", "columns"):
+        cols = getattr(dataset, attr, None)
+        if cols is not None:
+            return list(cols)
+    if isinstance(dataset, Mapping):
+        return list(dataset.keys())
+    raise TypeError(f"dataset must be a datasets.Dataset, a pandas DataFrame or a dict of columns, not "
+                    f"{type(dataset).__name__}")
+
+
+def _column(dataset, name: str, what: str) -> list:
+    cols = _columns(dataset)
+    if name not in cols:
+        raise ValueError(f"The dataset has no {what} column {name!r}; its columns are {cols}. Pass {what}_column=.")
+    return list(dataset[name])
+
+
+def binary_labels(values, ids: list[int], label2id: Mapping | None = None) -> np.ndarray:
+    """1 where an example has the audited label: class ids in `ids`, label names mapped by `label2id`, booleans,
+    or scores in [0, 1] (1 when >= 0.5, as for Jigsaw's annotator fractions)."""
+    values = list(values)
+    if values and isinstance(values[0], str):
+        label2id = {str(k).lower(): int(v) for k, v in (label2id or {}).items()}
+        unknown = sorted({v for v in values if v.lower() not in label2id})
+        if unknown:
+            raise ValueError(f"label values {unknown[:10]} are not labels of this model ({sorted(label2id)})")
+        values = [label2id[v.lower()] for v in values]
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be one value per example, got shape {arr.shape}")
+    if np.all(arr == np.round(arr)):
+        return np.isin(arr.astype(int), ids).astype(int)
+    if arr.min() >= 0 and arr.max() <= 1:
+        return (arr >= 0.5).astype(int)
+    raise ValueError("labels must be class ids, label names, booleans or scores in [0, 1]")
+
+
+def _membership(values) -> np.ndarray:
+    arr = np.asarray([0.0 if v is None else float(v) for v in values], dtype=float)
+    return np.nan_to_num(arr) >= 0.5
+
+
+def detected_subgroups(texts, groups=None, *, by: str = "term") -> dict[str, np.ndarray]:
+    """{subgroup: mask over `texts`} from the identity terms found in them (`by="term"` or `"group"`)."""
+    if by not in ("term", "group"):
+        raise ValueError(f"by must be 'term' or 'group', got {by!r}")
+    groups = resolve_groups(groups)
+    texts = list(texts)
+    masks: dict[str, np.ndarray] = {}
+    for i, text in enumerate(texts):
+        for m in find_terms(text or "", groups):
+            name = m.term if by == "term" else m.group
+            masks.setdefault(name, np.zeros(len(texts), dtype=bool))[i] = True
+    return dict(sorted(masks.items()))
+
+
+# ------------------------------------------------------------------------------------------- the entry point
+def subgroup_metrics(
+    model_or_scores,
+    dataset=None,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    identity_columns=None,
+    groups=None,
+    by: str = "term",
+    labels=None,
+    subgroups: Mapping | None = None,
+    target_label=None,
+    heads=("sparse", "dense"),
+    min_size: int = 10,
+    power: float = -5.0,
+    weights: Mapping | None = None,
+    batch_size: int = 64,
+    max_length: int | None = 128,
+    record: bool = True,
+) -> SubgroupReport:
+    """Subgroup, BPSN and BNSP AUC per subgroup, their generalized means and the final score, per head.
+
+    `model_or_scores` is either
+    - a sparse-head model: `dataset` (texts and labels) is encoded once and scored by each of `heads` on the same
+      features; with `dataset=None`, the evaluation data cached by `fit_sparse_head` is used (no forward pass);
+    - scores: an array (n,) or a dict {name: array (n,)}, with `labels=` (n,) 0/1, or a `dataset` + `label_column`.
+
+    Subgroups: `subgroups=` {name: boolean mask}; or `identity_columns=` (dataset columns, member when the value is
+    true or >= 0.5); or, by default, the identity terms found in the texts (`groups=`, `by="term"` or `"group"`).
+    Subgroups with fewer than `min_size` examples are listed in `skipped`, not scored.
+    """
+    is_model = hasattr(model_or_scores, "sparse_head")
+    target_name = "label 1"
+    ids = [1]
+    label2id = None
+    texts = None
+    if is_model:
+        model = model_or_scores
+        ids, target_name = scoring.target_ids(model, target_label)
+        label2id = model.config.label2id
+        if dataset is None:  # the cached evaluation features, in their own row order
+            fit = getattr(model, "fit_data", None)
+            if fit is None:
+                raise ValueError("Pass dataset= (texts and labels): this model holds no cached data from fit_sparse_head.")
+            rows = fit.features.indices.tolist()
+            text_column = text_column or fit.text_column
+            label_column = label_column or fit.label_column
+            all_texts = _column(fit.dataset, text_column, "text")
+            all_labels = _column(fit.dataset, label_column, "label") if labels is None else None
+            texts = [str(all_texts[r]) for r in rows]
+            if labels is None:
+                labels = [all_labels[r] for r in rows]
+            features = fit.features.features
+        else:
+            text_column, label_column = text_column or "text", label_column or "label"
+            texts = [str(t) for t in _column(dataset, text_column, "text")]
+            features = model.encode(texts, batch_size=batch_size, max_length=max_length)
+        scores = {h: scoring.target_probability(model, features, ids, h).numpy() for h in heads}
+    else:
+        scores = dict(model_or_scores) if isinstance(model_or_scores, Mapping) else {"scores": model_or_scores}
+        scores = {k: np.asarray(v, dtype=float).reshape(-1) for k, v in scores.items()}
+    if labels is None:
+        if dataset is None:
+            raise ValueError("Pass labels= (0/1 per example), or dataset= with label_column=.")
+        labels = _column(dataset, label_column or "label", "label")
+    y = binary_labels(labels, ids, label2id)
+    n = y.size
+    for name, s in scores.items():
+        if s.shape[0] != n:
+            raise ValueError(f"scores {name!r} have {s.shape[0]} values but there are {n} labels")
+
+    if subgroups is not None:
+        masks = {str(k): np.asarray(v, dtype=bool).reshape(-1) for k, v in subgroups.items()}
+        source = "the given subgroups"
+    elif identity_columns is not None:
+        if dataset is None:
+            raise ValueError("identity_columns= needs dataset=")
+        cols = [identity_columns] if isinstance(identity_columns, str) else list(identity_columns)
+        masks = {c: _membership(_column(dataset, c, "identity")) for c in cols}
+        source = "identity columns " + ", ".join(cols)
+    else:
+        if texts is None:
+            if dataset is None:
+                raise ValueError("Pass subgroups= (masks), identity_columns=, or dataset= with text_column= to find "
+                                 "identity terms in.")
+            texts = [str(t) for t in _column(dataset, text_column or "text", "text")]
+        masks = detected_subgroups(texts, groups, by=by)
+        source = f"identity {by}s found in the texts"
+    for name, m in masks.items():
+        if m.shape[0] != n:
+            raise ValueError(f"subgroup {name!r} has {m.shape[0]} entries but there are {n} examples")
+
+    kept = {k: m for k, m in masks.items() if int(m.sum()) >= min_size}
+    rows = []
+    for name, m in kept.items():
+        row = {"subgroup": name, "n": int(m.sum()), "n_positive": int(y[m].sum())}
+        per_head = {h: bias_aucs(y, s, m) for h, s in scores.items()}
+        for metric in METRICS:
+            row[metric] = {h: per_head[h][metric] for h in scores}
+        rows.append(row)
+    overall = {h: auc_or_none(y, s) for h, s in scores.items()}
+    gmeans = {h: {m: generalized_mean([r[m][h] for r in rows], power) for m in METRICS} for h in scores}
+    weights = dict(weights or {"overall": 0.25, **{m: 0.25 for m in METRICS}})
+    final = {h: final_bias_score(overall[h], gmeans[h], weights) for h in scores}
+    report = SubgroupReport(
+        heads=list(scores), target_label=target_name, source=source, overall_auc=overall, rows=rows,
+        generalized_mean=gmeans, final_score=final, power=float(power), weights=weights, n_examples=int(n),
+        n_positive=int(y.sum()), skipped={k: int(m.sum()) for k, m in masks.items() if k not in kept},
+        min_size=int(min_size),
+    )
+    if record and is_model:
+        record_report(model_or_scores, "subgroup", report)
+    return report
