@@ -25,6 +25,7 @@ import torch
 from .synthetic import SHORTCUT_WORD, finetune_text_classifier, make_shortcut_sentiment
 
 EXAMPLE_SENTENCE = f"saw it on {SHORTCUT_WORD}: the plot was painfully dull."
+FINETUNE = dict(epochs=1.0, lr=3e-5, seed=0)
 
 
 def shortcut_features(descriptions, word: str, min_share: float = 0.6) -> list[int]:
@@ -48,7 +49,7 @@ def _accuracy_on(model, dataset) -> float:
 
 def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True, quick: bool = False) -> dict:
     """Run every step and write `output_dir/model` (the debuggable checkpoint with its card), `explanation.html`
-    and `summary.json`; returns the summary."""
+    and `summary.json`; returns the summary. `quick` audits three identity groups and one error slice."""
     from . import SparseHeadForSequenceClassification
     from .audit import find_error_slices, identity_audit
 
@@ -56,18 +57,18 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
     started = time.perf_counter()
-    data = make_shortcut_sentiment(n_train=600 if quick else 1200, n_test=300 if quick else 600, seed=0)
+    data = make_shortcut_sentiment(seed=0)
 
     t = time.perf_counter()
-    finetune_text_classifier(data["train"], out_dir=out / "fine_tuned_classifier", epochs=1.0 if quick else 2.0,
-                             progress=progress)
+    # A light fine-tune (one epoch, small learning rate): a longer one folds sentiment and the shortcut into one
+    # direction of the features, which no sparse head can then pull apart (see the notes in tests/test_audit.py).
+    finetune_text_classifier(data["train"], out_dir=out / "fine_tuned_classifier", **FINETUNE, progress=progress)
     timings["fine-tune"] = time.perf_counter() - t
 
     t = time.perf_counter()
     model = SparseHeadForSequenceClassification.from_pretrained(out / "fine_tuned_classifier")
     model.fit_sparse_head(data["train"], eval_dataset=data["test"], features_per_class=5, relax=True,
-                          cache_dir=str(out / "feature_cache"), progress=progress,
-                          solver_kwargs={"stop_at_features_per_class": None})
+                          cache_dir=str(out / "feature_cache"), progress=progress)
     timings["features + path"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -77,8 +78,8 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     timings["explanations"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    identity = identity_audit(model)
-    slices = find_error_slices(model, n_slices=3)
+    identity = identity_audit(model, groups=["gender", "religion", "nationality"] if quick else None)
+    slices = find_error_slices(model, n_slices=1 if quick else 3)
     suspects = shortcut_features(descriptions, SHORTCUT_WORD)
     accuracy_before = _accuracy_on(model, data["test"])
     edit = model.edit_features(remove=suspects[:1], refit=True) if suspects else None

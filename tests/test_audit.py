@@ -460,7 +460,7 @@ def test_markdown_escapes_hostile_text_and_redacts(muslim_model, fitted_tiny, tm
 #: Fine-tuning settings for the shortcut model. The default two epochs at 1e-4 collapse MiniLM's pooled features
 #: to one direction in which sentiment and the shortcut word are the same thing, so no single feature can be edited
 #: out; one light epoch keeps them apart enough for the edit to help (measured: 82.8% -> 87.5%, 85.2% with refit).
-SHORTCUT_FINETUNE = dict(epochs=1.0, lr=3e-5, seed=0)
+from hf_sparse.demo import FINETUNE as SHORTCUT_FINETUNE  # noqa: E402  (the demo's recipe)
 
 
 @pytest.fixture(scope="session")

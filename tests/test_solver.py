@@ -310,7 +310,27 @@ def test_stop_at_features_per_class_and_binary_relaxed_refit():
 
 
 def _top3(point, path):
+    return _top(point, path, 3)
+
+
+def _top(point, path, k):
     scaled = point.weight.abs() * path.std
     support = torch.zeros_like(scaled, dtype=torch.bool)
-    support.scatter_(1, torch.topk(scaled, 3, dim=1).indices, True)
+    support.scatter_(1, torch.topk(scaled, k, dim=1).indices, True)
     return support & (scaled > 0)
+
+
+def test_relaxed_refit_keeps_every_selected_feature_of_collinear_data():
+    # Features that are nearly one direction (as a long fine-tune leaves them): an L1 refit at lam/100 keeps only
+    # 2 of the 4 selected features per class; the relaxed refit must keep all of them.
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(600, 1, generator=g)
+    X = base + 0.01 * torch.randn(600, 20, generator=g)
+    y = (base[:, 0] + 0.3 * torch.randn(600, generator=g) > 0).long()
+    path = fit_path(X, y, n_lambdas=30, lambda_min_ratio=1e-3)
+    path.select(features_per_class=4)
+    selected = path.selected
+    path.select(features_per_class=4, relax=True)
+    assert path.selection["relax_gain"]["kept"]
+    assert selected.metrics["features_per_class"] == [4, 4] == path.selected.metrics["features_per_class"]
+    assert torch.equal(path.selected.support, selected.support)

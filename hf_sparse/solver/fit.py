@@ -236,8 +236,9 @@ class _PathFitter:
         return PathPoint.from_dense(lam, W, b, metrics)
 
     # -- refit on a fixed support (selection)
-    def refit(self, lam: float, support: torch.Tensor, start: PathPoint) -> PathPoint:
-        """Solve at ``lam`` with weights outside ``support`` (k, d public) held at zero."""
+    def refit(self, lam: float, support: torch.Tensor, start: PathPoint, alpha: float | None = None) -> PathPoint:
+        """Solve at ``lam`` with weights outside ``support`` (k, d public) held at zero (``alpha``: the
+        penalty's L1 share, default the path's; 0 gives a ridge refit that keeps every supported weight)."""
         p = self.problem
         W0 = start.weight.to(p.design.device, p.design.dtype)
         b0 = start.bias.to(p.design.device, p.design.dtype)
@@ -246,7 +247,7 @@ class _PathFitter:
         support_int = p.support_to_internal(support.to(W0.device))
         self.state.W, self.state.b = W_int.clone(), b_int.clone()
         self.state.refresh(p)
-        pen = p.penalty(lam, self.alpha, self.group)
+        pen = p.penalty(lam, self.alpha if alpha is None else alpha, self.group)
         cols = torch.nonzero(support_int.any(0)).flatten()
         steps = newton_solve(p, self.state, pen, cols, support_int[:, cols].to(p.design.device),
                              tol=self.tol * 0.1, max_steps=200)

@@ -109,8 +109,9 @@ def _by_accuracy(path, drop: float):
 
 
 def _relax(path, point: PathPoint, refit):
-    """Refit the support with a light penalty; keep it if validation (else train) accuracy is not worse."""
-    relaxed = refit(point.lam * _RELAX_FACTOR, point.support, point)
+    """Refit the support with a light ridge penalty (no L1, so no selected feature drops out: the head keeps
+    exactly the chosen features); keep it if validation (else train) accuracy is not worse."""
+    relaxed = refit(point.lam * _RELAX_FACTOR, point.support, point, alpha=0.0)
     key = "val_accuracy" if point.metrics.get("val_accuracy") is not None else "train_accuracy"
     gain = (relaxed.metrics.get(key) or 0.0) - (point.metrics.get(key) or 0.0)
     relaxed.metrics["relaxed_from_lam"] = point.lam
