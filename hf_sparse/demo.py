@@ -28,18 +28,6 @@ EXAMPLE_SENTENCE = f"saw it on {SHORTCUT_WORD}: the plot was painfully dull."
 FINETUNE = dict(epochs=1.0, lr=3e-5, seed=0)
 
 
-def shortcut_features(descriptions, word: str, min_share: float = 0.6) -> list[int]:
-    """Features whose top examples mostly contain `word` (or whose top driving word is `word`), strongest first."""
-    found = []
-    for j, d in descriptions.items():
-        texts = [e.text.lower() for e in d.top_examples if e.text]
-        share = sum(word in t.split() or word in t for t in texts) / max(len(texts), 1)
-        top_word = d.top_words[0][0].lower() if d.top_words else ""
-        if share >= min_share or top_word == word:
-            found.append((share + (top_word == word), j))
-    return [j for _, j in sorted(found, reverse=True)]
-
-
 def _accuracy_on(model, dataset) -> float:
     X = model.fit_data.eval_features.features.float()
     y = model.fit_data.eval_features.labels
@@ -51,7 +39,7 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     """Run every step and write `output_dir/model` (the debuggable checkpoint with its card), `explanation.html`
     and `summary.json`; returns the summary. `quick` audits three identity groups and one error slice."""
     from . import SparseHeadForSequenceClassification
-    from .audit import find_error_slices, identity_audit
+    from .audit import features_with_word, find_error_slices, identity_audit
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,7 +60,7 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     timings["features + path"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    descriptions = model.describe_features(progress=progress)
+    model.describe_features(progress=progress)
     explanation = model.explain(EXAMPLE_SENTENCE)
     (out / "explanation.html").write_text(explanation.to_html(), encoding="utf-8")
     timings["explanations"] = time.perf_counter() - t
@@ -80,9 +68,10 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     t = time.perf_counter()
     identity = identity_audit(model, groups=["gender", "religion", "nationality"] if quick else None)
     slices = find_error_slices(model, n_slices=1 if quick else 3)
-    suspects = shortcut_features(descriptions, SHORTCUT_WORD)
+    suspects = [j for j, share in features_with_word(model, SHORTCUT_WORD) if share >= 0.9]
     accuracy_before = _accuracy_on(model, data["test"])
-    edit = model.edit_features(remove=suspects[:1], refit=True) if suspects else None
+    dense_accuracy, sparse_accuracy = model.config.dense_metrics["accuracy"], model.config.sparse_metrics["accuracy"]
+    edit = model.edit_features(remove=suspects[:1]) if suspects else None
     accuracy_after = _accuracy_on(model, data["test"])
     timings["audits + edit"] = time.perf_counter() - t
 
@@ -90,8 +79,8 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     top = slices[0] if len(slices) else None
     summary = {
         "output": str(out / "model"),
-        "dense_accuracy": model.config.dense_metrics["accuracy"],
-        "sparse_accuracy": model.config.sparse_metrics["accuracy"],
+        "dense_accuracy": dense_accuracy,
+        "sparse_accuracy": sparse_accuracy,
         "features_per_class": model.head_summary()["features_per_class"],
         "shortcut_word": SHORTCUT_WORD,
         "shortcut_features": suspects,

@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from hf_sparse import SparseHeadForSequenceClassification  # noqa: E402
 from hf_sparse.audit import (  # noqa: E402
+    features_with_word,
     AMBIGUOUS_TERMS,
     IDENTITY_TERMS,
     TEMPLATES,
@@ -503,6 +504,8 @@ def test_planted_shortcut_is_found_and_edited_out(shortcut):
         top_share[j] = sum(has_word[i] for i in order.tolist()) / 20
     feature = max(top_share, key=top_share.get)
     assert top_share[feature] >= 0.9, top_share
+    ranked = features_with_word(model, word)  # the library's version of the hand computation above
+    assert ranked[0] == (feature, pytest.approx(top_share[feature])) and len(ranked) == len(top_share)
     assert feature in {f["feature"] for f in top.features}
 
     identity_audit(model, groups=["religion"], templates=[t for _, t in TEMPLATES[:4]])

@@ -7,6 +7,7 @@
   score, for the sparse and the dense head side by side;
 - `find_error_slices`: regions of the head's input space where the loss is high (Spotlight, D'Eon et al. 2022),
   with their examples and the sparse features most active there;
+- `features_with_word`: the head's features whose top examples contain a word (a suspected shortcut);
 - head edits live on the model: `model.edit_features(remove=[...])` (`hf_sparse.modeling.editing`).
 
 Each report is recorded on the model (`model.audit_reports`), renders as Markdown for the model card, and round
@@ -20,6 +21,7 @@ Example:
 """
 
 from .identity import identity_audit
+from .token_features import features_with_word
 from .report import (
     EditHistory,
     EditReport,
@@ -37,6 +39,7 @@ from .subgroup import bias_aucs, final_bias_score, generalized_mean, subgroup_me
 from .terms import AMBIGUOUS_TERMS, IDENTITY_TERMS, TEMPLATES, fill_template, find_terms, swap_terms
 
 __all__ = [
+    "features_with_word",
     "AMBIGUOUS_TERMS",
     "EditHistory",
     "EditReport",
