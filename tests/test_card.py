@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hf_sparse.card import escape_markdown, redact
+from hf_sparse.card import escape_markdown, redact_text
 from hf_sparse.explain.descriptions import FeatureDescription, FeatureExample
 
 HOSTILE = "<script>alert(1)</script> | ![x](http://evil.example/x.png) **bold** [link](javascript:x)"
@@ -23,7 +23,7 @@ CARD_PATTERN = re.compile(
     r"\*\*[^*]+bert\*\* with its dense classification layer replaced by a \*\*sparse linear head\*\*: each class rests on\n"
     r"2 features on average \(\d+ distinct features of the 32 the encoder\ngives\)[\s\S]*?"
     r"## How it was made\n\n\| \| details \|\n\| --- \| --- \|\n\| base model \| [^\n]+\n"
-    r"\| features \| input of classifier \\\(the final nn\.Linear of BertForSequenceClassification\\\) \|\n"
+    r"\| features \| input of classifier \(the final nn\.Linear of BertForSequenceClassification\) \|\n"
     r"\| head \| elastic net, family `multinomial`, alpha 0\.99, lambda [0-9.e-]+ \|\n"
     r"\| selection \| exactly 2 features per class \|\n\| training examples \| 110 \|\n"
     r"\| metrics computed on \| eval \(40 examples\) \|\n[\s\S]*?"
@@ -88,16 +88,17 @@ def test_hostile_dataset_text_is_escaped(described):
         card = model.create_model_card().content
     finally:
         model.feature_descriptions = saved
-    assert "<script>" not in card and "<img" not in card and "](http://evil" not in card and "**bold**" not in card
-    assert "&lt;script&gt;" in card and "&lt;img src=x onerror=alert\\(1\\)&gt;" in card
+    assert "<script>" not in card and "<img" not in card and "**bold**" not in card
+    assert "![x](" not in card and "[link](" not in card  # brackets escaped: no image or link from a row
+    assert "&lt;script&gt;" in card and "&lt;img src=x onerror=alert(1)&gt;" in card
     rows = [line for line in card.splitlines() if line.startswith(f"| {j} |")]
     assert rows and all(line.count(" | ") == 4 for line in rows), "a '|' in the text would add table cells"
 
 
 def test_escape_and_redact_by_hand():
     assert escape_markdown("a|b <i>x</i>\nnew *line*") == "a\\|b &lt;i&gt;x&lt;/i&gt; new \\*line\\*"
-    assert redact("You IDIOT, stupidity!") == "You I***T, s*******y!"
-    assert redact("a fine film") == "a fine film"
+    assert redact_text("You BASTARD, bullshitting!") == "You B******, b***********!"
+    assert redact_text("a fine film") == "a fine film"
 
 
 def test_redaction_option_masks_examples_and_warns(described):
@@ -106,13 +107,13 @@ def test_redaction_option_masks_examples_and_warns(described):
     j = model.sparse_head.active_features.tolist()[0]
     try:
         model.feature_descriptions = type(saved)({**saved, j: FeatureDescription(
-            feature=j, top_examples=[FeatureExample(row=0, activation=1.0, text="what an idiot")])})
+            feature=j, top_examples=[FeatureExample(row=0, activation=1.0, text="what a bastard")])})
         plain = model.create_model_card().content
         masked = model.create_model_card(redact=True).content
     finally:
         model.feature_descriptions = saved
-    assert "what an idiot" in plain and "Content warning" not in plain
-    assert "what an i\\*\\*\\*t" in masked and "idiot" not in masked and "Content warning" in masked
+    assert "what a bastard" in plain and "Content warning" not in plain
+    assert "what a b\\*\\*\\*\\*\\*\\*" in masked and "bastard" not in masked and "Content warning" in masked
 
 
 def test_existing_card_is_updated_in_place(described, tmp_path):

@@ -6,8 +6,8 @@ Example:
     >>> write_model_card(model, "out")           # README.md, card_assets/*.png (an existing card is updated)
 """
 
-from .escape import escape_markdown, redact, safe_text
+from ..text_safety import escape_markdown, redact_text
 from .render import ASSETS_DIR, create_model_card, merge_card, render_model_card, write_model_card
 
-__all__ = ["ASSETS_DIR", "create_model_card", "escape_markdown", "merge_card", "redact", "render_model_card",
-           "safe_text", "write_model_card"]
+__all__ = ["ASSETS_DIR", "create_model_card", "escape_markdown", "merge_card", "redact_text", "render_model_card",
+           "write_model_card"]

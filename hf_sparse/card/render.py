@@ -17,7 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .escape import escape_markdown, safe_text
+from ..text_safety import escape_markdown
 
 ASSETS_DIR = "card_assets"
 BEGIN, END = "<!-- hf_sparse:begin", "<!-- hf_sparse:end -->"
@@ -72,9 +72,9 @@ def _class_rows(model, tables, descriptions, redact_text, n_snippets, images=Tru
             d = descriptions.get(f.feature) if descriptions else None
             drivers = examples = ""
             if d is not None:
-                drivers = ", ".join(safe_text(w, redact_text=redact_text, max_chars=30) for w, _, _ in d.top_words[:6])
+                drivers = ", ".join(escape_markdown(w, redact=redact_text, max_chars=30) for w, _, _ in d.top_words[:6])
                 texts = [e.text for e in d.top_examples[:n_snippets] if e.text]
-                examples = "<br>".join("“" + safe_text(t, redact_text=redact_text, max_chars=90) + "”" for t in texts)
+                examples = "<br>".join("“" + escape_markdown(t, redact=redact_text, max_chars=90) + "”" for t in texts)
                 pictures = [e.image for e in d.top_examples if e.image]
                 if pictures and images:
                     heat = [e.heatmap for e in d.top_examples if e.heatmap]
