@@ -173,7 +173,7 @@ def _selection_text(selection) -> str:
             f"sparsest point within {value} of the best validation accuracy", "lam": f"lambda = {value}"}.get(method, str(method))
     relax = selection.get("relax_gain") or {}
     if relax.get("kept"):
-        text += (f", then refit on that support with a light penalty (relaxed refit: "
+        text += (f", then refit on that support with a light ridge penalty (relaxed refit: "
                  f"{relax.get('metric', 'accuracy').replace('_', ' ')} {relax.get('gain', 0):+.2%})")
     elif relax:
         text += ", relaxed refit tried and not kept"
