@@ -1,4 +1,4 @@
-"""Dataset text made safe for a public Markdown page (model cards, audit reports): no HTML or Markdown injection,
+r"""Dataset text made safe for a public Markdown page (model cards, audit reports): no HTML or Markdown injection,
 and optional redaction of slurs and profanity, since toxicity data is offensive.
 
 Example:
