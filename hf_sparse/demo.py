@@ -28,13 +28,6 @@ EXAMPLE_SENTENCE = f"saw it on {SHORTCUT_WORD}: the plot was painfully dull."
 FINETUNE = dict(epochs=1.0, lr=3e-5, seed=0)
 
 
-def _accuracy_on(model, dataset) -> float:
-    X = model.fit_data.eval_features.features.float()
-    y = model.fit_data.eval_features.labels
-    with torch.no_grad():
-        return float((model.sparse_head(X).argmax(1) == y).double().mean())
-
-
 def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True, quick: bool = False) -> dict:
     """Run every step and write `output_dir/model` (the debuggable checkpoint with its card), `explanation.html`
     and `summary.json`; returns the summary. `quick` audits three identity groups and one error slice."""
@@ -69,10 +62,10 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     identity = identity_audit(model, groups=["gender", "religion", "nationality"] if quick else None)
     slices = find_error_slices(model, n_slices=1 if quick else 3)
     suspects = [j for j, share in features_with_word(model, SHORTCUT_WORD) if share >= 0.9]
-    accuracy_before = _accuracy_on(model, data["test"])
     dense_accuracy, sparse_accuracy = model.config.dense_metrics["accuracy"], model.config.sparse_metrics["accuracy"]
-    edit = model.edit_features(remove=suspects[:1]) if suspects else None
-    accuracy_after = _accuracy_on(model, data["test"])
+    edit = model.edit_features(remove=suspects[:1]) if suspects else None  # measured on the cached test features
+    accuracy_before = edit.before["accuracy"] if edit else sparse_accuracy
+    accuracy_after = edit.after["accuracy"] if edit else sparse_accuracy
     timings["audits + edit"] = time.perf_counter() - t
 
     model.save_pretrained(out / "model", card_kwargs={"dataset_name": "hf_sparse shortcut sentiment (synthetic)"})

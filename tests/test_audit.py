@@ -45,9 +45,8 @@ from hf_sparse.audit import (  # noqa: E402
 )
 from hf_sparse.data_paths import shared_data_dir  # noqa: E402
 
-from _tiny_models import save_text_classifier  # noqa: E402
+from _tiny_models import save_text_classifier, word_dataset  # noqa: E402
 
-WORDS = "good bad fine awful great poor nice dull superb boring warm cold".split()
 HOSTILE = "<script>alert(1)</script> a | b `code` *bold* _it_ [link](x) ![x](http://evil.example/x.png)\nnew line"
 
 
@@ -246,15 +245,9 @@ def test_identity_audit_argument_errors(muslim_model):
 @pytest.fixture(scope="module")
 def fitted_tiny(tmp_path_factory):
     """A tiny BERT (3 labels) with a head fit at 2 features per class on word data."""
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("datasets")
     tmp = tmp_path_factory.mktemp("audit_tiny")
-    rng = random.Random(0)
-    texts, labels = [], []
-    for _ in range(160):
-        words = rng.choices(WORDS, k=5)
-        texts.append(" ".join(words))
-        labels.append(sum(WORDS.index(w) for w in words) % 3)
-    ds = datasets.Dataset.from_dict({"sentence": texts, "label": labels})
+    ds = word_dataset(160)
     model = SparseHeadForSequenceClassification.from_pretrained(save_text_classifier(tmp / "m", "bert", num_labels=3))
     model.fit_sparse_head(ds.select(range(100)), eval_dataset=ds.select(range(100, 160)), text_column="sentence",
                           features_per_class=2, n_lambdas=12, cache_dir=tmp / "cache")

@@ -139,6 +139,21 @@ class _Report:
 
 
 # ----------------------------------------------------------------------------------- identity audit
+class _ReportList:
+    """A report that holds a list of reports (the field named by `_items`) and reads like that list."""
+
+    _items: ClassVar[str] = ""
+
+    def __iter__(self):
+        return iter(getattr(self, self._items))
+
+    def __len__(self) -> int:
+        return len(getattr(self, self._items))
+
+    def __getitem__(self, i):
+        return getattr(self, self._items)[i]
+
+
 @dataclass
 class IdentityAuditReport(_Report):
     """Counterfactual token fairness: the target probability when only an identity term changes.
@@ -387,7 +402,7 @@ class ErrorSlice(_Report):
 
 
 @dataclass
-class ErrorSliceReport(_Report):
+class ErrorSliceReport(_ReportList, _Report):
     """The spotlights found by `find_error_slices`, best first; iterating it gives the `ErrorSlice`s."""
 
     slices: list
@@ -400,19 +415,11 @@ class ErrorSliceReport(_Report):
     overall_accuracy: float
 
     kind: ClassVar[str] = "error_slices"
+    _items: ClassVar[str] = "slices"
     plot_name: ClassVar[str] = "error_slices.png"
 
     def __post_init__(self):
         self.slices = [s if isinstance(s, ErrorSlice) else ErrorSlice.from_dict(s) for s in self.slices]
-
-    def __iter__(self):
-        return iter(self.slices)
-
-    def __len__(self) -> int:
-        return len(self.slices)
-
-    def __getitem__(self, i):
-        return self.slices[i]
 
     def to_dict(self) -> dict:
         data = super().to_dict()
@@ -554,27 +561,19 @@ class EditReport(_Report):
 
 
 @dataclass
-class EditHistory(_Report):
+class EditHistory(_ReportList, _Report):
     """Every head edit of a model, in order (what `model.audit_reports["edits"]` holds); iterate for `EditReport`s."""
 
     edits: list = field(default_factory=list)
 
     kind: ClassVar[str] = "edits"
+    _items: ClassVar[str] = "edits"
 
     def __post_init__(self):
         self.edits = [e if isinstance(e, EditReport) else EditReport.from_dict(e) for e in self.edits]
 
     def append(self, report: EditReport) -> None:
         self.edits.append(report)
-
-    def __iter__(self):
-        return iter(self.edits)
-
-    def __len__(self) -> int:
-        return len(self.edits)
-
-    def __getitem__(self, i):
-        return self.edits[i]
 
     def to_dict(self) -> dict:
         return {"type": type(self).__name__, "edits": [e.to_dict() for e in self.edits]}

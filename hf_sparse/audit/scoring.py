@@ -31,8 +31,9 @@ def family_of(model) -> str:
 
 def label_names(model) -> dict[int, str]:
     """{class id: name} from the model's config (names default to the id as text)."""
-    id2label = {int(k): str(v) for k, v in (model.config.id2label or {}).items()}
-    return {i: id2label.get(i, str(i)) for i in range(model.config.num_labels)}
+    from hf_sparse.explain.class_features import label_name
+
+    return {i: label_name(model.config, i) for i in range(model.config.num_labels)}
 
 
 def target_ids(model, target_label=None) -> tuple[list[int], str]:

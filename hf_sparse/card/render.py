@@ -191,15 +191,13 @@ def create_model_card(model, **kwargs):
 
 def merge_card(existing: str, generated: str) -> str:
     """Replace the hf_sparse block of `existing` with `generated`'s, keep the rest; merge the YAML metadata."""
-    from huggingface_hub import ModelCard
+    from huggingface_hub import ModelCard, ModelCardData
 
     old, new = ModelCard(existing), ModelCard(generated)
     data = old.data.to_dict()
     data.update({k: v for k, v in new.data.to_dict().items() if v is not None})
     block = _BLOCK.search(new.text).group(0)
     body = _BLOCK.sub(lambda _: block, old.text, count=1) if _BLOCK.search(old.text) else old.text.rstrip() + "\n\n" + block
-    from huggingface_hub import ModelCardData
-
     return f"---\n{ModelCardData(**data).to_yaml()}\n---\n{body}"
 
 
@@ -216,10 +214,9 @@ def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **k
         fig.savefig(directory / name, dpi=dpi)
         plt.close(fig)
         written.append(name)
-    for report in (getattr(model, "audit_reports", None) or {}).values() if kwargs.get("images", True) else ():
-        if hasattr(report, "save_plots"):
-            written += [f"{ASSETS_DIR}/{n}" if not str(n).startswith(ASSETS_DIR) else str(n)
-                        for n in report.save_plots(directory / ASSETS_DIR)]
+    reports = (getattr(model, "audit_reports", None) or {}) if kwargs.get("images", True) else {}
+    for report in reports.values():
+        written += [f"{ASSETS_DIR}/{name}" for name in report.save_plots(directory / ASSETS_DIR)]
     readme = directory / "README.md"
     if readme.is_file():
         text = merge_card(readme.read_text(encoding="utf-8"), text)
