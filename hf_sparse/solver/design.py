@@ -183,6 +183,7 @@ def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """
     if X.dtype == torch.float64:
         return R.double().T @ X
+    R = R.to(X.dtype)
     n, d = X.shape
     k = R.shape[1]
     block = max(256, -(-n * k * d // _PARTIALS))
@@ -192,33 +193,6 @@ def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
         parts = torch.bmm(R[:q * block].reshape(q, block, k).transpose(1, 2), X[:q * block].reshape(q, block, d))
         out += parts.double().sum(0)
     return out
-
-
-def coupled_hessian(block: "Block", diag_weight: torch.Tensor, coupling: torch.Tensor,
-                    coord_col: torch.Tensor, coord_class: torch.Tensor) -> torch.Tensor:
-    """The full softmax Hessian on a set of coordinates, in float64, summed over processes.
-
-    ``sum_i x_i x_i' (x) (diag(w_i p_i) - w_i p_i p_i')`` restricted to the coordinates
-    (class ``coord_class[a]``, column ``coord_col[a]`` of the block, or the bias where
-    ``coord_col[a] == m``): a block-diagonal part per class minus ``V'V`` with
-    ``V[:, a] = sqrt(w) p_class(a) x_col(a)``. Costs ``n M^2`` for ``M`` coordinates.
-    """
-    M = len(coord_col)
-    out = torch.zeros(M, M, device=diag_weight.device, dtype=torch.float64)
-    classes = [torch.nonzero(coord_class == c).flatten() for c in range(diag_weight.shape[1])]
-    start = 0
-    for chunk in block._chunks():
-        stop = start + chunk.shape[0]
-        ones = torch.ones(chunk.shape[0], 1, device=chunk.device, dtype=chunk.dtype)
-        A = torch.cat([chunk, ones], dim=1)[:, coord_col]
-        for c, idx in enumerate(classes):
-            if len(idx):
-                S = A[:, idx]
-                out[idx[:, None], idx] += ((S * diag_weight[start:stop, c:c + 1]).T @ S).double()
-        V = A * coupling[start:stop][:, coord_class]
-        out -= (V.T @ V).double()
-        start = stop
-    return block.design.reducer.sum(out)
 
 
 def _column_stats(raw_chunks, d, device, dtype, reducer: Reducer):

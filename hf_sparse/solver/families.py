@@ -20,6 +20,13 @@ import torch
 _EPS = 1e-12
 
 
+def softmax(Z: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax; for the few columns of a head's logits several times faster than
+    ``torch.softmax`` on the CPU, which vectorizes along the (short) class axis."""
+    E = torch.exp(Z - Z.amax(1, keepdim=True))
+    return E / E.sum(1, keepdim=True)
+
+
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p * torch.log(p.clamp_min(_EPS)), torch.zeros_like(p))
 
@@ -76,10 +83,10 @@ class Multinomial(Family):
         return torch.logsumexp(Z, dim=1) - (Z * Y).sum(1)
 
     def gradient(self, Z, Y):
-        return torch.softmax(Z, dim=1) - Y
+        return softmax(Z) - Y
 
     def curvature(self, Z):
-        P = torch.softmax(Z, dim=1)
+        P = softmax(Z)
         return P * (1 - P)
 
     def row_conjugate(self, D, Y, scale):

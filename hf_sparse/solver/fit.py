@@ -133,7 +133,7 @@ class _PathFitter:
         mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).double().sum(0))
         b0 = p.family.intercept_at_zero(mean_Y).to(p.design.dtype)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
-        self.state.b = b0
+        self.state.b = b0.double()
         self.state.Z = torch.zeros_like(self.state.Z) + b0
         newton_solve(p, self.state, p.penalty(1.0, self.alpha, self.group),
                      torch.zeros(0, dtype=torch.long, device=p.design.device),
@@ -155,22 +155,25 @@ class _PathFitter:
         working = _working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0)
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
-        previous = math.inf
+        previous, reuse = math.inf, False
         while True:
             rounds += 1
             cols = torch.nonzero(working.any(0)).flatten()
-            steps += newton_solve(p, self.state, pen, cols, working[:, cols], tol=tol * 0.1)
+            steps += newton_solve(p, self.state, pen, cols, working[:, cols], tol=tol * 1e-3, reuse_hessian=reuse)
             check = self._check(pen)
             violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
             if self.group:
                 violators &= self.state.W == 0
             if bool(violators.any()):
                 working |= violators
+                reuse = True  # the few new coordinates are added to the last Hessian
             elif check.gap <= self.tol * abs(check.objective) or rounds >= _MAX_ROUNDS or steps >= _MAX_STEPS:
                 break
+            elif reuse:
+                reuse = False  # the grown Hessian was at an older point: go on with a fresh one
             elif previous - check.objective <= max(1e-14, 1e-2 * self.tol) * abs(check.objective):
                 # The last round gained less than a hundredth of the tolerance: at this
-                # precision the gap is what it can be (in float32 its floor grows with |W|_1).
+                # precision the gap is what it can be (it has a floor in float32).
                 break
             else:
                 tol *= 0.1
@@ -220,7 +223,8 @@ class _PathFitter:
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
         p, s = self.problem, self.state
         W_std, b_std = p.to_public(s.W, s.b)
-        W, b = _unstandardize(W_std, b_std, p.design.mean, p.design.std)
+        W, b = (t.to(p.design.dtype) for t in _unstandardize(W_std, b_std, p.design.mean.double(),
+                                                              p.design.std.double()))
         correct = p.design.reducer.scalar(p.family.correct(s.Z, p.Y).sum()) if p.family.is_classification else math.nan
         n_total = p.design.reducer.scalar(torch.tensor(float(p.design.n_rows)))
         support = W != 0
@@ -245,7 +249,7 @@ class _PathFitter:
         W_std, b_std = _standardize(W0 * support.to(W0), b0, p.design.mean, p.design.std)
         W_int, b_int = p.to_internal(W_std, b_std)
         support_int = p.support_to_internal(support.to(W0.device))
-        self.state.W, self.state.b = W_int.clone(), b_int.clone()
+        self.state.W, self.state.b = W_int.double(), b_int.double()
         self.state.refresh(p)
         pen = p.penalty(lam, self.alpha if alpha is None else alpha, self.group)
         cols = torch.nonzero(support_int.any(0)).flatten()

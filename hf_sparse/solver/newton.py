@@ -14,15 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
-from .design import coupled_hessian
 from .penalty import ElasticNet
 from .problem import Problem
+from .softmax_hessian import SoftmaxHessian
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -32,19 +32,28 @@ _COUPLED_MAX_COORDS = 4_000  # the full softmax Hessian up to this many coordina
 
 @dataclass
 class Iterate:
-    """The internal (standardized) weights, bias and this process's linear predictions."""
+    """The internal (standardized) weights, bias and this process's linear predictions.
 
-    W: torch.Tensor  # (k, d)
-    b: torch.Tensor  # (k,)
+    Weights are kept in float64 whatever the design's precision, and so are the
+    predictions ``Z`` on the CPU: near the optimum a Newton step changes ``Z`` by less
+    than float32 can resolve, and the duality gap (which weighs each weight's error by
+    the curvature over the small L2 part) would stall far above the tolerance. On a GPU
+    ``Z`` stays in the design's precision, since ``n x k`` float64 copies of it can be
+    tens of GB there; the stall is then caught and reported (``converged=False``).
+    """
+
+    W: torch.Tensor  # (k, d) float64
+    b: torch.Tensor  # (k,) float64
     Z: torch.Tensor  # (n_local, k)
+    hessian: SoftmaxHessian = field(default_factory=SoftmaxHessian)  # kept between calls (3+ classes)
 
     @classmethod
     def zeros(cls, problem: Problem) -> "Iterate":
         d = problem.design
         k = problem.internal_outputs
-        W = torch.zeros(k, d.n_features, device=d.device, dtype=d.dtype)
-        b = torch.zeros(k, device=d.device, dtype=d.dtype)
-        return cls(W, b, torch.zeros(d.n_rows, k, device=d.device, dtype=d.dtype))
+        W = torch.zeros(k, d.n_features, device=d.device, dtype=torch.float64)
+        b = torch.zeros(k, device=d.device, dtype=torch.float64)
+        return cls(W, b, torch.zeros(d.n_rows, k, device=d.device, dtype=prediction_dtype(d)))
 
     def refresh(self, problem: Problem, cols: torch.Tensor | None = None) -> None:
         """Recompute ``Z`` from scratch (incremental updates drift in float32).
@@ -53,11 +62,18 @@ class Iterate:
         """
         if cols is None:
             cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
-        self.Z = problem.design.block(cols).matvec(self.W[:, cols]) + self.b
+        dtype = problem.design.dtype
+        self.Z = (problem.design.block(cols).matvec(self.W[:, cols].to(dtype)).to(self.Z.dtype)
+                  + self.b.to(self.Z.dtype))
+
+
+def prediction_dtype(design) -> torch.dtype:
+    """float64 for ``Z`` on the CPU, the design's precision elsewhere (see :class:`Iterate`)."""
+    return torch.float64 if design.device.type == "cpu" else design.dtype
 
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
-                 free: torch.Tensor, *, tol: float, max_steps: int = 50) -> int:
+                 free: torch.Tensor, *, tol: float, max_steps: int = 50, reuse_hessian: bool = False) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
@@ -67,6 +83,8 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     The Hessian is formed once and kept while full steps are taken (it changes little
     near the optimum); when that older model sees nothing left to gain, the caller's
     duality-gap check decides, and calls again (with a fresh Hessian) if it must.
+    ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the new
+    coordinates (for a working set that only gained a few violators).
     """
     block = problem.design.block(cols)
     reducer = problem.design.reducer
@@ -74,7 +92,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
     steps = 0
-    model = None
+    model, reuse = None, reuse_hessian
     for steps in range(1, max_steps + 1):
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
@@ -84,16 +102,16 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             # sums to zero over classes; float32 rounding leaves a residue along that flat
             # direction, where the Hessian is zero, and the model would chase it forever.
             grad_b -= grad_b.mean()
-        fresh = model is None
-        if fresh:
-            model = _quadratic_model(problem, block, state.Z, penalty, free_np)
+        if model is None:
+            model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse)
+            reuse = False
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
             penalty.value(new_W) - penalty.value(W_set))
         if -predicted <= tol * max(abs(objective), 1e-12):
             break
-        dZ = block.matvec(dW) + db
+        dZ = block.matvec(dW.to(problem.design.dtype)).to(state.Z.dtype) + db.to(state.Z.dtype)
         t, accepted = 1.0, False
         for _ in range(_MAX_HALVINGS):
             trial = problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW))
@@ -120,12 +138,15 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     return steps
 
 
-def _quadratic_model(problem: Problem, block, Z, penalty: ElasticNet, free: np.ndarray):
-    """The Hessian at ``Z`` as a function that minimizes the model plus penalty from a gradient."""
+def _quadratic_model(problem: Problem, block, state: Iterate, penalty: ElasticNet, free: np.ndarray,
+                     *, reuse: bool):
+    """The Hessian as a function that minimizes the model plus penalty from a gradient, and
+    whether that Hessian is the one at ``state.Z`` (``reuse``: the softmax Hessian kept from an
+    earlier call may serve, grown to these coordinates)."""
     layout = _coupled_layout(problem, free, penalty.group)
     if layout is not None:
-        return _coupled_model(problem, block, Z, penalty, layout)
-    h = problem.curvature(Z)
+        return _coupled_model(problem, block, state, penalty, layout, reuse=reuse)
+    h = problem.curvature(state.Z).to(problem.design.dtype)
     if penalty.group:
         H = block.gram(h).cpu().numpy()
         grams = None
@@ -136,7 +157,7 @@ def _quadratic_model(problem: Problem, block, Z, penalty: ElasticNet, free: np.n
 
     def solve(grad_W, grad_b, W_set, b, tol):
         return _solve_blocks(H, grams, grad_W, grad_b, W_set, b, penalty, free, tol=tol)
-    return solve
+    return solve, True
 
 
 def _solve_blocks(H, grams, grad_W, grad_b, W_set, b, penalty: ElasticNet, free: np.ndarray, *, tol: float):
@@ -187,13 +208,10 @@ def _coupled_layout(problem: Problem, free: np.ndarray, group: bool):
     return coord_col, coord_class, group_start, group_size, penalized
 
 
-def _coupled_model(problem, block, Z, penalty: ElasticNet, layout):
+def _coupled_model(problem, block, state: Iterate, penalty: ElasticNet, layout, *, reuse: bool):
     coord_col, coord_class, group_start, group_size, penalized = layout
-    device = Z.device
-    P = torch.softmax(Z, dim=1)
-    w = problem.row_weight[:, None]
-    H = coupled_hessian(block, w * P, torch.sqrt(w) * P, torch.as_tensor(coord_col, device=device),
-                        torch.as_tensor(coord_class, device=device))
+    H, fresh = state.hessian.at(block, state.Z, problem.row_weight, coord_col, coord_class,
+                                fresh=not reuse)
     curvature = np.zeros(len(group_start))
     if penalty.group and len(group_start) > 1:
         blocks = torch.stack([H[s:s + n, s:s + n] for s, n in zip(group_start[:-1], group_size[:-1])])
@@ -202,7 +220,7 @@ def _coupled_model(problem, block, Z, penalty: ElasticNet, layout):
 
     def solve(grad_W, grad_b, W_set, b, tol):
         return _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty, layout, tol=tol)
-    return solve
+    return solve, fresh
 
 
 def _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty: ElasticNet, layout, *, tol: float):

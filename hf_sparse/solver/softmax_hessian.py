@@ -1,0 +1,164 @@
+"""The exact softmax Hessian on a working set, kept between Newton steps and grown in place.
+
+For three or more classes the Newton steps need the coupled Hessian of the
+softmax loss on the working-set coordinates (class ``c``, column ``j``):
+
+    H[a, b] = sum_i w_i x_ia x_ib (delta(c_a, c_b) p_ic_a - p_ic_a p_ic_b)
+
+It costs ``n M^2`` for ``M`` coordinates, the dominant cost of a path near its
+dense end. Two things keep it down: a symmetric rank-k product (BLAS ``syrk``,
+half the work of a general product) on the CPU, and reuse: when the working
+set grows between rounds or lambdas, :class:`SoftmaxHessian` keeps the Hessian
+it formed and adds only the new coordinates' rows, at the same reference
+predictions, so the matrix stays the exact (positive semi-definite) Hessian at
+one point. The Newton steps' line search and the duality-gap check make a
+slightly old Hessian safe; the Newton loop asks for a fresh one when it stalls.
+
+Example:
+    >>> hessian = SoftmaxHessian()
+    >>> H = hessian.at(block, Z, row_weight, coord_col, coord_class, fresh=True)   # (M, M) float64
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.linalg import blas
+
+from .families import softmax
+
+_SYRK = {torch.float32: blas.ssyrk, torch.float64: blas.dsyrk}
+
+
+def gram(V: torch.Tensor) -> torch.Tensor:
+    """``V.T @ V`` in float64; on the CPU by BLAS ``syrk`` (half the multiplications)."""
+    if V.device.type == "cpu" and V.dtype in _SYRK and V.is_contiguous() and V.shape[1] >= 512:
+        # V is row-major (n, M), so V.T is a column-major (M, n) array: syrk computes a @ a.T
+        # into the upper triangle of a fresh zero matrix
+        upper = torch.from_numpy(_SYRK[V.dtype](1.0, V.numpy().T, trans=0)).double()
+        full = upper + upper.T
+        full.diagonal().mul_(0.5)
+        return full
+    return (V.T @ V).double()
+
+
+def _coordinates(chunk: torch.Tensor, coord_col: torch.Tensor) -> torch.Tensor:
+    """The chunk's columns at each coordinate (n, M); the bias coordinates (index m) are ones."""
+    m = chunk.shape[1]
+    if m == 0:
+        return torch.ones(chunk.shape[0], len(coord_col), device=chunk.device, dtype=chunk.dtype)
+    bias = coord_col == m
+    A = chunk.index_select(1, torch.where(bias, 0, coord_col))
+    A[:, bias] = 1.0
+    return A
+
+
+def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col: torch.Tensor,
+                    coord_class: torch.Tensor) -> torch.Tensor:
+    """The full softmax Hessian at probabilities ``P`` on the coordinates, float64, over all processes.
+
+    ``coord_col[a]`` indexes the block's columns (``m`` for the bias), ``coord_class[a]`` the class.
+    It is ``-V'V`` with ``V[:, a] = sqrt(w) p_class(a) x_col(a)``, plus ``X_c' diag(w p_c) X_c`` on
+    each class's diagonal block; the coordinates are sorted by class inside so that those blocks
+    are contiguous.
+    """
+    order = torch.argsort(coord_class, stable=True)
+    cols = coord_col[order]
+    ends = torch.bincount(coord_class, minlength=P.shape[1]).cumsum(0).tolist()
+    ranges = [(c, s, e) for c, (s, e) in enumerate(zip([0] + ends[:-1], ends)) if e > s]
+    M = len(coord_col)
+    row_weight = row_weight.to(P.dtype)
+    out = torch.zeros(M, M, device=P.device, dtype=torch.float64)
+    start = 0
+    for chunk in block._chunks():
+        stop = start + chunk.shape[0]
+        A = _coordinates(chunk, cols)
+        w, p = row_weight[start:stop, None], P[start:stop]
+        diagonal = [gram(A[:, s:e] * torch.sqrt(w * p[:, c:c + 1])) for c, s, e in ranges]
+        for c, s, e in ranges:
+            A[:, s:e] *= torch.sqrt(w) * p[:, c:c + 1]  # A becomes V
+        out -= gram(A)
+        for (c, s, e), D in zip(ranges, diagonal):
+            out[s:e, s:e] += D
+        start = stop
+    block.design.reducer.sum(out)
+    inverse = torch.argsort(order)
+    return out[inverse[:, None], inverse]
+
+
+def coupled_hessian_rows(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col: torch.Tensor,
+                         coord_class: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``H[rows, :]`` of :func:`coupled_hessian` for a few coordinates: ``k`` products of ``n |rows| m``.
+
+    Row ``r``'s entry against a coordinate of class ``c`` and column ``j`` is
+    ``sum_i x_ir x_ij w_i p_ic (delta(c_r, c) - p_ic_r)``: one product per class against all columns.
+    """
+    k, r = P.shape[1], len(rows)
+    row_class = coord_class[rows]
+    row_weight = row_weight.to(P.dtype)
+    out = torch.zeros(r, len(coord_col), device=P.device, dtype=torch.float64)
+    start = 0
+    for chunk in block._chunks():
+        stop = start + chunk.shape[0]
+        X_rows = _coordinates(chunk, coord_col[rows])
+        wp, p_row = row_weight[start:stop, None] * P[start:stop], P[start:stop][:, row_class]
+        # E[:, c, r] = x_r w p_c (delta(c_r, c) - p_c_r), for all classes at once
+        same = (row_class[None, :] == torch.arange(k, device=P.device)[:, None]).to(P)
+        E = X_rows[:, None, :] * wp[:, :, None] * (same[None] - p_row[:, None, :])  # (n, k, r)
+        G = E.reshape(-1, k * r).T @ torch.cat([chunk, torch.ones_like(chunk[:, :1])], dim=1)  # (k r, m + 1)
+        G = G.reshape(k, r, -1)
+        out += G[coord_class, :, coord_col].T.double()
+        start = stop
+    return block.design.reducer.sum(out)
+
+
+class SoftmaxHessian:
+    """The last coupled Hessian formed, its coordinates and the probabilities it was formed at.
+
+    ``at(..., fresh=False)`` returns that Hessian on new coordinates: entries of coordinates
+    it already has are copied, rows of new ones computed at the same probabilities.
+    """
+
+    def __init__(self):
+        self.keys: np.ndarray | None = None  # one integer per coordinate: class * (d + 1) + feature
+        self.H: torch.Tensor | None = None
+        self.P: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.keys = self.H = self.P = None
+
+    def at(self, block, Z: torch.Tensor, row_weight: torch.Tensor, coord_col: np.ndarray,
+           coord_class: np.ndarray, *, fresh: bool) -> tuple[torch.Tensor, bool]:
+        """The Hessian on these coordinates and whether it was formed at ``Z`` (else reused)."""
+        device = Z.device
+        d = block.design.n_features
+        cols = torch.cat([block.cols, torch.tensor([d], device=block.cols.device)]).cpu().numpy()
+        keys = coord_class.astype(np.int64) * (d + 1) + cols[coord_col]
+        col_t = torch.as_tensor(coord_col, device=device)
+        class_t = torch.as_tensor(coord_class, device=device)
+        old = None if fresh or self.keys is None or len(self.keys) == 0 else _positions(self.keys, keys)
+        n_new = int((old < 0).sum()) if old is not None else len(keys)
+        if old is None or 2 * n_new * (len(block.cols) + 1) * Z.shape[1] > len(keys) ** 2:
+            self.P = softmax(Z).to(block.design.dtype)
+            self.H = coupled_hessian(block, self.P, row_weight, col_t, class_t)
+            self.keys = keys
+            return self.H, True
+        kept = torch.as_tensor(np.flatnonzero(old >= 0), device=device)
+        added = torch.as_tensor(np.flatnonzero(old < 0), device=device)
+        H = torch.empty(len(keys), len(keys), device=device, dtype=torch.float64)
+        source = torch.as_tensor(old[old >= 0], device=device)
+        H[kept[:, None], kept] = self.H[source[:, None], source]
+        if len(added):
+            rows = coupled_hessian_rows(block, self.P, row_weight, col_t, class_t, added)
+            H[added] = rows
+            H[:, added] = rows.T
+        self.H, self.keys = H, keys
+        return H, False
+
+
+def _positions(old_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Where each key sits in ``old_keys`` (-1 where it is new)."""
+    order = np.argsort(old_keys)
+    found = np.searchsorted(old_keys, keys, sorter=order).clip(max=len(old_keys) - 1)
+    position = order[found]
+    return np.where(old_keys[position] == keys, position, -1)
