@@ -65,7 +65,7 @@ def elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
             delta = new - v[j]
             if delta != 0.0:
                 for i in range(m):
-                    grad[i] += delta * H[i, j]
+                    grad[i] += delta * H[j, i]
                 v[j] = new
                 change = hjj * delta * delta
                 if change > biggest:
@@ -101,7 +101,7 @@ def group_elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
                     delta = -grad[c, j] / hjj
                     if delta != 0.0:
                         for i in range(m):
-                            grad[c, i] += delta * H[c, i, j]
+                            grad[c, i] += delta * H[c, j, i]
                         v[c, j] += delta
                         if hjj * delta * delta > biggest:
                             biggest = hjj * delta * delta
@@ -121,7 +121,7 @@ def group_elastic_net_cd(H, g, w0, l1, l2, free, max_sweeps, tol):
                 delta = shrink * u[c] - v[c, j]
                 if delta != 0.0:
                     for i in range(m):
-                        grad[c, i] += delta * H[c, i, j]
+                        grad[c, i] += delta * H[c, j, i]
                     v[c, j] += delta
                     if L * delta * delta > biggest:
                         biggest = L * delta * delta
@@ -160,7 +160,7 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
                     delta = new - v[j]
                     if delta != 0.0:
                         for i in range(M):
-                            grad[i] += delta * H[i, j]
+                            grad[i] += delta * H[j, i]
                         v[j] = new
                         if hjj * delta * delta > biggest:
                             biggest = hjj * delta * delta
@@ -177,7 +177,7 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
                 delta = shrink * u[j] - v[j]
                 if delta != 0.0:
                     for i in range(M):
-                        grad[i] += delta * H[i, j]
+                        grad[i] += delta * H[j, i]
                     v[j] += delta
                     if L * delta * delta > biggest:
                         biggest = L * delta * delta

@@ -261,7 +261,7 @@ class _PathFitter:
         return point
 
 
-_MAX_NEW_SHARE = 0.25  # strong-rule candidates admitted at once, as a share of the active weights
+_MAX_NEW_SHARE = 0.4  # strong-rule candidates admitted at once, as a share of the active weights
 
 
 def _working_set(scores: torch.Tensor, threshold: float, active: torch.Tensor) -> torch.Tensor:
