@@ -155,7 +155,7 @@ class _PathFitter:
         working = _working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0)
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
-        previous, reuse = math.inf, False
+        previous, reuse = math.inf, True
         while True:
             rounds += 1
             cols = torch.nonzero(working.any(0)).flatten()
@@ -164,13 +164,13 @@ class _PathFitter:
             violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
             if self.group:
                 violators &= self.state.W == 0
+            reuse = True  # the last Hessian, grown to any new coordinates
             if bool(violators.any()):
                 working |= violators
-                reuse = True  # the few new coordinates are added to the last Hessian
             elif check.gap <= self.tol * abs(check.objective) or rounds >= _MAX_ROUNDS or steps >= _MAX_STEPS:
                 break
-            elif reuse:
-                reuse = False  # the grown Hessian was at an older point: go on with a fresh one
+            elif self.state.hessian.stale:
+                reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
             elif previous - check.objective <= max(1e-14, 1e-2 * self.tol) * abs(check.objective):
                 # The last round gained less than a hundredth of the tolerance: at this
                 # precision the gap is what it can be (it has a floor in float32).

@@ -1,11 +1,12 @@
 """Proximal Newton steps on a working set of features.
 
-Each step forms the Hessian of the loss on the working set (per output block:
-exact for logistic, Gaussian and two-class softmax, the diagonal blocks for
-softmax over more classes), solves the penalized quadratic model by coordinate
-descent, and takes the step with a backtracking line search on the true
-objective. The Gram matrices cost one pass over the working-set columns, so a
-step costs about as much as a gradient and converges far faster.
+Each step forms the Hessian of the loss on the working set (exact per output for
+logistic, Gaussian and two-class softmax; for softmax over more classes the full
+coupled Hessian up to 4,000 coordinates, its class-diagonal blocks beyond),
+solves the penalized quadratic model by coordinate descent, and takes the step
+with a backtracking line search on the true objective. The softmax Hessian is
+the costly part (``n M^2``): it is kept while it serves and grown when the
+working set gains coordinates (``softmax_hessian.py``).
 
 Example:
     >>> state = Iterate.zeros(problem)
@@ -15,6 +16,8 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import math
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from .softmax_hessian import SoftmaxHessian
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _MAX_SWEEPS = 2_000
+_SLOW_RATE = 0.25  # keep an older Hessian while each step's predicted decrease is below this share of the last
 _COUPLED_MAX_COORDS = 4_000  # the full softmax Hessian up to this many coordinates (128 MB)
 
 
@@ -80,11 +84,11 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     objective, or the line search cannot make progress (float noise). Updates
     ``state`` in place and returns the number of Newton steps taken.
 
-    The Hessian is formed once and kept while full steps are taken (it changes little
-    near the optimum); when that older model sees nothing left to gain, the caller's
-    duality-gap check decides, and calls again (with a fresh Hessian) if it must.
-    ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the new
-    coordinates (for a working set that only gained a few violators).
+    The Hessian is formed once and kept while full steps are taken and converge fast (it
+    changes little near the optimum); when that older model sees nothing left to gain,
+    the caller's duality-gap check decides, and calls again (with a fresh Hessian) if it
+    must. ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the
+    new coordinates (:class:`~.softmax_hessian.SoftmaxHessian`).
     """
     block = problem.design.block(cols)
     reducer = problem.design.reducer
@@ -92,7 +96,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
     steps = 0
-    model, reuse = None, reuse_hessian
+    model, reuse, last_decrease = None, reuse_hessian, math.inf
     for steps in range(1, max_steps + 1):
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
@@ -111,6 +115,10 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             penalty.value(new_W) - penalty.value(W_set))
         if -predicted <= tol * max(abs(objective), 1e-12):
             break
+        # an older Hessian is kept while it converges fast (each step's predicted
+        # decrease a small share of the last); slower than that, a fresh one pays off
+        slow = not fresh and -predicted > _SLOW_RATE * last_decrease
+        last_decrease = -predicted
         dZ = block.matvec(dW.to(problem.design.dtype)).to(state.Z.dtype) + db.to(state.Z.dtype)
         t, accepted = 1.0, False
         for _ in range(_MAX_HALVINGS):
@@ -124,7 +132,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
                 break
             model = None
             continue
-        if t < 1.0:
+        if t < 1.0 or slow:
             model = None
         W_set += t * dW
         state.b = state.b + t * db

@@ -123,6 +123,7 @@ class SoftmaxHessian:
         self.keys: np.ndarray | None = None  # one integer per coordinate: class * (d + 1) + feature
         self.H: torch.Tensor | None = None
         self.P: torch.Tensor | None = None
+        self.stale = False  # whether the last Hessian handed out was formed at an older point
 
     def reset(self) -> None:
         self.keys = self.H = self.P = None
@@ -141,7 +142,7 @@ class SoftmaxHessian:
         if old is None or 2 * n_new * (len(block.cols) + 1) * Z.shape[1] > len(keys) ** 2:
             self.P = softmax(Z).to(block.design.dtype)
             self.H = coupled_hessian(block, self.P, row_weight, col_t, class_t)
-            self.keys = keys
+            self.keys, self.stale = keys, False
             return self.H, True
         kept = torch.as_tensor(np.flatnonzero(old >= 0), device=device)
         added = torch.as_tensor(np.flatnonzero(old < 0), device=device)
@@ -152,7 +153,7 @@ class SoftmaxHessian:
             rows = coupled_hessian_rows(block, self.P, row_weight, col_t, class_t, added)
             H[added] = rows
             H[:, added] = rows.T
-        self.H, self.keys = H, keys
+        self.H, self.keys, self.stale = H, keys, True
         return H, False
 
 
