@@ -63,6 +63,7 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     slices = find_error_slices(model, n_slices=1 if quick else 3)
     suspects = [j for j, share in features_with_word(model, SHORTCUT_WORD) if share >= 0.9]
     dense_accuracy, sparse_accuracy = model.config.dense_metrics["accuracy"], model.config.sparse_metrics["accuracy"]
+    features_per_class = model.head_summary()["features_per_class"]
     edit = model.edit_features(remove=suspects[:1]) if suspects else None  # measured on the cached test features
     accuracy_before = edit.before["accuracy"] if edit else sparse_accuracy
     accuracy_after = edit.after["accuracy"] if edit else sparse_accuracy
@@ -74,7 +75,8 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
         "output": str(out / "model"),
         "dense_accuracy": dense_accuracy,
         "sparse_accuracy": sparse_accuracy,
-        "features_per_class": model.head_summary()["features_per_class"],
+        "features_per_class": features_per_class,
+        "features_per_class_after_edit": model.head_summary()["features_per_class"],
         "shortcut_word": SHORTCUT_WORD,
         "shortcut_features": suspects,
         "worst_error_slice": None if top is None else {"share": top.share, "accuracy": top.accuracy, "loss": top.loss},

@@ -12,7 +12,8 @@ set grows between rounds or lambdas, :class:`SoftmaxHessian` keeps the Hessian
 it formed and adds only the new coordinates' rows, at the same reference
 predictions, so the matrix stays the exact (positive semi-definite) Hessian at
 one point. The Newton steps' line search and the duality-gap check make a
-slightly old Hessian safe; the Newton loop asks for a fresh one when it stalls.
+slightly old Hessian safe; the Newton loop asks for a fresh one when its steps
+stop converging fast.
 
 Example:
     >>> hessian = SoftmaxHessian()
@@ -125,9 +126,6 @@ class SoftmaxHessian:
         self.P: torch.Tensor | None = None
         self.stale = False  # whether the last Hessian handed out was formed at an older point
 
-    def reset(self) -> None:
-        self.keys = self.H = self.P = None
-
     def at(self, block, Z: torch.Tensor, row_weight: torch.Tensor, coord_col: np.ndarray,
            coord_class: np.ndarray, *, fresh: bool) -> tuple[torch.Tensor, bool]:
         """The Hessian on these coordinates and whether it was formed at ``Z`` (else reused)."""
@@ -139,7 +137,9 @@ class SoftmaxHessian:
         class_t = torch.as_tensor(coord_class, device=device)
         old = None if fresh or self.keys is None or len(self.keys) == 0 else _positions(self.keys, keys)
         n_new = int((old < 0).sum()) if old is not None else len(keys)
-        if old is None or 2 * n_new * (len(block.cols) + 1) * Z.shape[1] > len(keys) ** 2:
+        k, M = Z.shape[1], len(keys)
+        # grow while the new rows cost less than a rebuild, in time and in memory (n x k x new)
+        if old is None or 2 * n_new * (len(block.cols) + 1) * k > M ** 2 or k * n_new > M:
             self.P = softmax(Z).to(block.design.dtype)
             self.H = coupled_hessian(block, self.P, row_weight, col_t, class_t)
             self.keys, self.stale = keys, False
