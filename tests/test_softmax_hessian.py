@@ -111,3 +111,25 @@ def test_float32_predictions_as_on_a_gpu_still_reach_the_objective(dense_problem
     assert subopt <= RTOL
     for point in path:
         assert point.metrics["converged"] == (point.metrics["gap"] <= 1e-6)
+
+
+def test_streamed_rows_equal_in_memory():
+    """Features streamed in row chunks (larger than memory) give the same Hessian and rows."""
+    design, block, P, w, coord_col, coord_class = _setup()
+    raw = design.source * design.std + design.mean  # raw rows back, standardized again by the streamed design
+    streamed = Design.build(raw.numpy(), device="cpu", dtype=torch.float64, chunk_rows=64,
+                            stats=(design.mean, design.std)).block(block.cols)
+    rows = torch.tensor([1, 9])
+    torch.testing.assert_close(coupled_hessian(streamed, P, w, coord_col, coord_class),
+                               coupled_hessian(block, P, w, coord_col, coord_class))
+    torch.testing.assert_close(coupled_hessian_rows(streamed, P, w, coord_col, coord_class, rows),
+                               coupled_hessian_rows(block, P, w, coord_col, coord_class, rows))
+
+
+def test_growth_gives_way_to_a_rebuild_when_too_many_coordinates_are_new():
+    design, block, P, w, coord_col, coord_class = _setup()
+    cache = SoftmaxHessian()
+    cache.at(block, torch.log(P), w, coord_col[-4:].numpy(), coord_class[-4:].numpy(), fresh=True)  # biases only
+    H, fresh = cache.at(block, torch.log(P), w, coord_col.numpy(), coord_class.numpy(), fresh=False)
+    assert fresh and not cache.stale  # six new rows of four classes cost more than the whole 10 x 10
+    torch.testing.assert_close(H, coupled_hessian(block, P, w, coord_col, coord_class))
