@@ -133,3 +133,15 @@ def test_growth_gives_way_to_a_rebuild_when_too_many_coordinates_are_new():
     H, fresh = cache.at(block, torch.log(P), w, coord_col.numpy(), coord_class.numpy(), fresh=False)
     assert fresh and not cache.stale  # six new rows of four classes cost more than the whole 10 x 10
     torch.testing.assert_close(H, coupled_hessian(block, P, w, coord_col, coord_class))
+
+
+def test_row_pieces_bound_memory_and_change_nothing(monkeypatch):
+    from hf_sparse.solver import softmax_hessian
+
+    design, block, P, w, coord_col, coord_class = _setup()
+    whole = coupled_hessian(block, P, w, coord_col, coord_class)
+    rows = coupled_hessian_rows(block, P, w, coord_col, coord_class, torch.tensor([2, 5]))
+    monkeypatch.setattr(softmax_hessian, "_PIECE_ENTRIES", 10 * 37)  # 37 rows per piece of the 10 coordinates
+    assert len(list(softmax_hessian._pieces(block, 10))) == 6  # 200 rows
+    torch.testing.assert_close(coupled_hessian(block, P, w, coord_col, coord_class), whole)
+    torch.testing.assert_close(coupled_hessian_rows(block, P, w, coord_col, coord_class, torch.tensor([2, 5])), rows)

@@ -29,6 +29,7 @@ from scipy.linalg import blas
 from .families import softmax
 
 _SYRK = {torch.float32: blas.ssyrk, torch.float64: blas.dsyrk}
+_PIECE_ENTRIES = 1 << 26  # rows x width of the temporaries per piece of rows (256 MB of float32)
 
 
 def gram(V: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,19 @@ def gram(V: torch.Tensor) -> torch.Tensor:
         full.diagonal().mul_(0.5)
         return full
     return (V.T @ V).double()
+
+
+def _pieces(block, width: int):
+    """``(start, stop, rows)``: the block's standardized rows in pieces of at most
+    ``_PIECE_ENTRIES / width`` rows, so that an (n, width) temporary never exceeds that bound
+    (an ImageNet-shape problem has 1.28M rows per device)."""
+    step = max(1, _PIECE_ENTRIES // max(width, 1))
+    start = 0
+    for chunk in block._chunks():
+        for a in range(0, chunk.shape[0], step):
+            piece = chunk[a:a + step]
+            yield start + a, start + a + piece.shape[0], piece
+        start += chunk.shape[0]
 
 
 def _coordinates(chunk: torch.Tensor, coord_col: torch.Tensor) -> torch.Tensor:
@@ -70,9 +84,7 @@ def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col:
     M = len(coord_col)
     row_weight = row_weight.to(P.dtype)
     out = torch.zeros(M, M, device=P.device, dtype=torch.float64)
-    start = 0
-    for chunk in block._chunks():
-        stop = start + chunk.shape[0]
+    for start, stop, chunk in _pieces(block, M):
         A = _coordinates(chunk, cols)
         w, p = row_weight[start:stop, None], P[start:stop]
         diagonal = [gram(A[:, s:e] * torch.sqrt(w * p[:, c:c + 1])) for c, s, e in ranges]
@@ -81,7 +93,6 @@ def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col:
         out -= gram(A)
         for (c, s, e), D in zip(ranges, diagonal):
             out[s:e, s:e] += D
-        start = stop
     block.design.reducer.sum(out)
     inverse = torch.argsort(order)
     return out[inverse[:, None], inverse]
@@ -89,18 +100,16 @@ def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col:
 
 def coupled_hessian_rows(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col: torch.Tensor,
                          coord_class: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``H[rows, :]`` of :func:`coupled_hessian` for a few coordinates: ``k`` products of ``n |rows| m``.
+    """``H[rows, :]`` of :func:`coupled_hessian` for a few coordinates: one ``(k |rows|, n) x (n, m)`` product.
 
     Row ``r``'s entry against a coordinate of class ``c`` and column ``j`` is
-    ``sum_i x_ir x_ij w_i p_ic (delta(c_r, c) - p_ic_r)``: one product per class against all columns.
+    ``sum_i x_ir x_ij w_i p_ic (delta(c_r, c) - p_ic_r)``: every class against every column at once.
     """
     k, r = P.shape[1], len(rows)
     row_class = coord_class[rows]
     row_weight = row_weight.to(P.dtype)
     out = torch.zeros(r, len(coord_col), device=P.device, dtype=torch.float64)
-    start = 0
-    for chunk in block._chunks():
-        stop = start + chunk.shape[0]
+    for start, stop, chunk in _pieces(block, max(k * r, len(block.cols) + 1)):
         X_rows = _coordinates(chunk, coord_col[rows])
         wp, p_row = row_weight[start:stop, None] * P[start:stop], P[start:stop][:, row_class]
         # E[:, c, r] = x_r w p_c (delta(c_r, c) - p_c_r), for all classes at once
@@ -109,7 +118,6 @@ def coupled_hessian_rows(block, P: torch.Tensor, row_weight: torch.Tensor, coord
         G = E.reshape(-1, k * r).T @ torch.cat([chunk, torch.ones_like(chunk[:, :1])], dim=1)  # (k r, m + 1)
         G = G.reshape(k, r, -1)
         out += G[coord_class, :, coord_col].T.double()
-        start = stop
     return block.design.reducer.sum(out)
 
 
