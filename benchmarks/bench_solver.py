@@ -32,7 +32,7 @@ Examples::
     python benchmarks/bench_solver.py                       # synthetic, k=2 and k=10
     python benchmarks/bench_solver.py --k 2 --solvers ours adelie glmnet
     python benchmarks/bench_solver.py --data sst2 --sst2-n 5000
-    python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: our solver only
+    python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: ours, the floor, glm_saga x3
 """
 
 from __future__ import annotations
@@ -277,29 +277,33 @@ def bench_one(args, k):
 # --------------------------------------------------------------------------- GPU ImageNet shape
 
 def bench_gpu_imagenet(args):
-    """ImageNet shape on one GPU: data made on the GPU, our solver only."""
+    """ImageNet shape on one GPU: data made on the GPU; our path, the gradient floor, glm_saga on a few lambdas."""
     import torch
     from hf_sparse.solver import fit_path
     from objective import lam_max_torch, objective_torch
     from synthetic import planted_sparse
 
-    if not torch.cuda.is_available():
-        raise SystemExit("--gpu-imagenet needs a CUDA GPU")
-    dev = torch.device("cuda")
+    dev = torch.device(args.gpu_device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--gpu-imagenet needs a CUDA GPU (or --gpu-device cpu with a small --gpu-n for a dry run)")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     n, d, k = args.gpu_n, args.gpu_d, args.gpu_k
     t0 = time.perf_counter()
     X, y, _ = planted_sparse(n, d, k, seed=args.seed, device=dev)
-    torch.cuda.synchronize()
+    sync()
     t_data = time.perf_counter() - t0
     lmax = lam_max_torch(X, y, args.alpha, k)
     lambdas = lambda_path(lmax, args.gpu_n_lambdas, args.gpu_min_ratio)
-    print(f"GPU {torch.cuda.get_device_name()}: X {tuple(X.shape)} made in {t_data:.1f}s, "
+    print(f"{name}: X {tuple(X.shape)} made in {t_data:.1f}s, "
           f"lam_max {lmax:.6g}, {len(lambdas)} lambdas to {args.gpu_min_ratio:g} lam_max", flush=True)
-    torch.cuda.synchronize()
+    floor = _gradient_seconds(X, y, k, sync)
+    print("one full gradient X^T (softmax(XW) - Y): " + ", ".join(f"{m} {s * 1e3:.1f} ms" for m, s in floor.items()))
+    sync()
     t0 = time.perf_counter()
     path = fit_path(X, y, family="multinomial", alpha=args.alpha,
                     lambdas=torch.as_tensor(lambdas), tol=args.tol, device=dev, progress=True)
-    torch.cuda.synchronize()
+    sync()
     secs = time.perf_counter() - t0
     pts = []
     for i in range(len(path)):
@@ -310,12 +314,60 @@ def bench_gpu_imagenet(args):
                         nnz_features=int((W != 0).any(0).sum()), nnz_coefs=int((W != 0).sum()),
                         metrics={kk: (vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv))
                                  for kk, vv in p.metrics.items()}))
-    print(f"our solver: {len(path)} points in {secs:.1f}s (target <= 180 s on one H100)")
+    print(f"our solver: {len(path)} points in {secs:.1f}s (target <= 180 s on one H100) = "
+          f"{secs / floor['float32']:.0f} float32 gradients")
     for q in pts[:: max(1, len(pts) // 10)] + pts[-1:]:
         print(f"  lam {q['lam']:.4e}  P {q['P']:.6f}  nnz feat {q['nnz_features']}  "
               f"gap {q['metrics'].get('gap')}")
-    return dict(mode="gpu-imagenet", device=torch.cuda.get_device_name(), n=n, d=d, k=k,
-                data_seconds=t_data, path_seconds=secs, lam_max=lmax, points=pts)
+    saga = _glm_saga_on_device(X, y, lambdas[:args.gpu_glm_saga_lambdas], args, k, pts, objective_torch)
+    return dict(mode="gpu-imagenet", device=name, n=n, d=d, k=k, data_seconds=t_data, path_seconds=secs,
+                gradient_seconds=floor, lam_max=lmax, points=pts, glm_saga=saga)
+
+
+def _gradient_seconds(X, y, k, sync, repeats=3):
+    """Seconds for one full softmax gradient at W = 0, in float32 and (on a GPU) TF32: the floor."""
+    import torch
+
+    W = torch.zeros(k, X.shape[1], device=X.device)
+    Y = torch.nn.functional.one_hot(y, k).to(X.dtype)
+    out = {}
+    modes = ["float32", "tf32"] if X.device.type == "cuda" else ["float32"]
+    for mode in modes:
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+        try:
+            best = float("inf")
+            for _ in range(repeats + 1):
+                sync()
+                t = time.perf_counter()
+                (torch.softmax(X @ W.T, 1) - Y).T @ X
+                sync()
+                best = min(best, time.perf_counter() - t)
+            out[mode] = best
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+    return out
+
+
+def _glm_saga_on_device(X, y, lambdas, args, k, ours, objective_torch):
+    """glm_saga (paper settings) on the same device for the path's first lambdas, next to ours."""
+    if len(lambdas) == 0:
+        return None
+    try:
+        result = RUNNERS["glm_saga"](X, y, lambdas, args.alpha, k=k, nepochs=args.glm_saga_epochs)
+    except ImportError as err:
+        print(f"glm_saga not run: {err}")
+        return None
+    rows = []
+    for i, (lam, (W, b), secs) in enumerate(zip(lambdas, result.weights, result.per_lambda_seconds)):
+        import torch
+
+        P = objective_torch(X, y, torch.as_tensor(W), torch.as_tensor(b), float(lam), args.alpha)
+        rows.append(dict(lam=float(lam), seconds=secs, P=P, ours_seconds=ours[i]["metrics"]["seconds"],
+                         ours_P=ours[i]["P"], rel_gap=(P - ours[i]["P"]) / abs(ours[i]["P"])))
+        print(f"  glm_saga lam {lam:.4e}: {secs:.1f}s, P {P:.6f} (ours {rows[-1]['ours_seconds']:.2f}s, "
+              f"P {ours[i]['P']:.6f})")
+    return rows
 
 
 # --------------------------------------------------------------------------- main
@@ -352,6 +404,8 @@ def main(argv=None):
     ap.add_argument("--gpu-k", type=int, default=1000)
     ap.add_argument("--gpu-n-lambdas", type=int, default=100)
     ap.add_argument("--gpu-min-ratio", type=float, default=1e-2)
+    ap.add_argument("--gpu-glm-saga-lambdas", type=int, default=3, help="glm_saga's first lambdas on the GPU")
+    ap.add_argument("--gpu-device", default="cuda", help="cpu: a dry run at a small --gpu-n/--gpu-d/--gpu-k")
     ap.add_argument("--out", type=Path, default=None, help="JSON results file (default benchmarks/out/)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

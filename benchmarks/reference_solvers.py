@@ -101,10 +101,13 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
     n, d = X.shape
     L = len(lambdas)
     torch.manual_seed(seed)
-    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
-    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    if isinstance(X, torch.Tensor):  # e.g. on a GPU: glm_saga then runs there
+        Xt, yt = X.float(), torch.as_tensor(y).long()
+    else:
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
+        yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     loader = DataLoader(IndexedTensorDataset(Xt, yt), batch_size=batch_size, shuffle=True)
-    linear = nn.Linear(d, k)
+    linear = nn.Linear(d, k).to(Xt.device)
     with torch.no_grad():
         linear.weight.zero_()
         linear.bias.zero_()
@@ -140,8 +143,8 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         with torch.no_grad():  # glm_saga's own loop does this pass after every lambda
             elastic_loss_and_acc_loader(linear, loader, lam, alpha)
         times[i] = time.perf_counter() - t0
-        weights[i] = (linear.weight.detach().double().numpy().copy(),
-                      linear.bias.detach().double().numpy().copy())
+        weights[i] = (linear.weight.detach().double().cpu().numpy().copy(),
+                      linear.bias.detach().double().cpu().numpy().copy())
         msg = " ".join(logs[n_logs:])
         if "early stop at" in msg:
             epochs[i] = int(msg.split("early stop at")[1].split("]")[0]) + 1
@@ -158,7 +161,7 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         W0, b0 = tail_warm_starts[i - 1] if i - 1 not in head else weights[i - 1]
         with torch.no_grad():
             linear.weight.copy_(torch.as_tensor(W0, dtype=torch.float32))
-            linear.bias.copy_(torch.as_tensor(b0, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(b0, dtype=torch.float32))  # copy_ moves them to the device
         state = one(i, None)
         # the second tail lambda continues from the first (state carried) when adjacent
     measured = float(sum(t for t in times if t is not None))

@@ -97,3 +97,22 @@ def test_binomial_map_is_exact():
     for t in (0.0, 0.2, 0.7, 1.3, -0.4):
         W_t = np.stack([-t * beta, (1 - t) * beta])
         assert objective(X, y, W_t, b, lam, alpha) >= objective(X, y, W, b, lam, alpha) - 1e-15
+
+
+def test_gpu_imagenet_benchmark_dry_run_on_the_cpu(tmp_path, capsys):
+    """The GPU benchmark's code (data on the device, path, gradient floor, glm_saga if installed) at a tiny shape."""
+    import json
+
+    import bench_solver
+
+    out = tmp_path / "gpu.json"
+    bench_solver.main(["--gpu-imagenet", "--gpu-device", "cpu", "--gpu-n", "600", "--gpu-d", "12", "--gpu-k", "5",
+                       "--gpu-n-lambdas", "5", "--gpu-glm-saga-lambdas", "1", "--glm-saga-epochs", "3",
+                       "--out", str(out)])
+    report = json.loads(out.read_text())["gpu_imagenet"]
+    assert (report["n"], report["d"], report["k"]) == (600, 12, 5)
+    assert report["gradient_seconds"]["float32"] > 0 and report["path_seconds"] > 0
+    objectives = [point["P"] for point in report["points"]]
+    assert len(objectives) == 5 and objectives == sorted(objectives, reverse=True)  # less penalty, lower objective
+    assert all(point["metrics"]["converged"] for point in report["points"])
+    assert "one full gradient" in capsys.readouterr().out
