@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 from .constants import MODEL_CARD_NAME
@@ -58,6 +59,12 @@ def push_to_hub(
         kwargs.pop(key, None)
     if kwargs:
         raise TypeError(f"push_to_hub got unexpected arguments {sorted(kwargs)}")
+    base = model.config.base_model_name_or_path
+    if head_only and base and Path(base).expanduser().exists():
+        warnings.warn(
+            f"This head-only checkpoint points to its base model by the local path {base!r}: others who load "
+            f"{repo_id!r} will not find it. Push the full model (head_only=False), or fit the head on a model "
+            "loaded from the Hub so that the checkpoint names its Hub id.", UserWarning, stacklevel=3)
     api = HfApi(token=token)
     repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     with tempfile.TemporaryDirectory() as tmp:
