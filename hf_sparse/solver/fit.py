@@ -169,7 +169,7 @@ class _PathFitter:
                 working |= violators
             elif check.gap <= self.tol * abs(check.objective) or rounds >= _MAX_ROUNDS or steps >= _MAX_STEPS:
                 break
-            elif self.state.hessian.stale:
+            elif self.state.stale_model:
                 reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
             elif previous - check.objective <= max(1e-14, 1e-2 * self.tol) * abs(check.objective):
                 # The last round gained less than a hundredth of the tolerance: at this

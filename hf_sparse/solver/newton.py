@@ -50,6 +50,7 @@ class Iterate:
     b: torch.Tensor  # (k,) float64
     Z: torch.Tensor  # (n_local, k)
     hessian: SoftmaxHessian = field(default_factory=SoftmaxHessian)  # kept between calls (3+ classes)
+    stale_model: bool = False  # whether the last Newton model used an older Hessian
 
     @classmethod
     def zeros(cls, problem: Problem) -> "Iterate":
@@ -108,7 +109,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             grad_b -= grad_b.mean()
         if model is None:
             model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse)
-            reuse = False
+            reuse, state.stale_model = False, not fresh
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(

@@ -132,7 +132,6 @@ class SoftmaxHessian:
         self.keys: np.ndarray | None = None  # one integer per coordinate: class * (d + 1) + feature
         self.H: torch.Tensor | None = None
         self.P: torch.Tensor | None = None
-        self.stale = False  # whether the last Hessian handed out was formed at an older point
 
     def at(self, block, Z: torch.Tensor, row_weight: torch.Tensor, coord_col: np.ndarray,
            coord_class: np.ndarray, *, fresh: bool) -> tuple[torch.Tensor, bool]:
@@ -150,7 +149,7 @@ class SoftmaxHessian:
         if old is None or 2 * n_new * (len(block.cols) + 1) * k > M ** 2 or k * n_new > M:
             self.P = softmax(Z).to(block.design.dtype)
             self.H = coupled_hessian(block, self.P, row_weight, col_t, class_t)
-            self.keys, self.stale = keys, False
+            self.keys = keys
             return self.H, True
         kept = torch.as_tensor(np.flatnonzero(old >= 0), device=device)
         added = torch.as_tensor(np.flatnonzero(old < 0), device=device)
@@ -161,7 +160,7 @@ class SoftmaxHessian:
             rows = coupled_hessian_rows(block, self.P, row_weight, col_t, class_t, added)
             H[added] = rows
             H[:, added] = rows.T
-        self.H, self.keys, self.stale = H, keys, True
+        self.H, self.keys = H, keys
         return H, False
 
 
