@@ -142,6 +142,6 @@ def test_row_pieces_bound_memory_and_change_nothing(monkeypatch):
     whole = coupled_hessian(block, P, w, coord_col, coord_class)
     rows = coupled_hessian_rows(block, P, w, coord_col, coord_class, torch.tensor([2, 5]))
     monkeypatch.setattr(softmax_hessian, "_PIECE_ENTRIES", 10 * 37)  # 37 rows per piece of the 10 coordinates
-    assert len(list(softmax_hessian._pieces(block, 10))) == 6  # 200 rows
+    assert len(list(block.pieces(softmax_hessian._max_rows(10)))) == 6  # 200 rows
     torch.testing.assert_close(coupled_hessian(block, P, w, coord_col, coord_class), whole)
     torch.testing.assert_close(coupled_hessian_rows(block, P, w, coord_col, coord_class, torch.tensor([2, 5])), rows)

@@ -127,6 +127,16 @@ class Block:
         else:
             yield from self.design.chunks(self.cols)
 
+    def pieces(self, max_rows: int | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``(start, stop, rows)``: this process's standardized rows in order, at most ``max_rows`` at a time."""
+        start = 0
+        for chunk in self._chunks():
+            step = max_rows or chunk.shape[0] or 1
+            for a in range(0, chunk.shape[0], step):
+                piece = chunk[a:a + step]
+                yield start + a, start + a + piece.shape[0], piece
+            start += chunk.shape[0]
+
     def matvec(self, W: torch.Tensor) -> torch.Tensor:
         """``X_cols @ W.T`` for this process's rows: (n_local, k)."""
         if W.shape[1] == 0:
@@ -136,11 +146,8 @@ class Block:
     def rmatvec(self, R: torch.Tensor) -> torch.Tensor:
         """``R.T @ X_cols`` summed over processes: (k, m)."""
         out = torch.zeros(R.shape[1], len(self.cols), device=R.device, dtype=torch.float64)
-        start = 0
-        for chunk in self._chunks():
-            stop = start + chunk.shape[0]
+        for start, stop, chunk in self.pieces():
             out += accurate_rmatvec(R[start:stop], chunk)
-            start = stop
         return self.design.reducer.sum(out)
 
     def gram(self, h: torch.Tensor, subset: torch.Tensor | None = None) -> torch.Tensor:
@@ -153,9 +160,7 @@ class Block:
         hk = h if batched else h[:, None]
         m = len(self.cols) if subset is None else len(subset)
         out = torch.zeros(hk.shape[1], m + 1, m + 1, device=h.device, dtype=torch.float64)
-        start = 0
-        for chunk in self._chunks():
-            stop = start + chunk.shape[0]
+        for start, stop, chunk in self.pieces():
             part = chunk if subset is None else chunk[:, subset]
             for c in range(hk.shape[1]):
                 hc = hk[start:stop, c]
@@ -165,7 +170,6 @@ class Block:
                 out[c, :m, m] += col
                 out[c, m, :m] += col
                 out[c, m, m] += hc.double().sum()
-            start = stop
         self.design.reducer.sum(out)
         return out if batched else out[0]
 

@@ -44,17 +44,10 @@ def gram(V: torch.Tensor) -> torch.Tensor:
     return (V.T @ V).double()
 
 
-def _pieces(block, width: int):
-    """``(start, stop, rows)``: the block's standardized rows in pieces of at most
-    ``_PIECE_ENTRIES / width`` rows, so that an (n, width) temporary never exceeds that bound
+def _max_rows(width: int) -> int:
+    """Rows per piece so that an (rows, width) temporary stays within ``_PIECE_ENTRIES``
     (an ImageNet-shape problem has 1.28M rows per device)."""
-    step = max(1, _PIECE_ENTRIES // max(width, 1))
-    start = 0
-    for chunk in block._chunks():
-        for a in range(0, chunk.shape[0], step):
-            piece = chunk[a:a + step]
-            yield start + a, start + a + piece.shape[0], piece
-        start += chunk.shape[0]
+    return max(1, _PIECE_ENTRIES // max(width, 1))
 
 
 def _coordinates(chunk: torch.Tensor, coord_col: torch.Tensor) -> torch.Tensor:
@@ -84,12 +77,12 @@ def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col:
     M = len(coord_col)
     row_weight = row_weight.to(P.dtype)
     out = torch.zeros(M, M, device=P.device, dtype=torch.float64)
-    for start, stop, chunk in _pieces(block, M):
+    for start, stop, chunk in block.pieces(_max_rows(M)):
         A = _coordinates(chunk, cols)
-        w, p = row_weight[start:stop, None], P[start:stop]
-        diagonal = [gram(A[:, s:e] * torch.sqrt(w * p[:, c:c + 1])) for c, s, e in ranges]
+        sqrt_w, p = torch.sqrt(row_weight[start:stop, None]), P[start:stop]
+        diagonal = [gram(A[:, s:e] * (sqrt_w * torch.sqrt(p[:, c:c + 1]))) for c, s, e in ranges]
         for c, s, e in ranges:
-            A[:, s:e] *= torch.sqrt(w) * p[:, c:c + 1]  # A becomes V
+            A[:, s:e] *= sqrt_w * p[:, c:c + 1]  # A becomes V
         out -= gram(A)
         for (c, s, e), D in zip(ranges, diagonal):
             out[s:e, s:e] += D
@@ -109,14 +102,14 @@ def coupled_hessian_rows(block, P: torch.Tensor, row_weight: torch.Tensor, coord
     row_class = coord_class[rows]
     row_weight = row_weight.to(P.dtype)
     out = torch.zeros(r, len(coord_col), device=P.device, dtype=torch.float64)
-    for start, stop, chunk in _pieces(block, max(k * r, len(block.cols) + 1)):
+    for start, stop, chunk in block.pieces(_max_rows(k * r)):
         X_rows = _coordinates(chunk, coord_col[rows])
         wp, p_row = row_weight[start:stop, None] * P[start:stop], P[start:stop][:, row_class]
         # E[:, c, r] = x_r w p_c (delta(c_r, c) - p_c_r), for all classes at once
         same = (row_class[None, :] == torch.arange(k, device=P.device)[:, None]).to(P)
         E = X_rows[:, None, :] * wp[:, :, None] * (same[None] - p_row[:, None, :])  # (n, k, r)
-        G = E.reshape(-1, k * r).T @ torch.cat([chunk, torch.ones_like(chunk[:, :1])], dim=1)  # (k r, m + 1)
-        G = G.reshape(k, r, -1)
+        E = E.reshape(-1, k * r)
+        G = torch.cat([E.T @ chunk, E.sum(0)[:, None]], dim=1).reshape(k, r, -1)  # every column, then the bias
         out += G[coord_class, :, coord_col].T.double()
     return block.design.reducer.sum(out)
 
