@@ -83,8 +83,9 @@ def logits_of(model, X: torch.Tensor, head: str = "sparse") -> torch.Tensor:
 
 def probabilities(model, X: torch.Tensor, head: str = "sparse") -> torch.Tensor:
     """(n, num_labels) probabilities: softmax (single-label) or independent sigmoids (multi-label)."""
-    z = logits_of(model, X, head)
-    return torch.sigmoid(z) if family_of(model) == "multilabel" else torch.softmax(z, dim=1)
+    from hf_sparse.explain.explanation import probabilities_from_logits
+
+    return probabilities_from_logits(logits_of(model, X, head), family_of(model))
 
 
 def target_probability(model, X: torch.Tensor, ids: list[int], head: str = "sparse") -> torch.Tensor:

@@ -88,7 +88,8 @@ class Explanation:
         )
 
 
-def _probabilities(logits: torch.Tensor, family: str) -> torch.Tensor:
+def probabilities_from_logits(logits: torch.Tensor, family: str) -> torch.Tensor:
+    """Softmax (multinomial), independent sigmoids (multilabel), or the values themselves (gaussian)."""
     if family == "multilabel":
         return torch.sigmoid(logits)
     if family == "gaussian":
@@ -109,7 +110,7 @@ def explain(model, inputs, *, target: int | str | None = None):
     head = model.sparse_head
     logits = head(features.to(head.values)).float().cpu()
     family = model.config.family or "multinomial"
-    probs = _probabilities(logits, family)
+    probs = probabilities_from_logits(logits, family)
     weight, bias = head.weight.float().cpu(), head.bias.float().cpu()
     descriptions = getattr(model, "feature_descriptions", None) or {}
     out = []
