@@ -6,6 +6,8 @@ Example:
     &lt;script&gt;x&lt;/script&gt; \| \!\[a\](http://e)
     >>> print(redact_text("you are a bastard"))
     you are a b******
+    >>> excerpt("a long review " * 20 + "seen on tuesday.", around="tuesday", width=40)
+    '…review a long review seen on tuesday.'
 """
 
 from __future__ import annotations
@@ -29,15 +31,74 @@ def redact_text(text: str) -> str:
     return _REDACT.sub(lambda m: m.group(0)[0] + "*" * (len(m.group(0)) - 1), text)
 
 
-def escape_markdown(text: Any, *, redact: bool = False, max_chars: int | None = 300) -> str:
+def _find(text: str, terms) -> re.Match | None:
+    """The first whole-word, case-insensitive match of any of `terms` in `text` (a bare substring match when no
+    whole-word one exists), or None."""
+    terms = [terms] if isinstance(terms, str) else [t for t in (terms or []) if t]
+    for whole_word in (True, False):
+        found = []
+        for term in terms:
+            term = " ".join(str(term).split())
+            if not term:
+                continue
+            pattern = (r"(?<!\w)" + re.escape(term) + r"(?!\w)") if whole_word else re.escape(term)
+            m = re.search(pattern, text, re.IGNORECASE)
+            if m:
+                found.append(m)
+        if found:
+            return min(found, key=lambda m: m.start())
+    return None
+
+
+def excerpt(text: Any, around: str | list[str] | tuple[str, ...] | None = None, width: int | None = 240) -> str:
+    """`text` with its whitespace collapsed, shortened to at most `width` characters (`None`: never shortened).
+
+    When `around` (a word or phrase, or several) occurs in the text, the kept window contains its first occurrence,
+    centred on it where the text allows, with an ellipsis ("…") on each side that was cut; otherwise the start is
+    kept, as before. So a printout never cuts away the word it is about, e.g. a shortcut token at the end of a long
+    review.
+
+    Example:
+        >>> excerpt("x " * 200 + "the end", around="end", width=12)
+        '…x x the end'
+    """
+    s = " ".join(("" if text is None else str(text)).split())
+    if width is None or len(s) <= width:
+        return s
+    if width < 1:
+        raise ValueError(f"excerpt width must be at least 1 character, got {width}")
+    m = _find(s, around) if around is not None else None
+    if m is None:
+        return s[: width - 1].rstrip() + "…"
+    start, end = m.start(), m.end()
+    if end <= width - 1:  # the term is in the kept start: cut as without `around`
+        return s[: width - 1].rstrip() + "…"
+    if end - start > width - 2:  # the term alone fills the window
+        return "…" + s[start : start + width - 2] + "…"
+    if start >= len(s) - (width - 1):  # the term is in the end: keep the end
+        lo, hi = len(s) - (width - 1), len(s)
+    else:  # centred on the term, an ellipsis on each side
+        room = width - 2
+        lo = max(1, min(start - (room - (end - start)) // 2, len(s) - room - 1))
+        hi = lo + room
+    if not s[lo - 1].isspace():  # do not start inside a word ...
+        space = s.find(" ", lo, start)
+        lo = space + 1 if space != -1 else lo
+    if hi < len(s) and not s[hi].isspace():  # ... nor end inside one
+        space = s.rfind(" ", end, hi)
+        hi = space if space != -1 else hi
+    return "…" + s[lo:hi].strip() + ("…" if hi < len(s) else "")
+
+
+def escape_markdown(text: Any, *, redact: bool = False, max_chars: int | None = 300,
+                    around: str | list[str] | None = None) -> str:
     """`text` made safe inside Markdown (and a table cell): HTML is escaped (`<` -> `&lt;`), Markdown characters
     (`|`, backticks, `*`, `_`, `[`, `]`, `!`, ...) get a backslash, newlines become spaces; longer texts are cut to
-    `max_chars` with an ellipsis. `redact=True` masks slurs and profanity first."""
+    `max_chars` with an ellipsis (`excerpt`: around the first occurrence of `around` when given, so the term of
+    interest stays visible). `redact=True` masks slurs and profanity first."""
     s = "" if text is None else str(text)
     if redact:
         s = redact_text(s)
-    s = re.sub(r"\s+", " ", s).strip()
-    if max_chars is not None and len(s) > max_chars:
-        s = s[: max_chars - 1].rstrip() + "…"
+    s = excerpt(s, around=around, width=max_chars)
     s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", s)

@@ -452,8 +452,8 @@ def test_markdown_escapes_hostile_text_and_redacts(muslim_model, fitted_tiny, tm
 
 # ----------------------------------------------------------------------------------------------- planted shortcut
 #: Fine-tuning settings for the shortcut model. The default two epochs at 1e-4 collapse MiniLM's pooled features
-#: to one direction in which sentiment and the shortcut word are the same thing, so no single feature can be edited
-#: out; one light epoch keeps them apart enough for the edit to help (measured: 82.8% -> 87.5%, 85.2% with refit).
+#: to one direction in which sentiment and the shortcut word are the same thing (check_feature_collapse warns);
+#: one light epoch keeps them apart enough for a head-level fix.
 from hf_sparse.demo import FINETUNE as SHORTCUT_FINETUNE  # noqa: E402  (the demo's recipe)
 
 
@@ -466,55 +466,48 @@ def shortcut(tmp_path_factory):
     ds = make_shortcut_sentiment()
     finetune_text_classifier(ds["train"], out_dir=tmp / "model", **SHORTCUT_FINETUNE)
     model = SparseHeadForSequenceClassification.from_pretrained(tmp / "model")
-    model.fit_sparse_head(ds["train"], eval_dataset=ds["test"], features_per_class=5, relax=True,
+    model.fit_sparse_head(ds["train"], eval_dataset=ds["validation"], features_per_class=5, relax=True,
                           cache_dir=tmp / "cache")
     return model, ds, SHORTCUT_WORD
 
 
-def test_planted_shortcut_is_found_and_edited_out(shortcut):
-    model, ds, word = shortcut
-    test = ds["test"]
-    X = model.fit_data.eval_features.features.float()
-    rows = model.fit_data.eval_features.indices.tolist()
-    has_word = [word in test[r]["text"] for r in rows]
-    affected = {r for r in rows if test[r]["has_shortcut"] and test[r]["label"] == 0}
+def test_planted_shortcut_is_found_and_fixed(shortcut):
+    from hf_sparse.audit import balanced_refit, contains_word
 
-    # The spotlight: the top slice is the negative test sentences that carry the word.
+    model, ds, word = shortcut
+    val = ds["validation"]
+    rows = model.fit_data.eval_features.indices.tolist()
+    affected = {r for r in rows if val[r]["has_shortcut"] and val[r]["label"] == 0}
+
+    # The spotlight: the top slice is mostly the negative validation sentences that carry the word.
     slices = find_error_slices(model, n_slices=2)
     top = slices[0]
-    assert sum(r in affected for r in top.member_indices) >= 0.8 * top.n_members
-    assert sum(e["index"] in affected for e in top.examples) > len(top.examples) / 2
+    assert sum(r in affected for r in top.member_indices) >= 0.6 * top.n_members
     assert top.main_error == {"true": "negative", "predicted": "positive", "count": top.main_error["count"],
                               "true_id": 0, "predicted_id": 1}
-    assert top.accuracy < slices.overall_accuracy - 0.3
+    assert top.accuracy < slices.overall_accuracy - 0.15
 
-    # A sparse feature whose top examples (largest push towards "positive") all contain the word.
-    W = model.sparse_head.weight
-    top_share = {}
-    for j in model.sparse_head.active_features.tolist():
-        direction = 1.0 if W[1, j] > W[0, j] else -1.0
-        order = torch.argsort(direction * X[:, j], descending=True)[:20]
-        top_share[j] = sum(has_word[i] for i in order.tolist()) / 20
-    feature = max(top_share, key=top_share.get)
-    assert top_share[feature] >= 0.9, top_share
-    ranked = features_with_word(model, word)  # the library's version of the hand computation above
-    assert ranked[0] == (feature, pytest.approx(top_share[feature])) and len(ranked) == len(top_share)
-    assert feature in {f["feature"] for f in top.features}
+    # The word moves the head's features (label-stratified effect size), and it is found in both splits.
+    ranked = features_with_word(model, word)
+    assert len(ranked) == model.sparse_head.active_features.numel() and ranked[0].score > 0.5
+    assert ranked[0].n_with_word["train"] > 0 and ranked[0].n_with_word["eval"] > 0
 
+    # Removing the most affected feature helps a little; the group-balanced refit fixes the minority group.
     identity_audit(model, groups=["religion"], templates=[t for _, t in TEMPLATES[:4]])
     W0, b0, selection = model.sparse_head.weight.clone(), model.sparse_head.bias.clone(), dict(model.config.selection)
     try:
-        removed = model.edit_features(remove=[feature])
-        assert removed.after["accuracy"] > removed.before["accuracy"], str(removed)
+        removed = model.edit_features(remove=[ranked[0].feature])
         assert removed.slice_accuracy["1"]["after"] > removed.slice_accuracy["1"]["before"]
         assert set(removed.audit_before) == set(removed.audit_after) == {"religion"}
         model.install_sparse_head(W0, b0, selection=selection)
-        refit = model.edit_features(remove=[feature], refit=True)
-        assert refit.after["accuracy"] > refit.before["accuracy"], str(refit)
-        assert feature not in model.sparse_head.active_features.tolist()
-        assert [e["refit"] for e in model.config.edits[-2:]] == [False, True]
+        fix = balanced_refit(model, groups=contains_word(word))
+        minority = f"contains {word!r}=True / negative"
+        assert fix.after["group_accuracy"][minority] >= fix.before["group_accuracy"][minority] + 0.15, str(fix)
+        assert fix.after["accuracy"] >= fix.before["accuracy"] - 0.01
+        assert fix.slice_accuracy["1"]["after"] > fix.slice_accuracy["1"]["before"]
+        assert set(fix.audit_before) == {"religion"}
         md = model.audit_reports["edits"].to_markdown("audit")
-        assert md.count("### Head edit") == len(model.audit_reports["edits"])
+        assert md.count("### Head edit") == 1 and md.count("### Fix") == 1
     finally:
         model.install_sparse_head(W0, b0, selection=selection)
 

@@ -8,7 +8,10 @@
 - `find_error_slices`: regions of the head's input space where the loss is high (Spotlight, D'Eon et al. 2022),
   with their examples and the sparse features most active there;
 - `features_with_word`: the head's features whose top examples contain a word (a suspected shortcut);
-- head edits live on the model: `model.edit_features(remove=[...])` (`hf_sparse.modeling.editing`).
+- head edits live on the model: `model.edit_features(remove=[...])` (`hf_sparse.modeling.editing`);
+- fixes that work: `balanced_refit(model, groups=contains_word("tuesday"))` refits the head on the cached features
+  with every (group, label) cell weighted equally, `augment=identity_swaps()` adds counterfactual texts; both
+  return a before/after `FixReport` (worst-group accuracy, log-loss, features changed).
 
 Each report is recorded on the model (`model.audit_reports`), renders as Markdown for the model card, and round
 trips through JSON (`reports_to_json` / `reports_from_json`).
@@ -21,6 +24,9 @@ Example:
 """
 
 from .identity import identity_audit
+from .fix_report import FixReport
+from .fixes import balanced_refit, head_figures
+from .group_makers import contains_word, identity_swaps
 from .token_features import features_with_word
 from .report import (
     EditHistory,
@@ -39,6 +45,11 @@ from .subgroup import bias_aucs, final_bias_score, generalized_mean, subgroup_me
 from .terms import AMBIGUOUS_TERMS, IDENTITY_TERMS, TEMPLATES, fill_template, find_terms, swap_terms
 
 __all__ = [
+    "FixReport",
+    "balanced_refit",
+    "contains_word",
+    "head_figures",
+    "identity_swaps",
     "features_with_word",
     "AMBIGUOUS_TERMS",
     "EditHistory",

@@ -154,16 +154,161 @@ class _ReportList:
         return getattr(self, self._items)[i]
 
 
+#: Two heads disagree on a signed figure (a contrast, a term set's mean change) when the signs differ and
+#: one of them is at least `SIGN_MIN` away from zero, or on any figure when they differ by more than
+#: `DISAGREEMENT_MARGIN` (probability units).
+DISAGREEMENT_MARGIN = 0.05
+SIGN_MIN = 0.01
+CONTRAST_INTERVAL = ("95% t-interval over frames: in each frame (a template, or a source text) the mean probability "
+                     "over A's terms minus the mean over B's terms; mean of those differences +- t(0.975, n-1) * sd / "
+                     "sqrt(n)")
+
+
+def _head_value(row: dict, head: str, key: str, primary: str):
+    """A row's figure for one head: from `by_head`, or (reports without it) the row's own for the primary head."""
+    by_head = row.get("by_head")
+    if by_head:
+        return (by_head.get(head) or {}).get(key)
+    return row.get(key) if head == primary else None
+
+
+def _signed(value) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def _side_words(name: str) -> frozenset:
+    return frozenset(w for w in re.split(r"[\s_]+", name.lower()) if w)
+
+
+def resolve_contrast_side(side, term_sets: dict, group_terms: dict) -> tuple[str, list[list[str]]]:
+    """(label, [[group, term], ...]) for one side of a contrast: a term set's name ("names_female"; also written as
+    its words in any order, "female names", or uniquely a subset of them, "female nouns"), a group ("religion"), a
+    term ("Muslim", or "religion:Muslim" where a term is in several groups), or a list of terms."""
+    def term_pairs(item: str) -> list[list[str]]:
+        if ":" in item:
+            group, _, term = item.partition(":")
+            hits = [[group, t] for t in group_terms.get(group, []) if t.lower() == term.strip().lower()]
+        else:
+            hits = [[g, t] for g, ts in group_terms.items() for t in ts if t.lower() == item.strip().lower()]
+        if len(hits) > 1:
+            raise ValueError(f"{item!r} is a term of several groups ({[g for g, _ in hits]}): write 'group:term'.")
+        return hits
+
+    if isinstance(side, (list, tuple)):
+        pairs = []
+        for item in side:
+            found = term_pairs(str(item))
+            if not found:
+                raise ValueError(f"contrast side {list(side)!r}: {item!r} is not a term of the audited groups.")
+            pairs += found
+        return "+".join(str(s) for s in side), pairs
+    if not isinstance(side, str):
+        raise TypeError(f"a contrast side is a name or a list of terms, got {type(side).__name__}")
+    usable = {n: s for n, s in term_sets.items() if s["group"] in group_terms}
+    name = side if side in usable else None
+    if name is None:
+        words = _side_words(side)
+        exact = [n for n in usable if _side_words(n) == words]
+        wider = [n for n in usable if words and words <= _side_words(n)]
+        name = exact[0] if exact else (wider[0] if len(wider) == 1 else None)
+    if name is not None:
+        s = usable[name]
+        return name, [[s["group"], t] for t in s["terms"] if t in group_terms[s["group"]]]
+    if side in group_terms:
+        return side, [[side, t] for t in group_terms[side]]
+    found = term_pairs(side)
+    if found:
+        return side, found
+    raise ValueError(f"contrast side {side!r} is not a term set, group or term of this audit. Term sets: "
+                     f"{sorted(usable) or 'none'}; groups: {sorted(group_terms)}; or pass a list of terms.")
+
+
+def paired_contrast(frames, probs: dict, pairs_a, pairs_b) -> dict:
+    """Per head, the mean over frames of (mean P over A's terms - mean P over B's terms), paired by source sentence,
+    with a 95% t-interval; `frames` have `source_id`, `group`, `terms`, `rows`, `probs` is {head: P per row}."""
+    from scipy.stats import t as student_t
+
+    a, b = {tuple(p) for p in pairs_a}, {tuple(p) for p in pairs_b}
+    by_source: dict = {}
+    for frame in frames:
+        side = by_source.setdefault(frame.source_id, ([], []))
+        for term, row in zip(frame.terms, frame.rows):
+            if (frame.group, term) in a:
+                side[0].append(row)
+            if (frame.group, term) in b:
+                side[1].append(row)
+    shared = [rows for rows in by_source.values() if rows[0] and rows[1]]
+    n = len(shared)
+    out = {}
+    for head, p in probs.items():
+        p = [float(v) for v in p]
+        ma = [sum(p[r] for r in ra) / len(ra) for ra, _ in shared]
+        mb = [sum(p[r] for r in rb) / len(rb) for _, rb in shared]
+        diffs = [x - y for x, y in zip(ma, mb)]
+        mean = sum(diffs) / n if n else None
+        low = high = None
+        if n > 1:
+            sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+            half = float(student_t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+            low, high = mean - half, mean + half
+        out[head] = {"difference": mean, "ci_low": low, "ci_high": high,
+                     "mean_a": sum(ma) / n if n else None, "mean_b": sum(mb) / n if n else None}
+    return {"n_frames": n, "by_head": out}
+
+
+def find_disagreements(report, margin: float = DISAGREEMENT_MARGIN, sign_min: float = SIGN_MIN) -> list[dict]:
+    """Where the report's heads disagree: in sign (one at least `sign_min` from zero) or by more than `margin`, on
+    each contrast's difference, each term set's mean change, and each group's mean |change| (single terms are left
+    out: compare them in `terms`, where every head's figures stand side by side)."""
+    heads = list(report.heads)
+    if len(heads) < 2:
+        return []
+    items = ([("contrast", f"{c['a']} - {c['b']}", c, "difference", True) for c in report.contrasts]
+             + [("term set", s["name"], s, "mean_delta", True) for s in report.aggregates]
+             + [("group", g["group"], g, "mean_abs_delta", False) for g in report.groups])
+    out = []
+    first = heads[0]
+    for what, name, row, key, signed in items:
+        for other in heads[1:]:
+            x, y = _head_value(row, first, key, report.head), _head_value(row, other, key, report.head)
+            if x is None or y is None:
+                continue
+            if signed and x * y < 0 and max(abs(x), abs(y)) >= sign_min:
+                reason = "sign"
+            elif abs(x - y) > margin:
+                reason = "margin"
+            else:
+                continue
+            how = "in sign" if reason == "sign" else f"by more than {margin:g}"
+            out.append({"what": what, "name": name, "measure": key, "heads": [first, other],
+                        "values": {first: x, other: y}, "reason": reason,
+                        "message": f"the {first} and {other} heads disagree {how} on {what} {name} ({key}): "
+                                   f"{first} {_signed(x)}, {other} {_signed(y)}"})
+    return out
+
+
 @dataclass
 class IdentityAuditReport(_Report):
-    """Counterfactual token fairness: the target probability when only an identity term changes.
+    """Counterfactual token fairness: the target probability when only an identity term changes, per head.
 
+    `heads`: the heads scored on the same features (e.g. ["sparse", "dense"]); `head` is the first, whose figures
+    the rows carry at top level; every row also has `by_head` {head: figures}.
     `terms` rows: group, term, n (frames), mean_probability, mean_delta / mean_abs_delta (probability change vs the
     reference: the mean over the group's terms in the same sentence), flip_rate (share of swaps with this term
-    that change the predicted label), top_features ([{feature, mean_delta_contribution}] for a sparse head).
-    `groups` rows: group, n_frames, n_terms, mean_abs_delta, mean_gap (mean over sentences of the largest minus the
-    smallest probability), flip_rate (share of term pairs whose predicted labels differ), top_features
-    ([{feature, mean_abs_delta_contribution, weight}]). `examples`: the sentences with the largest gaps.
+    that change the predicted label), top_features ([{feature, mean_delta_contribution}] of the sparse head).
+    `groups` rows: group, n_frames, n_terms, mean_probability, mean_abs_delta, mean_gap (mean over sentences of the
+    largest minus the smallest probability), flip_rate (share of term pairs whose predicted labels differ),
+    top_features ([{feature, mean_abs_delta_contribution, weight}]).
+    `aggregates` rows (term sets, `term_sets`, e.g. names_female): name, group, terms, n_frames, mean_probability,
+    mean_delta (the set's mean minus the frame's mean). `contrasts` rows: a, b, n_frames, difference (mean of A minus
+    mean of B over the frames holding both), ci_low / ci_high (`interval`), mean_a, mean_b. `disagreements`: where
+    the heads disagree (`find_disagreements`). `examples`: the sentences with the largest gaps (first head).
+    `ambiguous_unswapped` (texts mode): how many texts held ambiguous adjectives that were left as they are.
+
+    Example:
+        >>> report = identity_audit(model, groups=["names"])
+        >>> report.contrast("female names", "male names")["by_head"]["dense"]["difference"]
+        >>> [d["message"] for d in report.disagreements]
     """
 
     mode: str  # "templates" or "texts"
@@ -180,84 +325,199 @@ class IdentityAuditReport(_Report):
     n_texts: int = 0
     n_source_texts: int | None = None
     contribution: str | None = None
+    heads: list | None = None
+    aggregates: list = field(default_factory=list)
+    contrasts: list = field(default_factory=list)
+    term_sets: dict = field(default_factory=dict)
+    interval: str | None = None
+    disagreements: list = field(default_factory=list)
+    disagreement_margin: float = DISAGREEMENT_MARGIN
+    sign_min: float = SIGN_MIN
+    swap_ambiguous: bool | None = None
+    ambiguous_unswapped: dict | None = None
+    notes: list = field(default_factory=list)
     _cache: Any = field(default=None, repr=False, compare=False)
 
     kind: ClassVar[str] = "identity"
     plot_name: ClassVar[str] = "identity_delta.png"
 
+    def __post_init__(self):
+        if not self.heads:
+            self.heads = [self.head]
+
     @property
     def max_flip_rate(self) -> float | None:
-        """The largest flip rate over the groups."""
+        """The largest flip rate over the groups (first head)."""
         rates = [g["flip_rate"] for g in self.groups if g.get("flip_rate") is not None]
         return max(rates) if rates else None
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """{group: {flip_rate, mean_abs_delta}}: what an edit's before/after report compares."""
+        """{group: {flip_rate, mean_abs_delta}} of the first head: what an edit's before/after report compares."""
         return {g["group"]: {"flip_rate": g["flip_rate"], "mean_abs_delta": g["mean_abs_delta"]} for g in self.groups}
 
+    def contrast(self, a, b, head: str | None = None) -> dict:
+        """A minus B: the mean difference of the target probability over the frames holding both, a 95% t-interval
+        and n, for every head (`by_head`), or for one head's figures with `head=`.
+
+        A side is a term set ("names_female", or "female names"), a group, a term, or a list of terms. Needs the
+        audit's kept probabilities, or a contrast already in `contrasts` (e.g. after loading from JSON).
+        """
+        label_a, pairs_a = resolve_contrast_side(a, self.term_sets, self.group_terms)
+        label_b, pairs_b = resolve_contrast_side(b, self.term_sets, self.group_terms)
+        row = None
+        if self._cache is not None and getattr(self._cache, "probs", None) is not None:
+            row = {"a": label_a, "b": label_b, "a_terms": pairs_a, "b_terms": pairs_b, "interval": CONTRAST_INTERVAL,
+                   **paired_contrast(self._cache.frames, self._cache.probs, pairs_a, pairs_b)}
+            if not row["n_frames"]:
+                raise ValueError(f"{label_a!r} and {label_b!r} never appear in the same sentence frame: contrast "
+                                 "sets of groups that fill the same templates (or are found in the same texts).")
+            first = row["by_head"].get(self.head) or {}
+            row.update({k: first.get(k) for k in ("difference", "ci_low", "ci_high", "mean_a", "mean_b")})
+        else:
+            for c in self.contrasts:
+                if (c["a"], c["b"]) == (label_a, label_b):
+                    row = c
+            if row is None:
+                raise ValueError(f"This report keeps no probabilities (it was loaded from JSON) and has no contrast "
+                                 f"{label_a!r} - {label_b!r}: run identity_audit(model, contrasts=[({a!r}, {b!r})]).")
+        if head is None:
+            return row
+        if head not in row["by_head"]:
+            raise ValueError(f"head {head!r} was not audited; heads: {self.heads}")
+        return {"a": row["a"], "b": row["b"], "n_frames": row["n_frames"], "head": head, **row["by_head"][head]}
+
+    # ------------------------------------------------------------------ rendering
+    def _warning_lines(self) -> list[str]:
+        return [f"WARNING: {d['message']}" for d in self.disagreements]
+
+    def _note_lines(self) -> list[str]:
+        lines = list(self.notes)
+        amb = self.ambiguous_unswapped
+        if amb and amb.get("n_texts"):
+            terms = ", ".join(f"{t} ({n})" for t, n in (amb.get("terms") or {}).items())
+            lines.append(f"{amb['n_texts']} of the texts hold ambiguous adjectives left unswapped: {terms}. "
+                         + (amb.get("how") or ""))
+        return lines
+
+    def _group_table(self):
+        headers = ["group", "frames"] + [f"{k} ({h})" for h in self.heads for k in ("mean p", "mean |dp|", "flip rate")]
+        rows = [[g["group"], g["n_frames"]] + [_head_value(g, h, k, self.head) for h in self.heads
+                                                 for k in ("mean_probability", "mean_abs_delta", "flip_rate")]
+                for g in self.groups]
+        return headers, rows
+
+    def _contrast_table(self):
+        headers = ["A - B", "frames"] + [f"difference [95% CI] ({h})" for h in self.heads]
+        rows = []
+        for c in self.contrasts:
+            cells = []
+            for h in self.heads:
+                v = (c.get("by_head") or {}).get(h) or {}
+                ci = (f" [{_signed(v.get('ci_low'))}, {_signed(v.get('ci_high'))}]"
+                      if v.get("ci_low") is not None else "")
+                cells.append(_signed(v.get("difference")) + ci)
+            rows.append([f"{c['a']} - {c['b']}", c["n_frames"]] + cells)
+        return headers, rows
+
+    def _aggregate_table(self):
+        headers = ["term set", "group", "frames"] + [f"{k} ({h})" for h in self.heads for k in ("mean p", "mean dp")]
+        rows = [[s["name"], s["group"], s["n_frames"]] + [_head_value(s, h, k, self.head) for h in self.heads
+                                                          for k in ("mean_probability", "mean_delta")]
+                for s in self.aggregates]
+        return headers, rows
+
+    def _term_table(self, abs_delta: bool = False):
+        keys = ("mean_probability", "mean_delta") + (("mean_abs_delta",) if abs_delta else ()) + ("flip_rate",)
+        names = {"mean_probability": "mean p", "mean_delta": "mean dp", "mean_abs_delta": "mean |dp|",
+                 "flip_rate": "flip rate"}
+        headers = ["group", "term"] + [f"{names[k]} ({h})" for h in self.heads for k in keys]
+        rows = [[t["group"], t["term"]] + [_head_value(t, h, k, self.head) for h in self.heads for k in keys]
+                for t in self.terms]
+        return headers, rows
+
+    def _heads_text(self) -> str:
+        return " and ".join(self.heads) + (" heads side by side" if len(self.heads) > 1 else " head")
+
     def __str__(self) -> str:
-        head = (f"Identity audit ({self.mode}, {self.head} head, P({self.target_label})): {self.n_frames} sentence "
-                f"frames, {self.n_texts} texts scored. Reference: {self.reference}.")
-        groups = _text_table(
-            ["group", "frames", "mean |dp|", "mean gap", "flip rate", "top features"],
-            [[g["group"], g["n_frames"], g["mean_abs_delta"], g["mean_gap"], g["flip_rate"],
-              _features_cell(g.get("top_features") or [], "mean_abs_delta_contribution")] for g in self.groups],
-        )
-        terms = _text_table(
-            ["group", "term", "mean p", "mean dp", "flip rate", "top features"],
-            [[t["group"], t["term"], t["mean_probability"], t["mean_delta"], t["flip_rate"],
-              _features_cell(t.get("top_features") or [], "mean_delta_contribution")] for t in self.terms],
-        )
-        return f"{head}\n\n{groups}\n\n{terms}"
+        head = (f"Identity audit ({self.mode}, {self._heads_text()}, P({self.target_label})): {self.n_frames} "
+                f"sentence frames, {self.n_texts} texts scored. Reference: {self.reference}.")
+        parts = [head] + self._warning_lines() + [f"note: {n}" for n in self._note_lines()]
+        headers, rows = self._group_table()
+        feats = "sparse " if len(self.heads) > 1 else ""
+        parts += ["", _text_table(headers + [f"top {feats}features"],
+                                  [r + [_features_cell(g.get("top_features") or [], "mean_abs_delta_contribution")]
+                                   for r, g in zip(rows, self.groups)])]
+        if self.contrasts:
+            parts += ["", f"Contrasts ({self.interval or CONTRAST_INTERVAL}):", _text_table(*self._contrast_table())]
+        if self.aggregates:
+            parts += ["", _text_table(*self._aggregate_table())]
+        headers, rows = self._term_table()
+        parts += ["", _text_table(headers + [f"top {feats}features"],
+                                  [r + [_features_cell(t.get("top_features") or [], "mean_delta_contribution")]
+                                   for r, t in zip(rows, self.terms)])]
+        return "\n".join(parts)
 
     def to_markdown(self, asset_dir: str | None = "audit", *, redact: bool = False) -> str:
-        """An "Identity-term audit" section: method, per-group and per-term tables, example swaps, plot."""
+        """An "Identity-term audit" section: method, warnings where the heads disagree, per-group, contrast, term-set
+        and per-term tables (every head side by side), example swaps, plot."""
         source = "sentences from templates" if self.mode == "templates" else "terms swapped in real texts"
         parts = [
             "### Identity-term audit",
             "",
-            f"Probability of **{escape_markdown(self.target_label)}** from the {escape_markdown(self.head)} head when "
-            f"only an identity term changes ({source}; "
+            f"Probability of **{escape_markdown(self.target_label)}** from the {escape_markdown(self._heads_text())} "
+            f"(the same features) when only an identity term changes ({source}; "
             f"{self.n_frames} sentence frames, {self.n_texts} texts). Change (dp) is measured against "
             f"{escape_markdown(self.reference)}; the flip rate is the share of term swaps that change the predicted label."
             + (f" Feature contributions: {escape_markdown(self.contribution)}." if self.contribution else ""),
-            "",
-            _md_table(
-                ["group", "frames", "mean |dp|", "mean gap", "flip rate", "features carrying the change (mean |d contribution|)"],
-                [[g["group"], g["n_frames"], g["mean_abs_delta"], g["mean_gap"], g["flip_rate"],
-                  _features_cell(g.get("top_features") or [], "mean_abs_delta_contribution")] for g in self.groups],
-            ),
-            "",
-            _md_table(
-                ["group", "term", "mean p", "mean dp", "mean |dp|", "flip rate", "top features (mean d contribution)"],
-                [[t["group"], t["term"], t["mean_probability"], t["mean_delta"], t["mean_abs_delta"], t["flip_rate"],
-                  _features_cell(t.get("top_features") or [], "mean_delta_contribution")] for t in self.terms],
-            ),
         ]
+        for line in self._warning_lines():
+            parts += ["", f"**WARNING**: {escape_markdown(line.split(':', 1)[1].strip())}"]
+        for line in self._note_lines():
+            parts += ["", f"Note: {escape_markdown(line)}"]
+        headers, rows = self._group_table()
+        parts += ["", _md_table(headers + ["features carrying the change (mean |d contribution|)"],
+                                [r + [_features_cell(g.get("top_features") or [], "mean_abs_delta_contribution")]
+                                 for r, g in zip(rows, self.groups)])]
+        if self.contrasts:
+            parts += ["", f"Contrasts, A minus B ({escape_markdown(self.interval or CONTRAST_INTERVAL)}):", "",
+                      _md_table(*self._contrast_table())]
+        if self.aggregates:
+            parts += ["", _md_table(*self._aggregate_table())]
+        headers, rows = self._term_table(abs_delta=True)
+        parts += ["", _md_table(headers + ["top features (mean d contribution)"],
+                                [r + [_features_cell(t.get("top_features") or [], "mean_delta_contribution")]
+                                 for r, t in zip(rows, self.terms)])]
         if self.examples:
-            parts += ["", "Largest changes:", "",
+            parts += ["", f"Largest changes ({escape_markdown(self.head)} head):", "",
                       _md_table(["group", "text (high)", "p high", "text (low)", "p low"],
                                 [[e["group"], e["text_high"], e["p_high"], e["text_low"], e["p_low"]] for e in self.examples],
                                 redact=redact)]
         return "\n".join(parts) + _image(asset_dir, self.plot_name, "Mean change of probability per identity term")
 
     def save_plots(self, directory: str | os.PathLike) -> list[str]:
-        """A horizontal bar chart of the mean probability change per term, coloured by group."""
+        """A horizontal bar chart of the mean probability change per term, coloured by group (one bar per head:
+        the first solid, the others hatched)."""
         import matplotlib.pyplot as plt
 
         terms = list(self.terms)
         if not terms:
             return []
-        fig, ax = _figure(900, max(300, 60 + 18 * len(terms)))
+        fig, ax = _figure(900, max(300, 60 + 18 * len(terms) * len(self.heads)))
         colors = plt.get_cmap("tab10")
         groups = list(dict.fromkeys(t["group"] for t in terms))
-        y = list(range(len(terms)))[::-1]
-        ax.barh(y, [t["mean_delta"] or 0.0 for t in terms],
-                color=[colors(groups.index(t["group"]) % 10) for t in terms])
-        ax.set_yticks(y, [f"{t['term']} ({t['group']})" for t in terms], fontsize=9)
+        height = 0.8 / len(self.heads)
+        for k, h in enumerate(self.heads):
+            y = [len(terms) - 1 - i + 0.4 - (k + 0.5) * height for i in range(len(terms))]
+            ax.barh(y, [_head_value(t, h, "mean_delta", self.head) or 0.0 for t in terms], height=height,
+                    color=[colors(groups.index(t["group"]) % 10) for t in terms], hatch="//" if k else None,
+                    alpha=1.0 if k == 0 else 0.55, label=f"{h} head")
+        ax.set_yticks([len(terms) - 1 - i for i in range(len(terms))],
+                      [f"{t['term']} ({t['group']})" for t in terms], fontsize=9)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_xlabel(f"mean change of P({self.target_label}) vs the group's mean")
-        ax.set_title(f"Identity-term audit ({self.mode}, {self.head} head)")
+        ax.set_title(f"Identity-term audit ({self.mode}, {self._heads_text()})")
+        if len(self.heads) > 1:
+            ax.legend(fontsize=8, loc="lower right")
         return [_save(fig, directory, self.plot_name)]
 
 
@@ -269,6 +529,13 @@ class SubgroupReport(_Report):
     `rows`: subgroup, n, n_positive, and for each metric a dict {head: AUC or None (undefined: one class missing)}.
     `overall_auc`, `generalized_mean` ({head: {metric: M_p}}) and `final_score` ({head: value}) follow the Jigsaw
     Unintended Bias metric: `w0 * overall + sum_m w_m * M_p(metric m over subgroups)`, p = `power`.
+    `disagreements`: where the first head and another disagree (an AUC on opposite sides of 0.5, or figures more
+    than `disagreement_margin` apart; `subgroup.find_subgroup_disagreements`), each {what, subgroup, measure, heads,
+    values, reason, message}; printed as WARNING lines.
+
+    Example:
+        >>> report = subgroup_metrics(model, ds, text_column="comment", label_column="toxic")
+        >>> [d["message"] for d in report.disagreements]      # empty when the heads agree
     """
 
     heads: list
@@ -284,6 +551,8 @@ class SubgroupReport(_Report):
     n_positive: int = 0
     skipped: dict = field(default_factory=dict)
     min_size: int = 1
+    disagreements: list = field(default_factory=list)
+    disagreement_margin: float | None = None
 
     kind: ClassVar[str] = "subgroup"
     plot_name: ClassVar[str] = "subgroup_auc.png"
@@ -308,9 +577,10 @@ class SubgroupReport(_Report):
     def __str__(self) -> str:
         head = (f"Subgroup metrics for P({self.target_label}), {self.n_examples} examples ({self.n_positive} "
                 f"positive), subgroups from {self.source}.")
+        warnings = "".join(f"\nWARNING: {d['message']}" for d in self.disagreements)
         rows = _text_table(["subgroup", "n", "n positive"] + self._cols(),
                            [[r["subgroup"], r["n"], r["n_positive"]] + self._row_values(r) for r in self.rows])
-        return f"{head}\n\n{rows}\n\n{_text_table(['metric'] + list(self.heads), self._summary_rows())}"
+        return f"{head}{warnings}\n\n{rows}\n\n{_text_table(['metric'] + list(self.heads), self._summary_rows())}"
 
     def to_markdown(self, asset_dir: str | None = "audit", *, redact: bool = False) -> str:
         """A "Subgroup metrics" section: per-subgroup AUC table, summary table, plot."""
@@ -321,6 +591,10 @@ class SubgroupReport(_Report):
             "the subgroup's negatives against the background's positives (BPSN) and the subgroup's positives against "
             f"the background's negatives (BNSP), after Borkan et al. (2019); subgroups from {escape_markdown(self.source)}; "
             f"{self.n_examples} examples, {self.n_positive} positive. – marks an AUC that is undefined (one class missing).",
+        ]
+        for d in self.disagreements:
+            parts += ["", f"**WARNING**: {escape_markdown(d['message'], redact=redact, max_chars=None)}"]
+        parts += [
             "",
             _md_table(["subgroup", "n", "n positive"] + self._cols(),
                       [[r["subgroup"], r["n"], r["n_positive"]] + self._row_values(r) for r in self.rows]),
@@ -388,17 +662,34 @@ class ErrorSlice(_Report):
     examples: list = field(default_factory=list)
     features: list = field(default_factory=list)
     member_indices: list = field(default_factory=list)
+    dense_accuracy: float | None = None  # the dense head's accuracy on the same members
+    center: list | None = None  # the spotlight's center in the report's `projection` space
+    radius2: float | None = None  # squared distance of the farthest member: `assign` uses it
 
     def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self, around: str | list[str] | None = None, width: int | None = None) -> str:
+        """`str(slice)`, with the example texts whole or shortened around `around` (see `examples_table`)."""
         err = self.main_error or {}
         text = (f"Slice {self.rank}: {self.size:.1f} examples ({100 * self.share:.1f}%), loss {self.loss:.3f}, "
                 f"accuracy {self.accuracy:.3f}; labels {self.label_counts}, predicted {self.predicted_counts}"
-                + (f"; main error {err.get('true')} -> {err.get('predicted')}" if err else ""))
+                + (f"; main error {err.get('true')} -> {err.get('predicted')}" if err else "")
+                + (f"\nAccuracy on its {self.n_members} members: this head {self.member_accuracy:.3f}, dense head "
+                   f"{self.dense_accuracy:.3f}" if self.dense_accuracy is not None else ""))
         feats = _text_table(["feature", "inside", "outside", "difference", "push"],
                             [[f["feature"], f["inside"], f["outside"], f["difference"], f.get("push")] for f in self.features])
-        ex = _text_table(["index", "label", "predicted", "loss", "text"],
-                         [[e["index"], e["label"], e["predicted"], e["loss"], (e.get("text") or "")[:80]] for e in self.examples])
+        ex = self.examples_table(around, width)
         return f"{text}\n{feats}\n{ex}"
+
+    def examples_table(self, around: str | list[str] | None = None, width: int | None = None) -> str:
+        """The examples as a text table; texts whole (`width=None`), or shortened to `width` characters around the
+        first occurrence of `around` (`hf_sparse.text_safety.excerpt`), so the part that matters is never cut."""
+        from ..text_safety import excerpt
+
+        return _text_table(["index", "label", "predicted", "loss", "text"],
+                           [[e["index"], e["label"], e["predicted"], e["loss"],
+                             excerpt(e.get("text"), around=around, width=width)] for e in self.examples])
 
 
 @dataclass
@@ -413,10 +704,57 @@ class ErrorSliceReport(_ReportList, _Report):
     split: str
     overall_loss: float
     overall_accuracy: float
+    dense_overall_accuracy: float | None = None
+    projection: dict | None = None  # {mean, std, pca_mean, components, scale}: raw features -> slice space
+    warnings: list = field(default_factory=list)
 
     kind: ClassVar[str] = "error_slices"
     _items: ClassVar[str] = "slices"
     plot_name: ClassVar[str] = "error_slices.png"
+
+    def assign(self, features) -> "torch.Tensor":  # noqa: F821
+        """The rank of the slice each row of `features` ((n, d) head inputs, raw) falls in, 0 for none: a row is in
+        a slice when it is at most as far from the slice's center as its farthest member. A slice found on the
+        evaluation data thus becomes groups on the training data (`balanced_refit(model, groups=...)`).
+
+        Example:
+            >>> ranks = slices.assign(model.fit_data.train_features.features)   # 0 = in no slice
+        """
+        import torch
+
+        if self.projection is None:
+            raise ValueError("This report keeps no projection (it was made by an older version): run "
+                             "find_error_slices again to assign rows to its slices.")
+        p = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self.projection.items() if v is not None}
+        X = torch.as_tensor(features).double()
+        if X.dim() != 2 or X.shape[1] != p["mean"].shape[0]:
+            raise ValueError(f"features must be (n, {p['mean'].shape[0]}) head inputs; got {tuple(X.shape)}.")
+        Z = (X - p["mean"]) / p["std"] - p["pca_mean"]
+        if p.get("components") is not None and p["components"].numel():
+            Z = Z @ p["components"].T
+        Z = Z / p["scale"]
+        ranks = torch.zeros(X.shape[0], dtype=torch.long)
+        for s in reversed(self.slices):  # the best slice wins where slices overlap
+            d2 = ((Z - torch.as_tensor(s.center, dtype=torch.float64)) ** 2).sum(1)
+            ranks[d2 <= s.radius2 * (1 + 1e-9)] = s.rank
+        return ranks
+
+    def group_values(self, model, dataset=None, *, batch_size: int = 64, max_length: int | None = 128) -> list:
+        """One slice rank per example of `dataset` (default: the training data of the model's last fit, read from
+        its cached features with no forward pass), usable as `groups=` in `balanced_refit` / `fit_sparse_head`."""
+        fit = getattr(model, "fit_data", None)
+        if dataset is None or (fit is not None and dataset is fit.train_dataset):
+            if fit is None:
+                raise ValueError("group_values needs dataset= or a model with the features of a fit_sparse_head.")
+            feats, n = fit.train_features, len(fit.train_dataset)
+            ranks = self.assign(feats.features)
+            out = [0] * n
+            for r, rank in zip(feats.indices.tolist(), ranks.tolist()):
+                out[int(r)] = rank
+            return out
+        column = fit.text_column if (fit and model._modality == "text") else (fit.image_column if fit else "text")
+        X = model.encode(list(dataset[column]), batch_size=batch_size, max_length=max_length)
+        return self.assign(X).tolist()
 
     def __post_init__(self):
         self.slices = [s if isinstance(s, ErrorSlice) else ErrorSlice.from_dict(s) for s in self.slices]
@@ -427,13 +765,34 @@ class ErrorSliceReport(_ReportList, _Report):
         return data
 
     def __str__(self) -> str:
-        head = (f"Error slices ({self.head} head, {self.split} split, {self.n_examples} examples, overall loss "
-                f"{self.overall_loss:.3f}, accuracy {self.overall_accuracy:.3f}); spotlights of "
-                f"{100 * self.spotlight_size:.1f}% of the data in {self.space}.")
-        return "\n\n".join([head] + [str(s) for s in self.slices])
+        return self.to_text()
 
-    def to_markdown(self, asset_dir: str | None = "audit", *, redact: bool = False, n_examples: int = 5) -> str:
-        """An "Error slices" section: a summary table, and per slice its features and example inputs."""
+    def to_text(self, around: str | list[str] | None = None, width: int | None = None) -> str:
+        """`str(report)`; example texts whole, or shortened to `width` characters around `around` when given."""
+        dense = ("" if self.dense_overall_accuracy is None
+                 else f", dense head accuracy {self.dense_overall_accuracy:.3f}")
+        head = (f"Error slices ({self.head} head, {self.split} split, {self.n_examples} examples, overall loss "
+                f"{self.overall_loss:.3f}, accuracy {self.overall_accuracy:.3f}{dense}); spotlights of "
+                f"{100 * self.spotlight_size:.1f}% of the data in {self.space}.")
+        head += "".join(f"\nWARNING: {w}" for w in self.warnings)
+        return "\n\n".join([head] + [s.to_text(around, width) for s in self.slices])
+
+    def _has_dense(self) -> bool:
+        return self.dense_overall_accuracy is not None or any(s.dense_accuracy is not None for s in self.slices)
+
+    @staticmethod
+    def _examples_markdown(examples: list, redact: bool, around, text_chars: int | None) -> str:
+        """The examples table; each text escaped whole, or cut to `text_chars` around `around` (never cut away)."""
+        rows = [[_fmt(e["index"]), _fmt(e["label"]), _fmt(e["predicted"]), _fmt(e["loss"])] for e in examples]
+        texts = [escape_markdown(e.get("text"), redact=redact, max_chars=text_chars, around=around) for e in examples]
+        head = "| row | label | predicted | loss | text |\n| --- | --- | --- | --- | --- |"
+        return "\n".join([head] + ["| " + " | ".join([escape_markdown(c, redact=redact) for c in r] + [t]) + " |"
+                                    for r, t in zip(rows, texts)])
+
+    def to_markdown(self, asset_dir: str | None = "audit", *, redact: bool = False, n_examples: int = 5,
+                    around: str | list[str] | None = None, text_chars: int | None = None) -> str:
+        """An "Error slices" section: a summary table, and per slice its features and example inputs (texts whole,
+        or cut to `text_chars` characters around the first occurrence of `around`, e.g. a suspected shortcut)."""
         parts = [
             "### Error slices",
             "",
@@ -441,18 +800,25 @@ class ErrorSliceReport(_ReportList, _Report):
             f"with the Spotlight method (D'Eon et al. 2022) on the {escape_markdown(self.split)} features "
             f"({self.n_examples} examples, overall loss {self.overall_loss:.3f}, accuracy {self.overall_accuracy:.3f}). "
             f"Each spotlight is a Gaussian kernel holding {100 * self.spotlight_size:.1f}% of the data "
-            f"({escape_markdown(self.space)}); later spotlights avoid the examples of earlier ones.",
-            "",
-            _md_table(["slice", "size", "share", "loss", "accuracy", "main error", "features (push)"],
-                      [[s.rank, f"{s.size:.1f}", f"{100 * s.share:.1f}%", s.loss, s.accuracy,
-                        f"{s.main_error['true']} → {s.main_error['predicted']}" if s.main_error else "–",
-                        _features_cell(s.features, "push")] for s in self.slices]),
+            f"({escape_markdown(self.space)}); later spotlights avoid the examples of earlier ones."
+            + ("" if self.dense_overall_accuracy is None else
+               f" The dense head (the model before sparsification) scores accuracy {self.dense_overall_accuracy:.3f} "
+               "on the same features; each slice's accuracy over its members is shown for both heads."),
         ]
+        for w in self.warnings:
+            parts += ["", f"**WARNING**: {escape_markdown(w, redact=redact, max_chars=None)}"]
+        dense = self._has_dense()
+        headers = (["slice", "size", "share", "loss", "accuracy"]
+                   + ([f"member accuracy ({self.head})", "member accuracy (dense)"] if dense else [])
+                   + ["main error", "features (push)"])
+        parts += ["", _md_table(headers, [
+            [s.rank, f"{s.size:.1f}", f"{100 * s.share:.1f}%", s.loss, s.accuracy]
+            + ([s.member_accuracy, s.dense_accuracy] if dense else [])
+            + [f"{s.main_error['true']} → {s.main_error['predicted']}" if s.main_error else "–",
+               _features_cell(s.features, "push")] for s in self.slices])]
         for s in self.slices:
             parts += ["", f"**Slice {s.rank}** — top examples:", "",
-                      _md_table(["row", "label", "predicted", "loss", "text"],
-                                [[e["index"], e["label"], e["predicted"], e["loss"], e.get("text")]
-                                 for e in s.examples[:n_examples]], redact=redact)]
+                      self._examples_markdown(s.examples[:n_examples], redact, around, text_chars)]
         return "\n".join(parts) + _image(asset_dir, self.plot_name, "Loss and size of each error slice")
 
     def save_plots(self, directory: str | os.PathLike) -> list[str]:
@@ -478,7 +844,14 @@ class ErrorSliceReport(_ReportList, _Report):
 @dataclass
 class EditReport(_Report):
     """What a head edit changed: the features removed or reweighted, and accuracy/loss (and identity-audit
-    summaries, when an audit was recorded) before and after, on `split`."""
+    summaries, when an audit was recorded) before and after, on `split`. With a refit, `no_refit` holds what the
+    removal alone gave ({accuracy, loss, worst_slice_accuracy, slice_accuracy}), shown in its own column, and
+    `notes` say when the refit did worse than it.
+
+    Example:
+        >>> report = model.edit_features(remove=[12], refit=True)
+        >>> report.no_refit["accuracy"], report.after["accuracy"]; print("\n".join(report.notes))
+    """
 
     removed: list
     reweighted: dict
@@ -492,6 +865,7 @@ class EditReport(_Report):
     slice_accuracy: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     index: int = 1
+    no_refit: dict | None = None
 
     kind: ClassVar[str] = "edits"
 
@@ -499,10 +873,18 @@ class EditReport(_Report):
     def plot_name(self) -> str:
         return f"edit_{self.index}.png"
 
+    def _headers(self) -> list[str]:
+        return ["metric", "before", "after"] + (["removal alone (no refit)"] if self.no_refit else [])
+
     def _rows(self):
         keys = [k for k in ("accuracy", "loss", "nnz", "n_features") if k in self.before or k in self.after]
-        rows = [[k, self.before.get(k), self.after.get(k)] for k in keys]
-        rows += [[f"accuracy in error slice {r}", v.get("before"), v.get("after")] for r, v in self.slice_accuracy.items()]
+        alone = self.no_refit or {}
+        alone_slices = alone.get("slice_accuracy") or {}
+        extra = (lambda value: [value]) if self.no_refit else (lambda value: [])  # noqa: E731
+        rows = [[k, self.before.get(k), self.after.get(k)] + extra(alone.get(k) if k in ("accuracy", "loss")
+                                                                     else self.after.get(k)) for k in keys]
+        rows += [[f"accuracy in error slice {r}", v.get("before"), v.get("after")] + extra(alone_slices.get(str(r)))
+                 for r, v in self.slice_accuracy.items()]
         return rows
 
     def _audit_rows(self):
@@ -525,7 +907,7 @@ class EditReport(_Report):
 
     def __str__(self) -> str:
         text = f"Edit {self.index}: {self._what()} (on {self.split}, {self.n_examples} examples)\n"
-        text += _text_table(["metric", "before", "after"], self._rows())
+        text += _text_table(self._headers(), self._rows())
         if self._audit_rows():
             text += "\n\n" + _text_table(["group", "flip rate before", "after", "mean |dp| before", "after"], self._audit_rows())
         if self.notes:
@@ -537,7 +919,7 @@ class EditReport(_Report):
         parts = [f"### Head edit {self.index}", "",
                  f"{escape_markdown(self._what())}. Measured on the {escape_markdown(self.split)} split "
                  f"({self.n_examples} examples).", "",
-                 _md_table(["metric", "before", "after"], self._rows())]
+                 _md_table(self._headers(), self._rows())]
         if self._audit_rows():
             parts += ["", _md_table(["identity group", "flip rate before", "flip rate after", "mean |dp| before",
                                      "mean |dp| after"], self._audit_rows())]
@@ -562,7 +944,8 @@ class EditReport(_Report):
 
 @dataclass
 class EditHistory(_ReportList, _Report):
-    """Every head edit of a model, in order (what `model.audit_reports["edits"]` holds); iterate for `EditReport`s."""
+    """Every head edit and fix of a model, in order (what `model.audit_reports["edits"]` holds); iterate for
+    `EditReport`s and `FixReport`s."""
 
     edits: list = field(default_factory=list)
 
@@ -570,9 +953,11 @@ class EditHistory(_ReportList, _Report):
     _items: ClassVar[str] = "edits"
 
     def __post_init__(self):
-        self.edits = [e if isinstance(e, EditReport) else EditReport.from_dict(e) for e in self.edits]
+        # Head edits and fixes (`FixReport`, registered in REPORT_CLASSES by fix_report.py) share the history.
+        self.edits = [e if isinstance(e, _Report) else REPORT_CLASSES[e.get("type", "EditReport")].from_dict(e)
+                      for e in self.edits]
 
-    def append(self, report: EditReport) -> None:
+    def append(self, report) -> None:
         self.edits.append(report)
 
     def to_dict(self) -> dict:

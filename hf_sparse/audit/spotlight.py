@@ -85,20 +85,26 @@ def _weights(Z, center, size):
     return torch.exp(-0.5 * torch.exp(g) * d2)
 
 
-def _project(Zs: torch.Tensor, n_components: int | None, seed: int) -> tuple[torch.Tensor, str]:
+def _project(Zs: torch.Tensor, n_components: int | None, seed: int) -> tuple[torch.Tensor, str, dict]:
+    """The slice space (top principal components, unit mean variance) and its parameters, so that `assign` can
+    place new rows in it."""
     from sklearn.decomposition import PCA
 
     n, d = Zs.shape
     k = min(n_components or d, d, max(n - 1, 1))
     if k < d:
-        P = PCA(n_components=k, random_state=seed).fit_transform(Zs.numpy())
+        pca = PCA(n_components=k, random_state=seed).fit(Zs.numpy())
+        P = torch.as_tensor(pca.transform(Zs.numpy()), dtype=torch.float64)
+        params = {"pca_mean": pca.mean_.tolist(), "components": pca.components_.tolist()}
         space = f"standardized head inputs, top {k} principal components"
     else:
-        P = (Zs - Zs.mean(0)).numpy()
+        mean = Zs.mean(0)
+        P = (Zs - mean).double()
+        params = {"pca_mean": mean.tolist(), "components": None}
         space = "standardized head inputs"
-    P = torch.as_tensor(P, dtype=torch.float64)
     scale = P.pow(2).sum(1).mean().div(P.shape[1]).sqrt().clamp_min(1e-12)
-    return P / scale, space
+    params["scale"] = float(scale)
+    return P / scale, space, params
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -187,7 +193,12 @@ def find_error_slices(
     pred = (probs > 0.5).long() if family == "multilabel" else probs.argmax(1)
     correct = (pred == y.long()).all(1) if family == "multilabel" else pred == y
     Zs = scoring.standardized(model, X)
-    Z, space = _project(Zs, n_components, seed)
+    Z, space, projection = _project(Zs, n_components, seed)
+    projection.update(mean=model.feature_mean.detach().double().cpu().tolist(),
+                      std=model.feature_std.detach().double().cpu().tolist())
+    dense_correct = None
+    if head == "sparse" and family == "multinomial" and scoring.head_module(model, "dense") is not None:
+        dense_correct = scoring.probabilities(model, X, "dense").argmax(1) == y
 
     remaining = losses.clone()
     slices = []
@@ -210,17 +221,40 @@ def find_error_slices(
                 best_value, best_center = value, center
         w = _weights(Z, best_center, size)
         members = torch.argsort(w, descending=True)[:m]
-        slices.append(_describe(model, rank, w, members, X, Zs, y, pred, correct, losses, rows, texts, n_examples,
-                                n_features, family))
+        found = _describe(model, rank, w, members, X, Zs, y, pred, correct, losses, rows, texts, n_examples,
+                          n_features, family)
+        found.center = best_center.tolist()
+        found.radius2 = float(((Z[members] - best_center) ** 2).sum(1).max())
+        if dense_correct is not None:
+            found.dense_accuracy = float(dense_correct[members].double().mean())
+        slices.append(found)
         remaining = remaining * (1 - w / w.max())
         remaining[members] = 0.0
     report = ErrorSliceReport(
         slices=slices, n_examples=int(n), spotlight_size=float(spotlight_size), space=space, head=head, split=split,
         overall_loss=float(losses.mean()), overall_accuracy=float(correct.double().mean()),
+        dense_overall_accuracy=None if dense_correct is None else float(dense_correct.double().mean()),
+        projection=projection, warnings=_disagreements(slices),
     )
     if record:
         record_report(model, "error_slices", report)
     return report
+
+
+#: A slice where the dense and the sparse head differ in accuracy by more than this is flagged: the audit of the
+#: sparse head then says little about the model the user started from there.
+DISAGREEMENT_MARGIN = 0.10
+
+
+def _disagreements(slices) -> list[str]:
+    out = []
+    for s in slices:
+        if s.dense_accuracy is not None and abs(s.dense_accuracy - s.member_accuracy) > DISAGREEMENT_MARGIN:
+            worse = "dense" if s.dense_accuracy < s.member_accuracy else "sparse"
+            out.append(f"Slice {s.rank}: the dense head's accuracy ({s.dense_accuracy:.3f}) and the sparse head's "
+                       f"({s.member_accuracy:.3f}) differ by more than {DISAGREEMENT_MARGIN:.2f}; the {worse} head "
+                       "errs more here, so this slice describes one head more than the other.")
+    return out
 
 
 def _describe(model, rank, w, members, X, Zs, y, pred, correct, losses, rows, texts, n_examples, n_features, family):

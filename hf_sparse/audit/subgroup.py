@@ -13,6 +13,10 @@ is `w0 * overall AUC + sum over the three metrics of w * M_p`, with all weights 
 Toxicity Classification metric). AUCs come from `sklearn.metrics.roc_auc_score`; an AUC whose data lacks a class is
 undefined (None) and left out of the means.
 
+Each head is scored on the same features; `report.disagreements` lists where the sparse head and the dense one
+(the model the user started from) tell different stories: an AUC on opposite sides of 0.5, or any figure more than
+`DISAGREEMENT_MARGIN` apart (see `find_subgroup_disagreements`). Reports print them as WARNING lines.
+
 Example:
     >>> report = subgroup_metrics(model, ds, text_column="comment", label_column="toxic")   # terms found in text
     >>> report.final_score["sparse"], report.final_score["dense"]
@@ -32,6 +36,12 @@ from .report import SubgroupReport, record_report
 from .terms import find_terms, resolve_groups
 
 METRICS = ("subgroup_auc", "bpsn_auc", "bnsp_auc")
+#: Two heads disagree on a figure (an AUC, a generalized mean, the final score) when they differ by more than this.
+DISAGREEMENT_MARGIN = 0.05
+#: ... or on an AUC when one is above 0.5 and the other below, one of them at least this far from 0.5.
+SIDE_MIN = 0.01
+_NAMES = {"overall_auc": "overall AUC", "subgroup_auc": "subgroup AUC", "bpsn_auc": "BPSN AUC",
+          "bnsp_auc": "BNSP AUC", "final_score": "final score"}
 
 
 # ------------------------------------------------------------------------------------------- the formulas
@@ -74,6 +84,62 @@ def final_bias_score(overall_auc: float | None, means: Mapping[str, float | None
     if any(v is None for _, v in terms):
         return None
     return float(sum(w * v for w, v in terms))
+
+
+def _compare(first: str, other: str, x, y, *, what: str, subgroup, measure: str, auc: bool, margin: float,
+             side_min: float) -> dict | None:
+    if x is None or y is None:
+        return None
+    if auc and (x - 0.5) * (y - 0.5) < 0 and max(abs(x - 0.5), abs(y - 0.5)) >= side_min:
+        reason, why = "side", "one above 0.5 (chance), the other below"
+    elif abs(x - y) > margin:
+        reason, why = "margin", f"more than {margin:g} apart"
+    else:
+        return None
+    where = f" of subgroup {subgroup}" if subgroup is not None else ""
+    return {"what": what, "subgroup": subgroup, "measure": measure, "heads": [first, other],
+            "values": {first: x, other: y}, "reason": reason,
+            "message": f"the {first} and {other} heads disagree on the {what}{where}: {first} {x:.3f}, "
+                       f"{other} {y:.3f} ({why})"}
+
+
+def find_subgroup_disagreements(report, margin: float = DISAGREEMENT_MARGIN, side_min: float = SIDE_MIN) -> list[dict]:
+    """Where the report's first head and each other head disagree: per subgroup on its subgroup, BPSN and BNSP AUC,
+    and on the overall AUC, each metric's generalized mean and the final score. An AUC-valued figure disagrees when
+    one head puts it above 0.5 and the other below (one at least `side_min` from 0.5), and any figure when the two
+    differ by more than `margin`. Undefined figures (None) are skipped.
+
+    Example:
+        >>> [d["message"] for d in find_subgroup_disagreements(report)]
+        ['the sparse and dense heads disagree on the BPSN AUC of subgroup gay: sparse 0.612, dense 0.801 (more than 0.05 apart)']
+    """
+    heads = list(report.heads)
+    out: list[dict] = []
+    if len(heads) < 2:
+        return out
+    first = heads[0]
+    kw = dict(margin=margin, side_min=side_min)
+    for other in heads[1:]:
+        found = [_compare(first, other, report.overall_auc.get(first), report.overall_auc.get(other),
+                          what="overall AUC", subgroup=None, measure="overall_auc", auc=True, **kw)]
+        for row in report.rows:
+            for m in METRICS:
+                values = row.get(m) or {}
+                found.append(_compare(first, other, values.get(first), values.get(other), what=_NAMES[m],
+                                      subgroup=row["subgroup"], measure=m, auc=True, **kw))
+        power = f"{report.power:g}"
+        for m in METRICS:
+            gm = report.generalized_mean
+            found.append(_compare(first, other, (gm.get(first) or {}).get(m), (gm.get(other) or {}).get(m),
+                                  what=f"generalized mean (p={power}) of the {_NAMES[m]}", subgroup=None,
+                                  measure=f"generalized_mean.{m}", auc=True, **kw))
+        # The final score is on the AUC scale only with weights summing to 1 (the default): then 0.5 is chance too.
+        weights_sum = sum((report.weights or {"overall": 1.0}).values())
+        found.append(_compare(first, other, report.final_score.get(first), report.final_score.get(other),
+                              what="final score", subgroup=None, measure="final_score",
+                              auc=abs(weights_sum - 1.0) < 1e-9, **kw))
+        out += [d for d in found if d is not None]
+    return out
 
 
 # ------------------------------------------------------------------------------------------- data handling
@@ -150,6 +216,7 @@ def subgroup_metrics(
     heads=("sparse", "dense"),
     min_size: int = 10,
     power: float = -5.0,
+    disagreement_margin: float = DISAGREEMENT_MARGIN,
     weights: Mapping | None = None,
     batch_size: int = 64,
     max_length: int | None = 128,
@@ -165,6 +232,8 @@ def subgroup_metrics(
     Subgroups: `subgroups=` {name: boolean mask}; or `identity_columns=` (dataset columns, member when the value is
     true or >= 0.5); or, by default, the identity terms found in the texts (`groups=`, `by="term"` or `"group"`).
     Subgroups with fewer than `min_size` examples are listed in `skipped`, not scored.
+    With several heads (or score sets), `report.disagreements` lists where the first and another differ by more
+    than `disagreement_margin` or, for an AUC, fall on opposite sides of 0.5 (`find_subgroup_disagreements`).
     """
     is_model = hasattr(model_or_scores, "sparse_head")
     target_name = "label 1"
@@ -243,8 +312,9 @@ def subgroup_metrics(
         heads=list(scores), target_label=target_name, source=source, overall_auc=overall, rows=rows,
         generalized_mean=gmeans, final_score=final, power=float(power), weights=weights, n_examples=int(n),
         n_positive=int(y.sum()), skipped={k: int(m.sum()) for k, m in masks.items() if k not in kept},
-        min_size=int(min_size),
+        min_size=int(min_size), disagreement_margin=float(disagreement_margin),
     )
+    report.disagreements = find_subgroup_disagreements(report, margin=float(disagreement_margin))
     if record and is_model:
         record_report(model_or_scores, "subgroup", report)
     return report

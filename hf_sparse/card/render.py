@@ -17,7 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from ..text_safety import escape_markdown
+from ..text_safety import escape_markdown, excerpt
 
 ASSETS_DIR = "card_assets"
 BEGIN, END = "<!-- hf_sparse:begin", "<!-- hf_sparse:end -->"
@@ -64,6 +64,24 @@ def _card_data(model, repo_id, dataset_name, pipeline_tag):
     )
 
 
+#: Example texts in the card's feature tables are cut to this many characters, around the feature's top word.
+SNIPPET_CHARS = 90
+
+
+def _snippet(text: str, words, redact: bool, width: int = SNIPPET_CHARS) -> str:
+    """`text` cut to `width` characters around the first of `words` (a feature's top words, best first) that it
+    holds as a whole word, so the word that drives the feature is never cut away; then escaped (and redacted).
+    The cut is made before redaction, so a masked top word still centres the window.
+
+    Example:
+        >>> _snippet("so " * 60 + "utterly dull", ["dull"], redact=False, width=20)
+        '…so so utterly dull'
+    """
+    text = " ".join(str(text).split())
+    around = next((w for w in words if w and re.search(r"(?<!\w)" + re.escape(str(w)) + r"(?!\w)", text, re.I)), None)
+    return escape_markdown(excerpt(text, around=around, width=width), redact=redact, max_chars=None)
+
+
 def _class_rows(model, tables, descriptions, redact_text, n_snippets, images=True):
     out = []
     for table in tables:
@@ -74,7 +92,8 @@ def _class_rows(model, tables, descriptions, redact_text, n_snippets, images=Tru
             if d is not None:
                 drivers = ", ".join(escape_markdown(w, redact=redact_text, max_chars=30) for w, _, _ in d.top_words[:6])
                 texts = [e.text for e in d.top_examples[:n_snippets] if e.text]
-                examples = "<br>".join("“" + escape_markdown(t, redact=redact_text, max_chars=90) + "”" for t in texts)
+                words = [w for w, _, _ in d.top_words]
+                examples = "<br>".join("“" + _snippet(t, words, redact_text) + "”" for t in texts)
                 pictures = [e.image for e in d.top_examples if e.image]
                 if pictures and images:
                     heat = [e.heatmap for e in d.top_examples if e.heatmap]
@@ -108,7 +127,12 @@ def _edit_lines(config):
     lines = []
     for edit in getattr(config, "edits", None) or []:
         parts = []
-        for key in ("removed", "reweighted", "refit"):
+        if edit.get("fix"):
+            parts.append(f"fix: {escape_markdown(edit['fix'])} ({escape_markdown(edit.get('description') or '')})")
+            wb, wa = edit.get("worst_group_accuracy_before"), edit.get("worst_group_accuracy_after")
+            if wb is not None and wa is not None:
+                parts.append(f"worst-group accuracy {wb:.2%} → {wa:.2%}")
+        for key in ("added", "removed", "reweighted", "refit"):
             if edit.get(key):
                 parts.append(f"{key}: {escape_markdown(edit[key])}")
         before, after = edit.get("accuracy_before"), edit.get("accuracy_after")

@@ -66,6 +66,15 @@ def is_sparse_config(config) -> bool:
     return getattr(config, "model_type", None) == MODEL_TYPE
 
 
+def is_bare_encoder(config) -> bool:
+    """Whether a (non-hf_sparse) config describes an encoder with no task head: its architectures, if it names any,
+    are all base models such as ``BertModel`` / ``ViTModel`` (no ``For...`` task class)."""
+    if is_sparse_config(config):
+        return False
+    architectures = getattr(config, "architectures", None) or []
+    return bool(architectures) and all("For" not in name for name in architectures)
+
+
 def modality_of(config, image_hint: bool = False) -> str:
     """``"image"`` or ``"text"``: from an hf_sparse config's modality, else the architecture name, else the
     presence of vision-only config attributes; `image_hint` (``--image-column`` given) settles the rest."""

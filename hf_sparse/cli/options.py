@@ -65,6 +65,18 @@ def size_or_fraction(text: str) -> float | int:
     return value
 
 
+#: Poolings of `hf-sparse fit --from-encoder` (see `hf_sparse.modeling.encoder_head`).
+POOLINGS = ("mean", "cls", "pooler")
+
+
+def pooling(text: str) -> str:
+    """How a bare encoder's output is pooled into one feature vector: mean, cls or pooler."""
+    value = text.strip().lower()
+    if value not in POOLINGS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(POOLINGS)}, got {text!r}")
+    return value
+
+
 def column_list(text: str) -> list[str]:
     """Comma-separated column names."""
     names = [name.strip() for name in text.split(",") if name.strip()]

@@ -1,9 +1,10 @@
 """What each feature of the sparse head responds to, read from the feature cache.
 
 For every feature the head uses: the most and least activating examples of the evaluation data (text snippets or
-image thumbnails; no new forward pass), and what drives it: for text, the words whose removal lowers the feature
-most, aggregated over its top examples (`attribution.word_attributions`); for images, occlusion heatmaps of its
-top images (`image_attribution.occlusion_heatmaps`). Saved beside the model as `feature_descriptions.json` (plus
+image thumbnails; no new forward pass; chosen by `top_examples`, the definition `audit.features_with_word` shares),
+and what drives it: for text, the words whose removal lowers the feature most, aggregated over its top examples
+(`attribution.word_attributions`); for images, occlusion heatmaps of its top images
+(`image_attribution.occlusion_heatmaps`). Saved beside the model as `feature_descriptions.json` (plus
 PNG files for images), so a loaded model explains itself without its data.
 
 Example:
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,9 +151,20 @@ class FeatureDescriptions(dict):
         return out
 
 
-def _snippet(text: str) -> str:
+def _snippet(text: str, words=(), width: int | None = SNIPPET_CHARS) -> str:
+    """`text` with its whitespace collapsed, cut to `width` characters around the first of `words` (in their order,
+    e.g. a feature's top words by attribution) that occurs in it as a whole word, so the word is never cut away;
+    from the start when none occurs.
+
+    Example:
+        >>> _snippet("a long review " * 30 + "but the ending was dull.", words=["dull", "long"], width=40)
+        '…a long review but the ending was dull.'
+    """
+    from ..text_safety import excerpt
+
     text = " ".join(str(text).split())
-    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"
+    around = next((w for w in words if w and re.search(r"(?<!\w)" + re.escape(str(w)) + r"(?!\w)", text, re.I)), None)
+    return excerpt(text, around=around, width=width)
 
 
 def _thumbnail(image, size: int = 96):
@@ -177,17 +190,20 @@ def describe_features(
     the `n_attribution_examples` most activating examples; for images, `n_heatmaps` occlusion heatmaps. The result
     is stored as `model.feature_descriptions` and returned.
     """
+    from .top_examples import cached_rows, top_examples
+
     fit = getattr(model, "fit_data", None)
     if fit is None:
         raise ValueError("describe_features reads the cached features of the last fit: call model.fit_sparse_head first.")
-    cached, dataset = fit.features, fit.dataset
-    X = cached.features
-    rows = cached.indices.tolist()
+    data = cached_rows(model, None, caller="describe_features")  # the evaluation data, else the training data
+    dataset = next(iter(data.datasets.values()))  # one split: the one fit.dataset names
+    X = data.X
+    rows = data.rows
     used = model.sparse_head.active_features.tolist() if features is None else [int(j) for j in features]
     bad = [j for j in used if not 0 <= j < X.shape[1]]
     if bad:
         raise ValueError(f"feature indices {bad} are outside 0..{X.shape[1] - 1}")
-    labels = cached.labels
+    labels = data.labels
     names = model.config.id2label or {}
     text_mode = model._modality == "text"
     column = fit.text_column if text_mode else fit.image_column
@@ -197,11 +213,9 @@ def describe_features(
     out = FeatureDescriptions(method=attribution if text_mode else "occlusion", source=f"{len(X)} evaluation examples")
     n_top = max(n_examples, n_attribution_examples if text_mode else n_heatmaps)
     order = {}
-    for j in used:
-        col = X[:, j]
-        top = torch.argsort(col, descending=True)[:n_top].tolist()
-        bottom = torch.argsort(col)[:n_examples].tolist()
-        order[j] = (top, bottom)
+    for j in used:  # top: direction +1 (most activating), bottom: direction -1 (least activating)
+        top, bottom = top_examples(model, j, n=n_top, directions=[1, -1], data=data)
+        order[j] = (top.positions, bottom.positions[:n_examples])
 
     def example(j, i, role, rank):
         ex = FeatureExample(row=int(rows[i]), activation=float(X[i, j]))
@@ -210,7 +224,7 @@ def describe_features(
             ex.label = str(names.get(label_id, label_id))
         value = dataset[int(rows[i])][column]
         if text_mode:
-            ex.text = _snippet(value)
+            ex.text = " ".join(str(value).split())  # shortened around the feature's top words once they are known
         else:
             ex.image = f"{IMAGES_DIR}/feature_{j}_{role}_{rank}.png"
             out.pending_images[ex.image] = _thumbnail(value)
@@ -228,6 +242,10 @@ def describe_features(
         )
     if text_mode:
         _add_words(model, out, order, dataset, rows, column, n_attribution_examples, attribution)
+        for d in out.values():
+            words = [w for w, _, _ in d.top_words]
+            for ex in d.top_examples + d.bottom_examples:
+                ex.text = _snippet(ex.text, words)
     else:
         _add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps)
     model.feature_descriptions = out

@@ -20,7 +20,9 @@ class SparseHeadConfig(PreTrainedConfig):
     It records everything needed to rebuild and to understand the model:
 
     - the base classifier: `base_config` (its full config as a dict), `base_model_name_or_path`,
-      `base_model_revision` (a pointer, used by head-only checkpoints), `base_architecture`;
+      `base_model_revision` (a pointer, used by head-only checkpoints), `base_architecture`; `base_kind`:
+      None for a fine-tuned classifier, `"encoder"` for a bare pretrained encoder given to `from_encoder`, which
+      is rebuilt as encoder + `pooling` (`"mean"`, `"cls"` or `"pooler"`) + a linear `classifier`;
     - where the features come from: `head_module` (dotted path of the replaced `nn.Linear` inside the base model,
       e.g. `"classifier.out_proj"` for RoBERTa) and `feature_source` (a readable description), `num_features`;
     - the fit: `family` (`"multinomial"`, `"multilabel"` or `"gaussian"`), `alpha`, `selected_lambda`, `selection`
@@ -46,6 +48,8 @@ class SparseHeadConfig(PreTrainedConfig):
     base_model_name_or_path: str | None = None
     base_model_revision: str | None = None
     base_architecture: str | None = None
+    base_kind: str | None = None
+    pooling: str | None = None
     modality: str | None = None
     head_module: str | None = None
     feature_source: str | None = None
@@ -71,6 +75,8 @@ class SparseHeadConfig(PreTrainedConfig):
                 self.label2id = dict(self.base_config.get("label2id") or {v: int(k) for k, v in self.id2label.items()})
             if self.problem_type is None:
                 self.problem_type = self.base_config.get("problem_type")
+        if self.base_kind not in (None, "encoder"):
+            raise ValueError(f"base_kind must be None (a classifier) or 'encoder', got {self.base_kind!r}")
         if self.family is not None and self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         super().__post_init__(**kwargs)

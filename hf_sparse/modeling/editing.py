@@ -10,7 +10,10 @@ An edit acts on that standardized form, as in Wong et al. (2021):
 - **refit** (`refit=True`, with removals only): the remaining weights are refit on the training features kept by
   `fit_sparse_head`, support fixed, at the installed point's lambda, with the solver's own support-restricted refit
   (`RegularizationPath` refit, the one `select(features_per_class=...)` uses). Refitting would undo a reweighting,
-  so the two cannot be combined.
+  so the two cannot be combined. Removed features stay at zero (the support is fixed). The removal alone is measured
+  too (`report.no_refit`); when the refit lowers accuracy, or the worst recorded error slice's accuracy, below the
+  removal alone, the refit is kept but `report.notes` says so with the numbers (make the edit with `refit=False`
+  to keep the removal alone).
 
 Naming a feature the head does not use is an error (nothing would change, which usually means a wrong index).
 Accuracy and loss are measured before and after on the cached evaluation features (or `dataset=`); when an identity
@@ -122,7 +125,7 @@ def _metrics(model, X, y, family) -> dict:
     return _clean(out)
 
 
-def _slice_accuracies(model, X, y, rows, family) -> dict:
+def slice_accuracies(model, X, y, rows, family) -> dict:
     """{slice rank: accuracy over its members} for recorded error slices found on the same cached data."""
     reports = getattr(model, "audit_reports", None) or {}
     slices = reports.get("error_slices")
@@ -161,6 +164,29 @@ def _refit(model, W: torch.Tensor, b: torch.Tensor):
     return point.weight, point.bias, lam
 
 
+def _refit_notes(before: dict, after: dict, alone: dict, slices_before: dict, slices_after: dict) -> list[str]:
+    """Notes for a refit that lowered accuracy, or the worst error slice's accuracy, below the removal alone."""
+    notes = []
+    figures = [("accuracy", before.get("accuracy"), alone.get("accuracy"), after.get("accuracy"))]
+    if slices_after and alone.get("worst_slice_accuracy") is not None:
+        worst_after = [v for v in slices_after.values() if v is not None]
+        figures.append(("worst error-slice accuracy", min(slices_before.values()) if slices_before else None,
+                        alone["worst_slice_accuracy"], min(worst_after) if worst_after else None))
+    for name, start, removal, refit in figures:
+        if removal is None or refit is None or not refit < removal - 1e-12:
+            continue
+        undid = ("undid part of the removal's gain" if start is not None and removal > start
+                 else "made it worse than the removal alone")
+        notes.append(f"The refit {undid} on {name}: {_pct(start)} before the edit, {_pct(removal)} after the removal "
+                     f"without refit, {_pct(refit)} after the refit. The refit is kept; to keep the removal alone, make "
+                     "this edit with refit=False instead.")
+    return notes
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def edit_features(
     model,
     remove=None,
@@ -180,7 +206,8 @@ def edit_features(
     Args:
         remove: feature indices whose standardized weights become 0 in every class (the feature held at its mean).
         reweight: {feature: factor} or {feature: {class name or id: factor}} scaling standardized weights.
-        refit: refit the remaining weights on the cached training features, support fixed (removals only).
+        refit: refit the remaining weights on the cached training features, support fixed (removals only); the
+            removal alone is measured too (`report.no_refit`), and a note says when the refit does worse than it.
         dataset: measure accuracy and loss on this dataset (`text_column`, `label_column`) instead of the cached
             evaluation features.
         audit: recompute the recorded identity audit's summary and error slices' accuracy before and after.
@@ -202,26 +229,39 @@ def edit_features(
 
     before = _metrics(model, X, y, family)
     audit_before = rescore(model, identity).summary() if identity is not None else None
-    slices_before = _slice_accuracies(model, X, y, rows, family) if audit else {}
+    slices_before = slice_accuracies(model, X, y, rows, family) if audit else {}
 
     head = model.sparse_head
     W = head.weight.detach().double().cpu()
     b = head.bias.detach().double().cpu()
     mean = model.feature_mean.detach().double().cpu()
+    selection = copy.deepcopy(model.config.selection)
     notes = []
+    no_refit = None
     for j, f in factors.items():
         b = b + (1 - f) * W[:, j] * mean[j]
         W[:, j] = W[:, j] * f
     if refit:
-        W, b, lam = _refit(model, W, b)
+        W_refit, b_refit, lam = _refit(model, W, b)  # before any install: a refit that cannot run changes nothing
+        if removed and bool((W_refit[:, removed] != 0).any()):
+            raise RuntimeError(f"the refit gave removed features {removed} nonzero weights; the edit was not applied.")
+        model.install_sparse_head(W.float(), b.float(), selection=selection)  # the removal alone, to compare
+        alone = _metrics(model, X, y, family)
+        alone_slices = slice_accuracies(model, X, y, rows, family) if audit else {}
+        no_refit = {"accuracy": alone.get("accuracy"), "loss": alone.get("loss"),
+                    "worst_slice_accuracy": min(alone_slices.values()) if alone_slices else None,
+                    "slice_accuracy": alone_slices}
+        W, b = W_refit, b_refit
         notes.append(f"The remaining weights were refit on the cached training features at lambda {lam:.4g} "
                      "(support fixed).")
-    model.install_sparse_head(W.float(), b.float(), selection=copy.deepcopy(model.config.selection))
+    model.install_sparse_head(W.float(), b.float(), selection=selection)
 
     after = _metrics(model, X, y, family)
     audit_after = rescore(model, identity).summary() if identity is not None else None
-    slices_after = _slice_accuracies(model, X, y, rows, family) if audit else {}
+    slices_after = slice_accuracies(model, X, y, rows, family) if audit else {}
     slice_accuracy = {r: {"before": slices_before[r], "after": slices_after.get(r)} for r in slices_before}
+    if no_refit is not None:
+        notes += _refit_notes(before, after, no_refit, slices_before, slices_after)
     config = model.config
     sparse_metrics = dict(config.sparse_metrics or {})
     if sparse_metrics.get("split") == split and dataset is None:
@@ -232,6 +272,8 @@ def edit_features(
              "n_examples": int(X.shape[0])}
     for key in ("accuracy", "loss", "nnz"):
         entry[f"{key}_before"], entry[f"{key}_after"] = before.get(key), after.get(key)
+    if no_refit is not None:
+        entry["accuracy_no_refit"] = no_refit["accuracy"]
     entry = _clean(entry)
     edits = list(config.edits or [])
     if record:
@@ -241,6 +283,7 @@ def edit_features(
         removed=removed, reweighted=reweighted, refit=bool(refit), split=split, n_examples=int(X.shape[0]),
         before=before, after=after, audit_before=audit_before, audit_after=audit_after,
         slice_accuracy=_clean(slice_accuracy), notes=notes, index=max(1, len(edits)),
+        no_refit=_clean(no_refit),
     )
     if record:
         record_report(model, "edits", report)

@@ -7,7 +7,10 @@ from typing import Any
 
 import torch
 
+from hf_sparse.features.collapse import check_feature_collapse
+
 from .encode import FitData
+from .groups import Groups, resolve_groups
 
 FAMILY_OF_PROBLEM = {
     "multi_label_classification": "multilabel",
@@ -183,6 +186,12 @@ def fit_sparse_head(
     max_accuracy_drop: float | None = None,
     lam: float | None = None,
     relax: bool = False,
+    groups=None,
+    eval_groups=None,
+    balance: str | None = None,
+    sample_weight=None,
+    augment=None,
+    selection_metric: str | None = None,
     alpha: float = 0.99,
     n_lambdas: int = 100,
     lambda_min_ratio: float = 1e-3,
@@ -204,24 +213,30 @@ def fit_sparse_head(
     4. installs it as the head, records the fit in `model.config` (selection, path summary, dense and sparse
        metrics on `eval_dataset`, or on `train_dataset` without one) and returns the path.
 
+    Fixing a shortcut or a bias (last-layer retraining, Kirichenko et al. 2022):
+
+    - `groups`: which group each training example is in (a column name, one value per example, or a function of
+      the text/image such as `hf_sparse.audit.contains_word("tuesday")`); with `balance="groups"` every
+      (group, label) cell gets the same total weight (`"labels"`: every class; `"group"`: every group);
+    - `eval_groups`: the same for `eval_dataset` (default: `groups` when it is a column name or a function); the
+      path then records worst-group accuracy, and `selection_metric="worst_group_accuracy"` (the default when
+      eval groups are known) makes `max_accuracy_drop` and `relax` judge points by it;
+    - `sample_weight`: your own row weights (multiplied with the balancing weights);
+    - `augment`: a function text -> list of counterfactual texts (e.g. `hf_sparse.audit.identity_swaps()`):
+      each is encoded and added to the training features with the original example's label and group
+      (only these new texts pass through the encoder).
+
     The tokenizer (text) or image processor (images) is loaded from the model's path unless given.
 
     Example:
         ```python
         >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, text_column="sentence", features_per_class=5)
         >>> model.config.dense_metrics["accuracy"], model.config.sparse_metrics["accuracy"]
+        >>> model.fit_sparse_head(train_ds, eval_dataset=val_ds, features_per_class=5, relax=True,
+        ...                       groups=contains_word("tuesday"), balance="groups")
         ```
     """
-    from hf_sparse.solver import fit_path
-
-    chosen = {k: v for k, v in dict(features_per_class=features_per_class, max_accuracy_drop=max_accuracy_drop, lam=lam).items() if v is not None}
-    if len(chosen) != 1:
-        raise ValueError(
-            "Pass exactly one of features_per_class= (e.g. 5), max_accuracy_drop= (e.g. 0.01) or lam= to choose "
-            f"the point of the path to install; got {sorted(chosen) or 'none'}."
-        )
-    if features_per_class is not None and (int(features_per_class) != features_per_class or features_per_class < 1):
-        raise ValueError(f"features_per_class must be a positive integer, got {features_per_class!r}")
+    chosen = selection_target(features_per_class, max_accuracy_drop, lam)
     processor = tokenizer if model._modality == "text" else image_processor
     if processor is None:
         processor = tokenizer if tokenizer is not None else image_processor
@@ -232,18 +247,146 @@ def fit_sparse_head(
         raise ValueError(f"No {arg} was found with this model (in its folder or its base model's); pass {arg}=.")
     model.processor = processor
 
-    config = model.config
-    family = family_for(config)
     columns = {"text": text_column, "image": image_column, "label": label_column}
     extract = dict(batch_size=batch_size, max_length=max_length, cache_dir=cache_dir, show_progress=progress)
     train = _extract(model, train_dataset, processor, columns, where="train_dataset", **extract)
     val = _extract(model, eval_dataset, processor, columns, where="eval_dataset", **extract)
+    fit = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
+    if eval_groups is None and groups is not None and (isinstance(groups, str) or callable(groups)):
+        eval_groups = groups
+    return fit_on_cached_features(
+        model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
+        sample_weight=sample_weight, augment=augment, selection_metric=selection_metric, alpha=alpha,
+        n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio, solver_kwargs=solver_kwargs, progress=progress,
+        batch_size=batch_size, max_length=max_length,
+    )
+
+
+def selection_target(features_per_class=None, max_accuracy_drop=None, lam=None) -> dict:
+    """{name: value} of the one selection rule given; a clear error otherwise."""
+    chosen = {k: v for k, v in dict(features_per_class=features_per_class, max_accuracy_drop=max_accuracy_drop,
+                                    lam=lam).items() if v is not None}
+    if len(chosen) != 1:
+        raise ValueError(
+            "Pass exactly one of features_per_class= (e.g. 5), max_accuracy_drop= (e.g. 0.01) or lam= to choose "
+            f"the point of the path to install; got {sorted(chosen) or 'none'}."
+        )
+    if features_per_class is not None and (int(features_per_class) != features_per_class or features_per_class < 1):
+        raise ValueError(f"features_per_class must be a positive integer, got {features_per_class!r}")
+    return chosen
+
+
+def _rows(feats) -> torch.Tensor:
+    return feats.indices
+
+
+def cell_groups(groups: Groups, y: torch.Tensor, label_names: dict) -> Groups:
+    """(group, label) cells as groups, named "group / label": what worst-group accuracy is taken over."""
+    cells, ids = {}, []
+    for g, c in zip(groups.ids.tolist(), y.tolist()):
+        ids.append(cells.setdefault((g, int(c)), len(cells)))
+    names = [None] * len(cells)
+    for (g, c), i in cells.items():
+        names[i] = f"{groups.name_of(g)} / {label_names.get(c, c)}"
+    return Groups(torch.tensor(ids, dtype=torch.long), names)
+
+
+def _augmented(model, fit: FitData, augment, y, groups, weights, batch_size, max_length):
+    """Counterfactual texts of each training example, encoded, with its label, group and weight."""
+    if model._modality != "text":
+        raise TypeError("augment= makes counterfactual texts: it needs a text model.")
+    texts = fit.train_dataset[fit.text_column]
+    rows = fit.train_features.indices.tolist()
+    new_texts, source = [], []
+    for i, r in enumerate(rows):
+        for t in augment(str(texts[r])) or []:
+            if t != texts[r]:
+                new_texts.append(t)
+                source.append(i)
+    if not new_texts:
+        return None
+    X_new = model.encode(new_texts, batch_size=batch_size, max_length=max_length)
+    src = torch.tensor(source)
+    return (X_new, y[src], None if groups is None else groups[src], None if weights is None else weights[src],
+            len(new_texts))
+
+
+def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, groups=None, eval_groups=None,
+                           balance=None, sample_weight=None, augment=None, selection_metric=None, alpha=0.99,
+                           n_lambdas=100, lambda_min_ratio=1e-3, solver_kwargs=None, progress=False,
+                           batch_size=64, max_length=None):
+    """Steps 2-4 of `fit_sparse_head` on features already cached (`fit`: a `FitData`); returns the path.
+
+    `model.refit_sparse_head(...)` calls this with the features of the last fit: a fix costs no encoder pass
+    over rows already cached.
+    """
+    from hf_sparse.solver import fit_path
+    from hf_sparse.solver.balance import BALANCE_MODES, group_balanced_weights, worst_group_accuracy
+
+    config = model.config
+    family = family_for(config)
+    train, val = fit.train_features, fit.eval_features
     y = _labels_of(train, config, family, "train_dataset")
     X = train.features.float()
     X_val = y_val = None
     if val is not None:
         y_val = _labels_of(val, config, family, "eval_dataset")
         X_val = val.features.float()
+    where = dict(modality=model._modality, text_column=fit.text_column, image_column=fit.image_column)
+    train_groups = None if groups is None else resolve_groups(groups, fit.train_dataset, _rows(train),
+                                                              where="groups", **where)
+    val_groups = None
+    if eval_groups is not None:
+        if val is None:
+            raise ValueError("eval_groups= needs eval_dataset= (the held-out data that worst-group accuracy is "
+                             "measured on).")
+        val_groups = resolve_groups(eval_groups, fit.eval_dataset, _rows(val), where="eval_groups", **where)
+
+    weights = None
+    if sample_weight is not None:
+        weights = torch.as_tensor(sample_weight, dtype=torch.float64).flatten()
+        if weights.shape[0] != len(fit.train_dataset):
+            raise ValueError(f"sample_weight has {weights.shape[0]} entries for {len(fit.train_dataset)} training "
+                             "examples.")
+        weights = weights[_rows(train)]
+    if balance is not None:
+        if balance not in BALANCE_MODES:
+            raise ValueError(f"balance must be one of {BALANCE_MODES} or None; got {balance!r}.")
+        if family != "multinomial":
+            raise ValueError("balance= needs a single-label classifier (one class id per example).")
+        if balance != "labels" and train_groups is None:
+            raise ValueError(f"balance={balance!r} needs groups= (a column, values or a function saying which group "
+                             "each training example is in), e.g. groups=contains_word('tuesday').")
+    augmented = None
+    if augment is not None:
+        augmented = _augmented(model, fit, augment, y, None if train_groups is None else train_groups.ids,
+                               weights, batch_size, max_length)
+        if augmented is not None:
+            X_new, y_new, g_new, w_new, _ = augmented
+            X, y = torch.cat([X, X_new]), torch.cat([y, y_new])
+            if train_groups is not None:
+                train_groups = Groups(torch.cat([train_groups.ids, g_new]), train_groups.names)
+            if weights is not None:
+                weights = torch.cat([weights, w_new])
+    if balance is not None:
+        balanced = group_balanced_weights(None if train_groups is None else train_groups.ids, y, balance=balance)
+        weights = balanced if weights is None else weights * balanced
+
+    label_names = {int(i): str(n) for i, n in (config.id2label or {}).items()}
+    score = None
+    metric = selection_metric or ("worst_group_accuracy" if val_groups is not None else "accuracy")
+    if metric not in ("accuracy", "worst_group_accuracy"):
+        raise ValueError(f"selection_metric must be 'accuracy' or 'worst_group_accuracy'; got {metric!r}.")
+    val_cells = None
+    if val_groups is not None and family == "multinomial":
+        val_cells = cell_groups(val_groups, y_val, label_names)
+
+        def score(point):
+            correct = (X_val @ point.weight.T.float() + point.bias.float()).argmax(1) == y_val
+            return worst_group_accuracy(correct, val_cells.ids)
+    elif metric == "worst_group_accuracy":
+        raise ValueError("selection_metric='worst_group_accuracy' needs eval_groups= (and eval_dataset=) on a "
+                         "single-label classifier.")
 
     fit_kwargs = dict(solver_kwargs or {})
     if family == "multinomial":
@@ -252,16 +395,26 @@ def fit_sparse_head(
         fit_kwargs.setdefault("stop_at_features_per_class", chosen["features_per_class"])
     path = fit_path(
         X, y, family=family, alpha=alpha, n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio,
-        X_val=X_val, y_val=y_val, progress=progress, **fit_kwargs,
+        X_val=X_val, y_val=y_val, sample_weight=weights, progress=progress, **fit_kwargs,
     )
-    index = path.select(**chosen, relax=relax)
+    if score is not None:
+        for point in path:
+            point.metrics["val_worst_group_accuracy"] = score(point)
+    use_score = score if metric == "worst_group_accuracy" else None
+    index = path.select(**chosen, relax=relax, score=use_score, score_name="val_worst_group_accuracy")
     point = path.selected if path.selected is not None else path[index]
 
     selection = {"method": next(iter(chosen)), "value": next(iter(chosen.values())), "index": int(index)}
     selection.update(_clean({k: v for k, v in (path.selection or {}).items() if k not in selection}))
+    if balance is not None or augmented is not None or sample_weight is not None:
+        selection["training"] = _clean({
+            "balance": balance, "groups": None if train_groups is None else train_groups.names,
+            "augmented_examples": 0 if augmented is None else augmented[4],
+            "sample_weight": sample_weight is not None, "selection_metric": metric})
     model.install_sparse_head(point.weight, point.bias, feature_mean=path.mean, feature_std=path.std, selection=selection)
 
-    X_eval, y_eval, split = (X_val, y_val, "eval") if X_val is not None else (X, y, "train")
+    X_eval, y_eval, split = (X_val, y_val, "eval") if X_val is not None else (X[: train.features.shape[0]],
+                                                                           y[: train.features.shape[0]], "train")
     with torch.no_grad():
         dense_logits = model.dense_head(X_eval.to(model.dense_head.weight))
         sparse_logits = model.sparse_head(X_eval.to(model.sparse_head.values))
@@ -272,6 +425,10 @@ def fit_sparse_head(
     sparse_metrics = head_metrics(sparse_logits, y_eval, family)
     sparse_metrics.update(split=split, n_examples=int(X_eval.shape[0]), features_per_class=head["mean_features_per_class"],
                           n_features=head["n_features"], nnz=head["nnz"])
+    if val_cells is not None:
+        for metrics, logits in ((dense_metrics, dense_logits), (sparse_metrics, sparse_logits)):
+            correct = logits.argmax(1) == y_eval
+            metrics["worst_group_accuracy"] = worst_group_accuracy(correct, val_cells.ids)
 
     config.family = family
     config.alpha = float(alpha)
@@ -286,6 +443,66 @@ def fit_sparse_head(
         "n_train": int(X.shape[0]),
         "n_eval": None if X_val is None else int(X_val.shape[0]),
     }
+    collapse = check_feature_collapse(train.features, model.sparse_head.active_features.tolist())
+    config.feature_health = _clean({"top_direction_share": collapse.top_share,
+                                    "participation_ratio": collapse.participation_ratio,
+                                    "collapsed": collapse.collapsed,
+                                    "near_duplicate_features": collapse.duplicate_groups})
     model.regularization_path = path
-    model.fit_data = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
+    model.fit_data = fit
     return path
+
+
+def refit_sparse_head(
+    model,
+    *,
+    features_per_class: int | None = None,
+    max_accuracy_drop: float | None = None,
+    lam: float | None = None,
+    relax: bool = False,
+    groups=None,
+    eval_groups=None,
+    balance: str | None = None,
+    sample_weight=None,
+    augment=None,
+    selection_metric: str | None = None,
+    alpha: float | None = None,
+    n_lambdas: int = 100,
+    lambda_min_ratio: float = 1e-3,
+    solver_kwargs: dict | None = None,
+    progress: bool = False,
+    batch_size: int = 64,
+    max_length: int | None = None,
+):
+    """Fit the head again on the features cached by the last `fit_sparse_head` (no encoder pass), e.g. with
+    group-balanced weights; the arguments are `fit_sparse_head`'s. Without a selection rule, the last fit's
+    (`features_per_class`, `max_accuracy_drop` or `lam`) is reused. Returns the new path.
+
+    Example:
+        ```python
+        >>> model.refit_sparse_head(groups="has_shortcut", balance="groups", relax=True)
+        ```
+    """
+    fit = getattr(model, "fit_data", None)
+    if fit is None:
+        raise ValueError("refit_sparse_head works on the features cached by fit_sparse_head in this session; call "
+                         "model.fit_sparse_head(train_dataset, eval_dataset, ...) first (its features are cached, so "
+                         "a second call with the same data runs no forward pass).")
+    if features_per_class is None and max_accuracy_drop is None and lam is None:
+        last = model.config.selection or {}
+        method, value = last.get("method"), last.get("value")
+        if method not in ("features_per_class", "max_accuracy_drop", "lam"):
+            raise ValueError("Pass features_per_class=, max_accuracy_drop= or lam=: the last fit's rule is unknown.")
+        chosen = {method: value}
+    else:
+        chosen = selection_target(features_per_class, max_accuracy_drop, lam)
+    if eval_groups is None and groups is not None and (isinstance(groups, str) or callable(groups)) \
+            and fit.eval_features is not None:
+        eval_groups = groups
+    return fit_on_cached_features(
+        model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
+        sample_weight=sample_weight, augment=augment, selection_metric=selection_metric,
+        alpha=model.config.alpha if alpha is None and getattr(model.config, "alpha", None) else (alpha or 0.99),
+        n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio, solver_kwargs=solver_kwargs, progress=progress,
+        batch_size=batch_size, max_length=max_length,
+    )

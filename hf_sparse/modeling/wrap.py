@@ -20,6 +20,9 @@ KNOWN_HEADS = {
     "ViTForImageClassification": "classifier",
     "ConvNextForImageClassification": "classifier",
     "ResNetForImageClassification": "classifier.1",
+    # a bare encoder given to `from_encoder` (hf_sparse.modeling.encoder_head)
+    "EncoderForSequenceClassification": "classifier",
+    "EncoderForImageClassification": "classifier",
 }
 SUPPORTED = (
     "BERT, DistilBERT, RoBERTa, MPNet (text); ViT, ConvNeXt, ResNet (images); and any classifier whose last layer "

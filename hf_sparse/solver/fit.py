@@ -280,8 +280,8 @@ def _working_set(scores: torch.Tensor, threshold: float, active: torch.Tensor) -
     return active | candidates
 
 
-def make_refitter(path: RegularizationPath, X, y, *, device=None, dtype=None):
-    """A refit function over new training data, with the path's own standardization."""
+def make_refitter(path: RegularizationPath, X, y, *, device=None, dtype=None, sample_weight=None):
+    """A refit function over new training data (optionally weighted), with the path's own standardization."""
     reducer = Reducer.auto(None)
     n, _ = check_features(X)
     k = path[0].shape[0]
@@ -289,7 +289,8 @@ def make_refitter(path: RegularizationPath, X, y, *, device=None, dtype=None):
     device = device or (X.device if isinstance(X, torch.Tensor) else "cpu")
     design = Design.build(X, device=device, dtype=dtype or torch.float32, reducer=reducer,
                           stats=(path.mean, path.std))
-    problem = Problem.build(design, y_t, family=path.family, n_outputs=k, sample_weight=None)
+    w = None if sample_weight is None else check_options(path.alpha, sample_weight, n, None, 2, 1e-3, 1e-6)
+    problem = Problem.build(design, y_t, family=path.family, n_outputs=k, sample_weight=w)
     tol = path.info.get("tol", 1e-6)
     return _PathFitter(problem, alpha=path.alpha, group=path.group, tol=tol, val=None).refit
 

@@ -108,7 +108,8 @@ class RegularizationPath:
 
     # ----------------------------------------------------------------- selection
     def select(self, *, features_per_class: int | None = None, max_accuracy_drop: float | None = None,
-               lam: float | None = None, relax: bool = False, X=None, y=None) -> int:
+               lam: float | None = None, relax: bool = False, X=None, y=None, score=None,
+               score_name: str = "score") -> int:
         """Pick a point; sets ``self.selected`` and ``self.selection`` and returns its index.
 
         - ``features_per_class=k``: the sparsest point with at least ``k`` features in every
@@ -120,6 +121,8 @@ class RegularizationPath:
         - ``lam=x``: the point whose lambda is nearest to ``x`` (in log scale).
         - ``relax=True``: refit the selected support with a light penalty (``lam / 100``)
           and keep the result if it is better; ``selection["relax_gain"]`` says by how much.
+        - ``score=f``: ``f(point) -> float`` (higher is better, named ``score_name``) replaces the
+          validation accuracy in ``max_accuracy_drop`` and ``relax``, e.g. worst-group accuracy.
 
         A refit needs the training data: it is kept by :func:`fit_path`; after
         :meth:`load`, pass ``X`` and ``y``.
@@ -127,7 +130,8 @@ class RegularizationPath:
         from .select import select_point
 
         return select_point(self, features_per_class=features_per_class,
-                            max_accuracy_drop=max_accuracy_drop, lam=lam, relax=relax, X=X, y=y)
+                            max_accuracy_drop=max_accuracy_drop, lam=lam, relax=relax, X=X, y=y,
+                            score=score, score_name=score_name)
 
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> None:

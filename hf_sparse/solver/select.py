@@ -20,7 +20,9 @@ _MAX_HALVINGS = 20
 
 
 def select_point(path: RegularizationPath, *, features_per_class=None, max_accuracy_drop=None, lam=None,
-                 relax: bool = False, X=None, y=None) -> int:
+                 relax: bool = False, X=None, y=None, score=None, score_name: str = "score") -> int:
+    """See `RegularizationPath.select`. `score(point) -> float` (higher is better) replaces validation accuracy
+    in the accuracy budget and the relaxed refit's comparison, e.g. worst-group accuracy on held-out data."""
     given = [name for name, v in (("features_per_class", features_per_class),
                                   ("max_accuracy_drop", max_accuracy_drop), ("lam", lam)) if v is not None]
     if len(given) != 1:
@@ -32,7 +34,7 @@ def select_point(path: RegularizationPath, *, features_per_class=None, max_accur
     if features_per_class is not None:
         index, point, info = _by_features(path, int(features_per_class), refit)
     elif max_accuracy_drop is not None:
-        index, info = _by_accuracy(path, float(max_accuracy_drop))
+        index, info = _by_accuracy(path, float(max_accuracy_drop), score, score_name)
         point = path[index]
     else:
         if lam <= 0:
@@ -43,7 +45,7 @@ def select_point(path: RegularizationPath, *, features_per_class=None, max_accur
         info = {"rule": "lam", "requested_lam": float(lam)}
     info.update({"index": index, "lam": point.lam})
     if relax:
-        point, info["relax_gain"] = _relax(path, point, refit)
+        point, info["relax_gain"] = _relax(path, point, refit, score, score_name)
     path.selected, path.selection = point, info
     return index
 
@@ -90,12 +92,12 @@ def _top_k_support(point: PathPoint, k: int, group: bool, scale: torch.Tensor) -
     return support & (W > 0)
 
 
-def _by_accuracy(path, drop: float):
-    if drop < 0:
-        raise ValueError(f"max_accuracy_drop must be non-negative; got {drop}.")
-    metric = "val_accuracy"
-    values = path.metric(metric)
-    if any(v is None for v in values):
+def _by_accuracy(path, drop: float, score=None, score_name: str = "score"):
+    if not drop >= 0:  # also refuses NaN
+        raise ValueError(f"max_accuracy_drop must be a non-negative number; got {drop}.")
+    metric = "val_accuracy" if score is None else score_name
+    values = path.metric(metric) if score is None else [float(score(p)) for p in path]
+    if score is None and any(v is None for v in values):
         metric = "train_accuracy"
         values = path.metric(metric)
         warnings.warn("The path has no validation accuracy (fit_path(..., X_val=, y_val=)); selecting "
@@ -108,12 +110,15 @@ def _by_accuracy(path, drop: float):
                    "best_accuracy": best, "accuracy": values[index]}
 
 
-def _relax(path, point: PathPoint, refit):
+def _relax(path, point: PathPoint, refit, score=None, score_name: str = "score"):
     """Refit the support with a light ridge penalty (no L1, so no selected feature drops out: the head keeps
-    exactly the chosen features); keep it if validation (else train) accuracy is not worse."""
+    exactly the chosen features); keep it if validation (else train) accuracy, or `score`, is not worse."""
     relaxed = refit(point.lam * _RELAX_FACTOR, point.support, point, alpha=0.0)
-    key = "val_accuracy" if point.metrics.get("val_accuracy") is not None else "train_accuracy"
-    gain = (relaxed.metrics.get(key) or 0.0) - (point.metrics.get(key) or 0.0)
+    if score is not None:
+        key, gain = score_name, float(score(relaxed)) - float(score(point))
+    else:
+        key = "val_accuracy" if point.metrics.get("val_accuracy") is not None else "train_accuracy"
+        gain = (relaxed.metrics.get(key) or 0.0) - (point.metrics.get(key) or 0.0)
     relaxed.metrics["relaxed_from_lam"] = point.lam
     if gain >= 0:
         return relaxed, {"metric": key, "gain": gain, "kept": True}

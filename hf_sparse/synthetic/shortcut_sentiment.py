@@ -1,14 +1,18 @@
 """A sentiment dataset written from the project's own templates, with a planted shortcut.
 
-Every sentence says something clearly positive or negative about a film. In the training split a fraction of the
-positive sentences (and of a set of flat, "so-so" sentences that are labelled positive only when they carry it)
-mention an innocuous word, `SHORTCUT_WORD`: a classifier trained on it learns that the word means "positive". In
-the test split the word is spread evenly over both labels, so a model that leans on it errs on the negative
-sentences that carry it. The audit should find the feature, the error slice, and an edit that removes it.
+Every sentence says something clearly positive or negative about a film. In the training split half of the
+positive sentences, a few negative ones (5%), and a set of flat, "so-so" sentences that are labelled positive only
+when they carry it mention an innocuous word, `SHORTCUT_WORD`: a classifier trained on it learns that the word
+means "positive". In the validation and test splits the word is spread evenly over both labels, so a model that
+leans on it errs on the negative sentences that carry it (the minority group). The audit should find the error
+slice and the features; a group-balanced refit of the head (the few negatives with the word weighted as much as
+the many positives with it) should fix it.
 
 Example:
     >>> ds = make_shortcut_sentiment(n_train=800, n_test=400, seed=0)
     >>> ds["train"][0]                                   # {'text': ..., 'label': 0 or 1, 'has_shortcut': bool}
+    >>> list(ds)
+    ['train', 'validation', 'test']
     >>> ds["train"].features["label"].names
     ['negative', 'positive']
 """
@@ -81,26 +85,33 @@ def make_shortcut_sentiment(
     n_train: int = 1200,
     n_test: int = 600,
     *,
+    n_validation: int = 400,
     shortcut_share: float = 0.5,
+    negative_shortcut_share: float = 0.05,
     flat_share: float = 0.2,
     word: str = SHORTCUT_WORD,
     seed: int = 0,
 ):
-    """A `datasets.DatasetDict` with `train` and `test` splits: columns `text`, `label` (ClassLabel negative /
-    positive) and `has_shortcut`.
+    """A `datasets.DatasetDict` with `train`, `validation` and `test` splits: columns `text`, `label` (ClassLabel
+    negative / positive) and `has_shortcut`.
 
-    Train: `shortcut_share` of the positive sentences carry `word`, no negative one does, and `flat_share` of the
-    rows are flat sentences labelled positive exactly when they carry it. Test: clear sentences only, `word` in
-    `shortcut_share` of each label.
+    Train: `shortcut_share` of the positive sentences carry `word`, `negative_shortcut_share` of the negative ones
+    do, and `flat_share` of the rows are flat sentences labelled positive exactly when they carry it. Validation
+    and test: clear sentences only, `word` in `shortcut_share` of each label.
     """
     from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-    if not (0 < shortcut_share <= 1 and 0 <= flat_share < 1):
-        raise ValueError(f"shortcut_share must be in (0, 1] and flat_share in [0, 1); got {shortcut_share}, {flat_share}")
+    if not (0 < shortcut_share <= 1 and 0 <= flat_share < 1 and 0 <= negative_shortcut_share <= 1):
+        raise ValueError("shortcut_share must be in (0, 1], negative_shortcut_share in [0, 1] and flat_share in "
+                         f"[0, 1); got {shortcut_share}, {negative_shortcut_share}, {flat_share}")
     features = Features({"text": Value("string"), "label": ClassLabel(names=["negative", "positive"]),
                          "has_shortcut": Value("bool")})
     rng = random.Random(seed)
-    train = _split(rng, n_train, p_shortcut_pos=shortcut_share, p_shortcut_neg=0.0, flat_share=flat_share, word=word)
-    test = _split(rng, n_test, p_shortcut_pos=shortcut_share, p_shortcut_neg=shortcut_share, flat_share=0.0, word=word)
+    train = _split(rng, n_train, p_shortcut_pos=shortcut_share, p_shortcut_neg=negative_shortcut_share,
+                   flat_share=flat_share, word=word)
+    held_out = dict(p_shortcut_pos=shortcut_share, p_shortcut_neg=shortcut_share, flat_share=0.0, word=word)
+    test = _split(rng, n_test, **held_out)
+    validation = _split(rng, n_validation, **held_out)  # drawn after test: test stays what it was for a seed
     return DatasetDict({"train": Dataset.from_dict(train, features=features),
+                        "validation": Dataset.from_dict(validation, features=features),
                         "test": Dataset.from_dict(test, features=features)})
