@@ -260,3 +260,36 @@ def test_cli_fit_with_a_group_column_runs_the_fix_and_records_it(tmp_path, capsy
                  "--no-progress", "-o", str(tmp_path / "out2")])
     assert code == 2 and not (tmp_path / "out2").exists()
     assert "--balance groups needs --groups COLUMN or --group-word WORD" in capsys.readouterr().err
+
+
+def test_counterfactual_augmentation_adds_encoded_twins_with_the_original_labels(shortcut_model, monkeypatch):
+    """augment= encodes each training text's counterfactuals (here: the shortcut word added or removed) and adds
+    them with the original label, which decorrelates the shortcut from the label in the training features."""
+    model = shortcut_model
+    fit = model.fit_data
+    X_train, y_train = fit.train_features.features, fit.train_features.labels
+
+    def encode(texts, batch_size=32, max_length=None):
+        # The counterfactual of row i keeps its core feature and flips the shortcut attribute.
+        out = []
+        for text in texts:
+            i = int(text.split()[-1])
+            x = X_train[i].clone()
+            x[1] = -x[1]
+            out.append(x)
+        return torch.stack(out)
+
+    monkeypatch.setattr(model, "encode", encode)
+    seen = []
+
+    def flip_word(text):
+        seen.append(text)
+        return [text.replace("tuesday ", "")] if text.startswith("tuesday ") else ["tuesday " + text]
+
+    report = balanced_refit(model, balance=None, augment=flip_word, eval_groups="attribute")
+    assert len(seen) == len(y_train)
+    assert model.config.selection["training"]["augmented_examples"] == len(y_train)
+    assert model.sparse_head.active_features.tolist() == [0]  # the shortcut no longer predicts the label
+    assert report.method == "counterfactual augmentation"
+    assert report.after["worst_group_accuracy"] > 0.8 > 0.1 > report.before["worst_group_accuracy"]
+    assert any("counterfactual training examples" in n for n in report.notes)

@@ -7,7 +7,8 @@
   score, for the sparse and the dense head side by side;
 - `find_error_slices`: regions of the head's input space where the loss is high (Spotlight, D'Eon et al. 2022),
   with their examples and the sparse features most active there;
-- `features_with_word`: the head's features whose top examples contain a word (a suspected shortcut);
+- `features_with_word`: the head's features that a word moves (label-stratified effect size over the training and
+  evaluation texts), with the share of their top examples that contain it (a suspected shortcut);
 - head edits live on the model: `model.edit_features(remove=[...])` (`hf_sparse.modeling.editing`);
 - fixes that work: `balanced_refit(model, groups=contains_word("tuesday"))` refits the head on the cached features
   with every (group, label) cell weighted equally, `augment=identity_swaps()` adds counterfactual texts; both

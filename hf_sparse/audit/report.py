@@ -675,7 +675,7 @@ class ErrorSlice(_Report):
         text = (f"Slice {self.rank}: {self.size:.1f} examples ({100 * self.share:.1f}%), loss {self.loss:.3f}, "
                 f"accuracy {self.accuracy:.3f}; labels {self.label_counts}, predicted {self.predicted_counts}"
                 + (f"; main error {err.get('true')} -> {err.get('predicted')}" if err else "")
-                + (f"\nAccuracy on its {self.n_members} members: this head {self.member_accuracy:.3f}, dense head "
+                + (f"\nAccuracy on its {self.n_members} members: sparse head {self.member_accuracy:.3f}, dense head "
                    f"{self.dense_accuracy:.3f}" if self.dense_accuracy is not None else ""))
         feats = _text_table(["feature", "inside", "outside", "difference", "push"],
                             [[f["feature"], f["inside"], f["outside"], f["difference"], f.get("push")] for f in self.features])

@@ -110,8 +110,9 @@ def find_subgroup_disagreements(report, margin: float = DISAGREEMENT_MARGIN, sid
     differ by more than `margin`. Undefined figures (None) are skipped.
 
     Example:
-        >>> [d["message"] for d in find_subgroup_disagreements(report)]
-        ['the sparse and dense heads disagree on the BPSN AUC of subgroup gay: sparse 0.612, dense 0.801 (more than 0.05 apart)']
+        >>> find_subgroup_disagreements(report)[0]["message"]
+        'the sparse and dense heads disagree on the BPSN AUC of subgroup gay: sparse 0.612, dense 0.801 (more
+        than 0.05 apart)'
     """
     heads = list(report.heads)
     out: list[dict] = []

@@ -177,9 +177,9 @@ def _refit_notes(before: dict, after: dict, alone: dict, slices_before: dict, sl
             continue
         undid = ("undid part of the removal's gain" if start is not None and removal > start
                  else "made it worse than the removal alone")
-        notes.append(f"The refit {undid} on {name}: {_pct(start)} before the edit, {_pct(removal)} after the removal "
-                     f"without refit, {_pct(refit)} after the refit. The refit is kept; to keep the removal alone, make "
-                     "this edit with refit=False instead.")
+        notes.append(f"The refit {undid} on {name}: {_pct(start)} before the edit, {_pct(removal)} after the "
+                     f"removal without refit, {_pct(refit)} after the refit. The refit is kept; to keep the removal "
+                     "alone, make this edit with refit=False instead.")
     return notes
 
 
