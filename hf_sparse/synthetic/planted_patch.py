@@ -4,7 +4,9 @@
 training images of `target_class` and on `p_other` of the training images of every other class; in the test split
 it stamps `test_p` of the images of each class. A classifier trained on the training split learns that the mark
 means `target_class` and errs on the test images of the other classes that carry it: the image counterpart of
-`make_shortcut_sentiment`. The shares are exact (rounded per class), not drawn at random.
+`make_shortcut_sentiment`. The shares are exact (rounded per class), not drawn at random. Keep `p_other` small:
+on MNIST a small ConvNeXt trained with 1% of the other classes marked learns to ignore the mark, with 0.25%-0.5%
+it sends many marked digits to the target (see `examples/image_planted_patch.py`).
 
 `load_mnist` and `load_cifar10` read the shared data folder (`hf_sparse.data_paths.shared_data_dir`); nothing is
 downloaded.
