@@ -108,3 +108,29 @@ def save_image_classifier(folder, arch: str = "vit", num_labels: int = 4, seed: 
     model.save_pretrained(folder)
     image_processor().save_pretrained(folder)
     return folder
+
+
+def tiny_sparse_model(tmp_path, num_labels: int = 2):
+    """A tiny BERT classifier wrapped as a `SparseHeadForSequenceClassification` (its head holds the dense weights)."""
+    from hf_sparse import SparseHeadForSequenceClassification
+
+    folder = save_text_classifier(Path(tmp_path) / "tiny", "bert", num_labels=num_labels)
+    return SparseHeadForSequenceClassification.from_pretrained(folder)
+
+
+def bag_of_words_encoder(model, vocabulary: dict[str, int]):
+    """A stand-in for `model.encode`: feature j counts the whole words mapped to j (case-insensitive)."""
+    import re
+
+    d = model.sparse_head.in_features
+
+    def encode(texts, batch_size=32, max_length=None):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        X = torch.zeros(len(texts), d)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                if word in vocabulary:
+                    X[i, vocabulary[word]] += 1.0
+        return X
+
+    return encode

@@ -45,7 +45,8 @@ from hf_sparse.audit import (  # noqa: E402
 )
 from hf_sparse.data_paths import shared_data_dir  # noqa: E402
 
-from _tiny_models import save_text_classifier, word_dataset  # noqa: E402
+from _tiny_models import bag_of_words_encoder, save_text_classifier, word_dataset  # noqa: E402
+from _tiny_models import tiny_sparse_model as tiny_model  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script> a | b `code` *bold* _it_ [link](x) ![x](http://evil.example/x.png)\nnew line"
 
@@ -57,25 +58,8 @@ def pair_auc(pos: list[float], neg: list[float]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def tiny_model(tmp_path, num_labels=2):
-    folder = save_text_classifier(tmp_path / "tiny", "bert", num_labels=num_labels)
-    return SparseHeadForSequenceClassification.from_pretrained(folder)
 
 
-def bag_of_words_encoder(model, vocabulary: dict[str, int]):
-    """A stand-in for `model.encode`: feature j counts the whole words mapped to j (case-insensitive)."""
-    d = model.sparse_head.in_features
-
-    def encode(texts, batch_size=32, max_length=None):
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        X = torch.zeros(len(texts), d)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"[a-z]+", text.lower()):
-                if word in vocabulary:
-                    X[i, vocabulary[word]] += 1.0
-        return X
-
-    return encode
 
 
 # ----------------------------------------------------------------------------------------------- terms

@@ -293,3 +293,16 @@ def test_counterfactual_augmentation_adds_encoded_twins_with_the_original_labels
     assert report.method == "counterfactual augmentation"
     assert report.after["worst_group_accuracy"] > 0.8 > 0.1 > report.before["worst_group_accuracy"]
     assert any("counterfactual training examples" in n for n in report.notes)
+
+
+def test_collapsed_features_are_recorded_and_named_in_the_card(shortcut_model):
+    from hf_sparse.card.render import render_model_card
+
+    model = shortcut_model
+    health = model.config.feature_health
+    assert health["collapsed"] is False and 0 < health["top_direction_share"] < 0.5  # 32 mostly independent columns
+    model.config.feature_health = dict(health, collapsed=True, top_direction_share=0.93,
+                                       near_duplicate_features=[[1, 3]])
+    text, _ = render_model_card(model, images=False)
+    assert "nearly rank one (the top direction holds 93% of their variance)" in text
+    assert "Features 1, 3 are near duplicates" in text

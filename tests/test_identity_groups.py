@@ -33,7 +33,7 @@ from hf_sparse.audit.terms import (  # noqa: E402
     template_texts,
 )
 
-from _tiny_models import save_text_classifier  # noqa: E402
+from _tiny_models import bag_of_words_encoder, save_text_classifier  # noqa: E402
 
 T_975_DF2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 FEMALE_NAMES = NAMES["black_female"] + NAMES["white_female"]
@@ -48,20 +48,6 @@ def sig(z: float) -> float:
     return 1 / (1 + math.exp(-z))
 
 
-def bag_of_words_encoder(model, vocabulary: dict[str, int]):
-    """A stand-in for `model.encode`: feature j counts the whole words mapped to j (case-insensitive)."""
-    d = model.sparse_head.in_features
-
-    def encode(texts, batch_size=32, max_length=None):
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        X = torch.zeros(len(texts), d)
-        for i, text in enumerate(texts):
-            for word in re.findall(r"[a-z]+", text.lower()):
-                if word in vocabulary:
-                    X[i, vocabulary[word]] += 1.0
-        return X
-
-    return encode
 
 
 def set_dense(model, female_weight: float):

@@ -17,7 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from ..text_safety import escape_markdown, excerpt
+from ..text_safety import escape_markdown, excerpt, visible_text
 
 ASSETS_DIR = "card_assets"
 BEGIN, END = "<!-- hf_sparse:begin", "<!-- hf_sparse:end -->"
@@ -123,6 +123,21 @@ def _audit_sections(model, redact_text, images=True):
     return [report.to_markdown(ASSETS_DIR if images else None, redact=redact_text) for report in reports.values()]
 
 
+def _feature_health(config) -> list[str]:
+    """Limitation lines from the collapse check of the last fit (`config.feature_health`)."""
+    health = getattr(config, "feature_health", None) or {}
+    lines = []
+    if health.get("collapsed"):
+        lines.append(f"The cached features are nearly rank one (the top direction holds "
+                     f"{health.get('top_direction_share', 0):.0%} of their variance): the features describe one "
+                     "direction, so their descriptions overlap and edits cannot separate them. A head on the "
+                     "pretrained encoder, another layer, or a lighter fine-tune gives more distinct features.")
+    for group in health.get("near_duplicate_features") or []:
+        lines.append(f"Features {', '.join(map(str, group))} are near duplicates (correlation above 0.95): read "
+                     "them as one.")
+    return lines
+
+
 def _edit_lines(config):
     lines = []
     for edit in getattr(config, "edits", None) or []:
@@ -148,8 +163,11 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     """`(card_text, figures)`: the Markdown of the card and the figures it links ({relative path: figure}).
 
     `redact` masks slurs in quoted examples (and adds a content warning); `images=False` leaves every picture out.
+    `repo_id` must be a Hub repo id (``owner/name``): it is written into the card's code example.
     """
     from jinja2 import Environment
+
+    check_repo_id(repo_id)
 
     from ..explain.class_features import class_features
 
@@ -182,11 +200,33 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
         path_plot=f"{ASSETS_DIR}/path.png" if f"{ASSETS_DIR}/path.png" in figures else None,
         weights_plot=f"{ASSETS_DIR}/class_weights.png" if f"{ASSETS_DIR}/class_weights.png" in figures else None,
         classes=_class_rows(model, tables, descriptions, redact, n_snippets, images),
-        edits=_edit_lines(config), audits=_audit_sections(model, redact),
+        edits=_edit_lines(config), audits=_audit_sections(model, redact), feature_health=_feature_health(config),
         content_warning=content_warning, redacted=redact,
     )
     env = Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     return env.from_string(_template()).render(**context), figures
+
+
+def check_repo_id(repo_id) -> None:
+    """A `ValueError` unless `repo_id` is None or a valid Hub repo id (``name`` or ``owner/name``: letters, digits,
+    ``-``, ``_``, ``.``; at most 96 characters), so that it cannot break out of the card's code block or metadata.
+
+    Example:
+        >>> check_repo_id("user/sst2-sparse")
+    """
+    if repo_id is None:
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(repo_id, str):
+        raise ValueError(f"repo_id must be a string such as 'user/model-name', not {type(repo_id).__name__}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ValueError(
+            f"repo_id {visible_text(repo_id)!r} is not a Hub repo id: give 'name' or 'owner/name' of letters, digits, "
+            "'-', '_' and '.' (at most 96 characters, no '--' or '..', not starting or ending with '-' or '.')"
+        ) from None
 
 
 def _selection_text(selection) -> str:

@@ -26,11 +26,13 @@ def family_for(config) -> str:
     return "gaussian" if config.num_labels == 1 else "multinomial"
 
 
-def prepare_labels(raw, config, family: str, where: str) -> torch.Tensor:
+def prepare_labels(raw, config, family: str, where: str, *, every_class: bool = False) -> torch.Tensor:
     """Check labels against the model's labels and return them as the solver wants them.
 
     Class ids must lie in `[0, num_labels)`; label names are mapped through `config.label2id`; multi-label targets
-    must be (n, num_labels) 0/1; regression targets are floats with `num_labels` columns.
+    must be (n, num_labels) 0/1; regression targets are floats with `num_labels` columns. `every_class=True`
+    (training labels): every class of a single-label model must occur, else the head would have classes it never
+    learned (e.g. labels {3, 7} on an 8-class model).
     """
     k = config.num_labels
     names = {int(i): n for i, n in (config.id2label or {}).items()}
@@ -66,6 +68,15 @@ def prepare_labels(raw, config, family: str, where: str) -> torch.Tensor:
                 f"{where} has label values {sorted(set(bad.tolist()))[:10]} outside this model's labels "
                 f"0..{k - 1} ({names}). Map them to the model's labels (or fine-tune a model with these labels)."
             )
+        absent = sorted(set(range(k)) - set(values.unique().tolist())) if every_class and k > 1 else []
+        if absent:
+            present = sorted(set(values.unique().tolist()))
+            raise ValueError(
+                f"{where} has no example of {len(absent)} of this model's {k} classes ({[names.get(c, c) for c in absent][:10]}"
+                f"{'...' if len(absent) > 10 else ''}): its labels are only {present[:10]}, so the head would never "
+                "predict those classes. Give training data with every class, or a model with only these classes "
+                f"(e.g. from_encoder(..., num_labels={len(present)}) with the labels renumbered 0..{len(present) - 1})."
+            )
         return values
     if family == "multilabel":
         if values.dim() != 2 or values.shape[1] != k:
@@ -87,12 +98,12 @@ def prepare_labels(raw, config, family: str, where: str) -> torch.Tensor:
     return values
 
 
-def _labels_of(feats, config, family, where):
+def _labels_of(feats, config, family, where, every_class: bool = False):
     try:
         labels = feats.labels
     except (TypeError, ValueError, RuntimeError):  # e.g. a column of label names
         labels = feats.dataset["label"]
-    return prepare_labels(labels, config, family, where)
+    return prepare_labels(labels, config, family, where, every_class=every_class)
 
 
 def head_metrics(logits: torch.Tensor, y: torch.Tensor, family: str) -> dict[str, float]:
@@ -237,6 +248,7 @@ def fit_sparse_head(
         ```
     """
     chosen = selection_target(features_per_class, max_accuracy_drop, lam)
+    train_dataset, eval_dataset = _as_dataset(train_dataset), _as_dataset(eval_dataset)
     processor = tokenizer if model._modality == "text" else image_processor
     if processor is None:
         processor = tokenizer if tokenizer is not None else image_processor
@@ -260,6 +272,15 @@ def fit_sparse_head(
         n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio, solver_kwargs=solver_kwargs, progress=progress,
         batch_size=batch_size, max_length=max_length,
     )
+
+
+def _as_dataset(data):
+    """A pandas DataFrame becomes a `datasets.Dataset` (its index dropped); anything else is returned as it is."""
+    if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
+        from datasets import Dataset
+
+        return Dataset.from_pandas(data, preserve_index=False)
+    return data
 
 
 def selection_target(features_per_class=None, max_accuracy_drop=None, lam=None) -> dict:
@@ -311,6 +332,17 @@ def _augmented(model, fit: FitData, augment, y, groups, weights, batch_size, max
             len(new_texts))
 
 
+def _worst_group_scorer(X_val, y_val, cells: Groups):
+    """point -> the worst (group, label) cell's accuracy of its head on the evaluation features."""
+    from hf_sparse.solver.balance import worst_group_accuracy
+
+    def score(point) -> float:
+        correct = (X_val @ point.weight.T.float() + point.bias.float()).argmax(1) == y_val
+        return worst_group_accuracy(correct, cells.ids)
+
+    return score
+
+
 def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, groups=None, eval_groups=None,
                            balance=None, sample_weight=None, augment=None, selection_metric=None, alpha=0.99,
                            n_lambdas=100, lambda_min_ratio=1e-3, solver_kwargs=None, progress=False,
@@ -326,7 +358,7 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
     config = model.config
     family = family_for(config)
     train, val = fit.train_features, fit.eval_features
-    y = _labels_of(train, config, family, "train_dataset")
+    y = _labels_of(train, config, family, "train_dataset", every_class=True)
     X = train.features.float()
     X_val = y_val = None
     if val is not None:
@@ -373,21 +405,19 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
         weights = balanced if weights is None else weights * balanced
 
     label_names = {int(i): str(n) for i, n in (config.id2label or {}).items()}
-    score = None
     metric = selection_metric or ("worst_group_accuracy" if val_groups is not None else "accuracy")
     if metric not in ("accuracy", "worst_group_accuracy"):
         raise ValueError(f"selection_metric must be 'accuracy' or 'worst_group_accuracy'; got {metric!r}.")
     val_cells = None
     if val_groups is not None and family == "multinomial":
         val_cells = cell_groups(val_groups, y_val, label_names)
-
-        def score(point):
-            correct = (X_val @ point.weight.T.float() + point.bias.float()).argmax(1) == y_val
-            return worst_group_accuracy(correct, val_cells.ids)
+        score = _worst_group_scorer(X_val, y_val, val_cells)
     elif metric == "worst_group_accuracy":
         raise ValueError("selection_metric='worst_group_accuracy' needs eval_groups= (and eval_dataset=) on a "
                          "single-label classifier.")
 
+    else:
+        score = None
     fit_kwargs = dict(solver_kwargs or {})
     if family == "multinomial":
         fit_kwargs.setdefault("n_classes", config.num_labels)
