@@ -8,11 +8,14 @@ Example:
     you are a b******
     >>> excerpt("a long review " * 20 + "seen on tuesday.", around="tuesday", width=40)
     '…review a long review seen on tuesday.'
+    >>> visible_text("evil\u202etxt.exe\x00")
+    'evil⟨U+202E⟩txt.exe⟨U+0000⟩'
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 #: Slurs and profanity masked by `redact=True` (whole words, any case; a trailing \w* catches inflections).
@@ -24,6 +27,47 @@ REDACT_PATTERNS: tuple[str, ...] = (
 )
 _REDACT = re.compile(r"\b(?:" + "|".join(REDACT_PATTERNS) + r")\b", re.IGNORECASE)
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}#|~!])")
+
+
+#: Whitespace kept as it is by `visible_text` (later collapsed to single spaces where a page needs one line).
+_PLAIN_WHITESPACE = frozenset("\t\n\r")
+
+
+def _hidden(ch: str) -> bool:
+    """A character that shows nothing, or reorders what follows: control characters (NUL, ESC, ...), format
+    characters (zero-width spaces and joiners, right-to-left overrides and isolates, the byte-order mark, soft
+    hyphen), line / paragraph separators, private-use and unassigned code points."""
+    if ch in _PLAIN_WHITESPACE:
+        return False
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn")
+
+
+def visible_text(text: Any) -> str:
+    """`text` with every invisible or direction-changing character (NUL and other control characters, zero-width
+    characters, right-to-left overrides, ...) replaced by a visible ``⟨U+XXXX⟩``, so a page shows what the text
+    really holds and cannot be reordered or hidden by it.
+
+    Example:
+        >>> visible_text("pay\u200bpal")
+        'pay⟨U+200B⟩pal'
+    """
+    s = "" if text is None else str(text)
+    if all(ch.isprintable() or ch in _PLAIN_WHITESPACE for ch in s):  # fast path: nothing to replace
+        return s
+    out = []
+    for i, ch in enumerate(s):
+        if ch == _ZWJ and 0 < i < len(s) - 1 and _emoji(s[i - 1]) and _emoji(s[i + 1]):
+            out.append(ch)  # joins two emoji into one (a family, a profession): shows nothing else
+        else:
+            out.append(f"⟨U+{ord(ch):04X}⟩" if _hidden(ch) else ch)
+    return "".join(out)
+
+
+_ZWJ = "\u200d"
+
+
+def _emoji(ch: str) -> bool:
+    return unicodedata.category(ch) == "So" or ch == "\ufe0f" or "\U0001f3fb" <= ch <= "\U0001f3ff"
 
 
 def redact_text(text: str) -> str:
@@ -95,8 +139,9 @@ def escape_markdown(text: Any, *, redact: bool = False, max_chars: int | None = 
     """`text` made safe inside Markdown (and a table cell): HTML is escaped (`<` -> `&lt;`), Markdown characters
     (`|`, backticks, `*`, `_`, `[`, `]`, `!`, ...) get a backslash, newlines become spaces; longer texts are cut to
     `max_chars` with an ellipsis (`excerpt`: around the first occurrence of `around` when given, so the term of
-    interest stays visible). `redact=True` masks slurs and profanity first."""
-    s = "" if text is None else str(text)
+    interest stays visible); invisible and direction-changing characters are shown as ``⟨U+XXXX⟩``
+    (`visible_text`). `redact=True` masks slurs and profanity first."""
+    s = visible_text(text)
     if redact:
         s = redact_text(s)
     s = excerpt(s, around=around, width=max_chars)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
-from .errors import CLIError, UsageError
+from .errors import CLIError, UsageError, describe
 from .options import column_list, open_fraction, positive_int
 
 HELP = "audit a saved model: identity terms, subgroup metrics or error slices"
@@ -97,6 +98,26 @@ def _target(labels: list[str] | None):
     return values[0] if len(values) == 1 else values
 
 
+#: The audit functions' argument names and the options that set them.
+ARGUMENT_FLAGS = {"target_label": "--target-label", "identity_columns": "--identity-columns", "groups": "--groups",
+                  "n_slices": "--n-slices", "spotlight_size": "--spotlight-size", "text_column": "--text-column",
+                  "label_column": "--label-column", "dataset": "--dataset", "texts": "--dataset"}
+#: `name=` always; a bare name only where it cannot be an English word (it has an underscore).
+_ARGUMENT = re.compile(r"(?<![\w.-])(?:(" + "|".join(ARGUMENT_FLAGS) + r")=|("
+                       + "|".join(n for n in ARGUMENT_FLAGS if "_" in n) + r")\b(?![=(]))")
+
+
+def cli_words(message: str) -> str:
+    """An audit function's message with its Python argument names (``target_label=``, ``n_slices`` ...) given as
+    the command's options (``--target-label``, ``--n-slices``).
+
+    Example:
+        >>> cli_words("pass target_label= (a name or an id)")
+        'pass --target-label (a name or an id)'
+    """
+    return _ARGUMENT.sub(lambda m: ARGUMENT_FLAGS[m.group(1) or m.group(2)], message)
+
+
 def load_audit_data(args, config):
     """The checked --dataset (None for the identity suite without one)."""
     from . import data
@@ -151,7 +172,10 @@ def run_audit(args) -> int:
     out_dir = prepare_output_dir(output, "--output") if output is not None else None
     model, head_only = load_checkpoint(args.model_dir)
     positional, kwargs = suite_arguments(args, dataset)
-    report = run_suite(model, *positional, **kwargs)
+    try:
+        report = run_suite(model, *positional, **kwargs)
+    except ValueError as err:  # the audit's own words name its Python arguments: give the options instead
+        raise CLIError(cli_words(describe(err))) from err
     if args.json == "-":
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -92,9 +92,14 @@ def _load_local(path: Path, source: str, split: str, what: str, cache_dir, only_
             )
         name, options = builder
         try:
-            return datasets.load_dataset(name, data_files=str(path), split="train", cache_dir=cache_dir, **options)
+            loaded = datasets.load_dataset(name, data_files=str(path), split="train", cache_dir=cache_dir, **options)
         except Exception as err:  # noqa: BLE001 - a malformed file: pandas / pyarrow / datasets errors alike
+            if "corresponds to no data" in str(err) or path.stat().st_size == 0:  # datasets' words for zero rows
+                raise _no_rows(what, source, path, name) from None
             raise CLIError(f"cannot read {what} {source} as {name.upper()}: {describe(err.__cause__ or err)}") from err
+        if len(loaded) == 0:
+            raise _no_rows(what, source, path, name)
+        return loaded
     if path.is_dir():
         if any((path / marker).is_file() for marker in _SAVED_DATASET_MARKERS):
             try:
@@ -111,6 +116,19 @@ def _load_local(path: Path, source: str, split: str, what: str, cache_dir, only_
                 ) from err
         return pick_split(loaded, split, what, source, only_split)
     raise CLIError(f"{what} {source} is neither a file nor a folder")
+
+
+def _no_rows(what: str, source: str, path: Path, builder: str) -> CLIError:
+    """The error for a data file without a single data row (empty, or a CSV header alone)."""
+    header = ""
+    if builder == "csv" and path.suffix.lower() in (".csv", ".tsv"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                first = f.readline().strip()
+        except OSError:
+            first = ""
+        header = f" (only the header line {first[:80]!r})" if first else ""
+    return CLIError(f"{what} {source} has no data rows{header}: add rows (one example per line) or give another file")
 
 
 def pick_split(loaded, split: str, what: str, source: str, only_split: bool = True):

@@ -61,7 +61,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("dataset", metavar="DATASET",
                    help="training data: a Hub id, a save_to_disk folder, or a .csv/.tsv/.json/.jsonl/.parquet file")
     p.add_argument("--output", "-o", required=True, metavar="DIR",
-                   help="folder to save the model, its model card and feature descriptions in (created if needed)")
+                   help="folder to save the model, its model card and feature descriptions in (created if needed; "
+                        "a folder that holds files only with --overwrite; never MODEL's folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --output to be a folder that already holds files: the model saved there is replaced "
+                        "in one step (other files are kept)")
 
     cols = p.add_argument_group("columns")
     cols.add_argument("--text-column", metavar="NAME", help="column holding the texts (default: text)")
@@ -264,7 +268,7 @@ def check_encoder_options(args, config) -> None:
 
 def run_fit(args) -> int:
     from .models import modality_of, model_class, read_config, resolve
-    from .paths import prepare_output_dir
+    from .paths import check_output_free, prepare_output_dir
     from .processes import Processes
 
     started = time.perf_counter()
@@ -275,6 +279,8 @@ def run_fit(args) -> int:
     procs = Processes.start()
     procs.quiet_others()
     existed = Path(args.output).expanduser().exists()
+    inputs = {"MODEL": resolve(args.model), "DATASET": resolve(args.dataset)}
+    check_output_free(args.output, "--output", overwrite=args.overwrite, inputs=inputs)
     output = prepare_output_dir(args.output, "--output")
     try:
         config = read_config(args.model, "MODEL", trust_remote_code=args.trust_remote_code)

@@ -3,6 +3,7 @@
 Output folders and files are checked before any long work starts, so that a fit never fails at the very end.
 
 Example:
+    >>> check_output_free("runs/sst2-sparse", "--output", overwrite=False, inputs={"MODEL": "my-bert"})
     >>> out = prepare_output_dir("runs/sst2-sparse", "--output")   # created, and a probe file written and removed
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from .errors import CLIError
 
 _LOCAL_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+_PROBE = ".hf_sparse_write_check."
 
 
 def looks_local(source: str, local_suffixes: tuple[str, ...] = ()) -> bool:
@@ -38,13 +40,40 @@ def prepare_output_dir(path: str | os.PathLike, flag: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CLIError(f"cannot create {flag} {path}: {err.strerror or err}; choose another {flag}") from err
-    probe = directory / f".hf_sparse_write_check.{os.getpid()}"
+    probe = directory / f"{_PROBE}{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
         raise CLIError(f"cannot write to {flag} {path}: {err.strerror or err}; choose a writable {flag}") from err
     return directory
+
+
+def check_output_free(path: str | os.PathLike, flag: str, *, overwrite: bool,
+                      inputs: dict[str, str] | None = None) -> None:
+    """Refuse an output folder that is one of `inputs` (``{what: path}``, e.g. the model a fit reads), or that
+    already holds files unless `overwrite` (``--overwrite``): a run never replaces the user's files unasked.
+
+    Example:
+        >>> check_output_free("runs/new", "--output", overwrite=False, inputs={"MODEL": "my-bert"})
+    """
+    directory = Path(path).expanduser()
+    for what, source in (inputs or {}).items():
+        source_path = Path(str(source)).expanduser()
+        if directory.is_dir() and source_path.is_dir() and os.path.samefile(directory, source_path):
+            raise CLIError(
+                f"{flag} {path} is the folder of {what} {source}: writing there would overwrite it. Choose another "
+                f"{flag}"
+            )
+    if overwrite or not directory.is_dir():
+        return
+    entries = sorted(p.name for p in directory.iterdir() if not p.name.startswith(_PROBE))  # other ranks' probes
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise CLIError(
+            f"{flag} {path} is not empty (it holds {shown}): choose a new or empty folder, or pass --overwrite to "
+            "replace the model saved there (its other files are kept)"
+        )
 
 
 def check_output_file(path: str | os.PathLike, flag: str) -> Path:

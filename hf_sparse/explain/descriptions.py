@@ -102,8 +102,10 @@ class FeatureDescriptions(dict):
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureDescriptions":
-        if data.get("format") != "hf_sparse.feature_descriptions":
-            raise ValueError("not an hf_sparse feature_descriptions.json file")
+        if not isinstance(data, dict) or data.get("format") != "hf_sparse.feature_descriptions":
+            got = f"a JSON {type(data).__name__}" if not isinstance(data, dict) else f"format {data.get('format')!r}"
+            raise ValueError(f"not an hf_sparse feature_descriptions.json file: expected a JSON object with format "
+                             f"'hf_sparse.feature_descriptions', got {got}")
         out = cls(method=data.get("method"), source=data.get("source"))
         for item in data.get("features", []):
             d = FeatureDescription.from_dict(item)
@@ -146,7 +148,11 @@ class FeatureDescriptions(dict):
         path = Path(directory) / DESCRIPTIONS_NAME
         if not path.is_file():
             return None
-        out = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            out = cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ValueError(f"{path} is not readable: {err}. Delete it (or describe the features again with "
+                             "model.describe_features()) and save the model again.") from err
         out.image_root = Path(directory)
         return out
 

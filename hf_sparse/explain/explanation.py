@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..text_safety import visible_text
 from .class_features import label_name
 
 
@@ -48,24 +49,30 @@ class Explanation:
         return asdict(self)
 
     def __str__(self) -> str:
-        probs = ", ".join(f"{k} {v:.3f}" for k, v in self.probabilities.items())
+        probs = ", ".join(f"{visible_text(k)} {v:.3f}" for k, v in self.probabilities.items())
+        shown = visible_text(self.prediction)  # no invisible or direction-changing characters reach a terminal
         lines = [
-            f"input: {self.input}",
-            f"prediction: {self.prediction} (p={self.probabilities.get(self.prediction, float('nan')):.3f})",
+            f"input: {visible_text(self.input)}",
+            f"prediction: {shown} (p={self.probabilities.get(self.prediction, float('nan')):.3f})",
             f"probabilities: {probs}",
-            f"logit of {self.prediction} = {self.logit:+.3f} = bias {self.bias:+.3f} + the contributions below",
+            f"logit of {shown} = {self.logit:+.3f} = bias {self.bias:+.3f} + the contributions below",
             f"{'feature':>8} {'value':>9} {'weight':>9} {'contrib':>9}  what drives it",
         ]
         for c in self.contributions:
-            lines.append(f"{c.feature:>8} {c.value:>9.3f} {c.weight:>9.3f} {c.contribution:>+9.3f}  {c.description}")
+            lines.append(f"{c.feature:>8} {c.value:>9.3f} {c.weight:>9.3f} {c.contribution:>+9.3f}  "
+                         f"{visible_text(c.description)}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
     def to_html(self) -> str:
-        """A self-contained HTML fragment: the prediction, a probability table and a contribution table with bars."""
-        esc = html_lib.escape
+        """A self-contained HTML fragment: the prediction, a probability table and a contribution table with bars.
+        Text is HTML-escaped, and invisible or direction-changing characters are shown as ``⟨U+XXXX⟩``."""
+
+        def esc(text) -> str:
+            return html_lib.escape(visible_text(text))
+
         scale = max([abs(c.contribution) for c in self.contributions] + [1e-12])
         rows = []
         for c in self.contributions:

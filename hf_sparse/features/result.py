@@ -54,7 +54,15 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path: str | Path) -> FeatureSet:
-        """Open a cache entry folder (``<cache_dir>/<key>``) or its ``features.arrow``."""
+        """Open a cache entry folder (``<cache_dir>/<key>``) or its ``features.arrow``.
+
+        The entry is checked first (row count, row indices, checksum): a damaged one raises
+        ``DamagedCacheError`` naming the folder to delete (``extract_features`` rebuilds it).
+
+        Example::
+
+            >>> feats = FeatureSet.load(cache_dir / key)
+        """
         path = Path(path)
         entry = path.parent if path.is_file() else path
         cache = FeatureCache(entry.parent, entry.name)

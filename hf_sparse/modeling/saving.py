@@ -1,10 +1,20 @@
-"""Checkpoint files: safetensors + JSON only, with a sha256 manifest checked on load. Nothing is unpickled."""
+"""Checkpoint files: safetensors + JSON only, with a sha256 manifest checked on load. Nothing is unpickled.
+
+A checkpoint folder is written atomically (`atomic_folder`): into a temporary folder beside it, which then takes its
+place in one rename, so a crash leaves either the old checkpoint or the new one, never a mix.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
+import shutil
+import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,6 +76,125 @@ def write_manifest(directory: str | os.PathLike, kind: str, files: list[str], ex
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")
     return manifest
+
+
+#: Files a tokenizer, image processor or processor may write into a checkpoint. Those saved with the model are listed
+#: in the manifest (and so checked on load); one found in a local checkpoint but not listed gets a warning.
+PROCESSOR_FILE_NAMES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "bpe.codes",
+    "preprocessor_config.json", "image_processor_config.json", "processor_config.json", "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def saved_processor_files(directory: str | os.PathLike, returned) -> list[str]:
+    """Names (relative to `directory`) of the files a processor's `save_pretrained` wrote: the paths it returned
+    that lie in `directory`, else the `PROCESSOR_FILE_NAMES` present there.
+
+    Example:
+        >>> saved_processor_files("out", tokenizer.save_pretrained("out"))
+        ['tokenizer.json', 'tokenizer_config.json']
+    """
+    directory = Path(directory).resolve()
+    names: set[str] = set()
+    if isinstance(returned, (list, tuple)):
+        for item in returned:
+            if not isinstance(item, (str, os.PathLike)):
+                continue
+            path = Path(item) if Path(item).is_absolute() else directory / item
+            try:
+                relative = path.resolve().relative_to(directory)
+            except ValueError:
+                continue
+            if path.is_file():
+                names.add(relative.as_posix())
+    if not names:
+        names = {name for name in PROCESSOR_FILE_NAMES if (directory / name).is_file()}
+    return sorted(names - {CONFIG_NAME, WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME})
+
+
+# ------------------------------------------------------------------------------------------ base model fingerprint
+#: The types the base model's weights are hashed in: the fingerprint can be checked against a base loaded in any of
+#: them when the head was fit on a float32 base (a cast to a lower precision rounds the same way every time).
+_FINGERPRINT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def base_tensors(model: torch.nn.Module, head_module: str, head: torch.nn.Linear) -> dict[str, torch.Tensor]:
+    """The tensors that make a base model: its state dict, with the dense final layer `head` in place of whatever
+    sits at `head_module` (a sparse head while fitted, the checkpoint's own layer when loaded; no bias = zeros)."""
+    prefix = f"{head_module}."
+    tensors = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    tensors[prefix + "weight"] = head.weight
+    tensors[prefix + "bias"] = head.bias if head.bias is not None else torch.zeros(head.out_features, dtype=head.weight.dtype)
+    return tensors
+
+
+def _floating_dtype(tensors: dict[str, torch.Tensor]) -> str:
+    """The floating dtype holding the most weights."""
+    sizes: dict[torch.dtype, int] = {}
+    for t in tensors.values():
+        if t.is_floating_point():
+            sizes[t.dtype] = sizes.get(t.dtype, 0) + t.numel()
+    dtype = max(sizes, key=sizes.get) if sizes else torch.float32
+    return str(dtype).replace("torch.", "")
+
+
+def _hash_base(tensors: dict[str, torch.Tensor], dtypes: list[str]) -> dict[str, str]:
+    """sha256 per dtype of `tensors` (sorted by name; floating ones cast to that dtype, the others as they are)."""
+    hashes = {name: hashlib.sha256() for name in dtypes}
+    for name in sorted(tensors):
+        tensor = tensors[name].detach()
+        if tensor.device.type == "meta":
+            raise CheckpointError(f"the base model's tensor {name!r} is not loaded (meta device); it cannot be checked.")
+        flat = tensor.to("cpu").reshape(-1)
+        for dtype_name, h in hashes.items():
+            value = flat.to(_FINGERPRINT_DTYPES[dtype_name]) if flat.is_floating_point() else flat
+            h.update(f"{name}|{tuple(tensor.shape)}|{value.dtype}|".encode())
+            if value.numel():
+                h.update(value.contiguous().view(torch.uint8).numpy().data)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def base_fingerprint(tensors: dict[str, torch.Tensor]) -> dict:
+    """A fingerprint of a whole base model (`base_tensors`): the sha256 of all its tensors, in float32, bfloat16 and
+    float16, and its dtype. A head-only checkpoint records it in its manifest, and loading checks the base model
+    against it (`check_base_fingerprint`).
+
+    Example:
+        >>> fp = base_fingerprint(base_tensors(model.model, "classifier", model.dense_head)); fp["dtype"]
+        'float32'
+    """
+    return {"algorithm": "sha256", "dtype": _floating_dtype(tensors), "tensors": len(tensors),
+            "sha256": _hash_base(tensors, list(_FINGERPRINT_DTYPES))}
+
+
+def check_base_fingerprint(tensors: dict[str, torch.Tensor], recorded: dict) -> str | None:
+    """What differs between a loaded base model's `base_tensors` and the `base_fingerprint` recorded at saving, or
+    None when they are the same.
+
+    The weights are compared in the lower precision of the two dtypes (float32 against bfloat16: in bfloat16), so a
+    base loaded with another `dtype=` than the one the head was fit on still checks exactly; bfloat16 against
+    float16 cannot be compared, and the message says which dtype to load it in.
+
+    Example:
+        >>> check_base_fingerprint(base_tensors(base, "classifier", base.classifier), manifest["base_model"])
+    """
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), dict):
+        return f"its recorded fingerprint is malformed ({str(recorded)[:80]})"
+    saved, loaded = recorded.get("dtype"), _floating_dtype(tensors)
+    target = "float32" if saved == loaded else next(
+        (t for t in ("bfloat16", "float16") if {saved, loaded} <= {"float32", t}), None)
+    if target is None or target not in recorded["sha256"]:
+        return (f"its weights are {loaded} but the head was fit on a {saved} base, and weights cannot be compared "
+                f"across these two types: load it with dtype=torch.{saved}")
+    if len(tensors) != recorded.get("tensors"):
+        return f"it has {len(tensors)} tensors instead of {recorded.get('tensors')}"
+    digest = _hash_base(tensors, [target])[target]
+    if digest != recorded["sha256"][target]:
+        return (f"its weights differ from the ones the head was fit on (sha256 of all its {len(tensors)} tensors, in "
+                f"{target}: {digest[:12]}... instead of {recorded['sha256'][target][:12]}...)")
+    return None
 
 
 def resolve_file(path_or_repo: str, filename: str, hub_kwargs: dict, required: bool = True) -> str | None:
@@ -132,9 +261,25 @@ def read_manifest(path_or_repo: str, hub_kwargs: dict) -> dict:
                 "the model again."
             )
         local[name] = file_path
+    _warn_unlisted_processor_files(path_or_repo, hub_kwargs, manifest["files"])
     manifest["local_files"] = local
     manifest["weights_file"] = weights
     return manifest
+
+
+def _warn_unlisted_processor_files(path_or_repo: str, hub_kwargs: dict, listed: dict) -> None:
+    """Warn about tokenizer / image processor files of a local checkpoint that its manifest does not cover."""
+    folder = Path(str(path_or_repo)) / hub_kwargs.get("subfolder", "")
+    if not Path(str(path_or_repo)).is_dir():
+        return
+    unlisted = [name for name in PROCESSOR_FILE_NAMES if name not in listed and (folder / name).is_file()]
+    if unlisted:
+        warnings.warn(
+            f"{unlisted} in {path_or_repo} are not covered by its {MANIFEST_NAME} (saved by an older hf_sparse, or "
+            "added after saving): they are used without a checksum. Save the model again with its tokenizer / image "
+            "processor (model.processor = ...; model.save_pretrained(...)) to cover them.",
+            UserWarning, stacklevel=4,
+        )
 
 
 def load_tensors(path: str) -> dict[str, torch.Tensor]:
@@ -143,3 +288,126 @@ def load_tensors(path: str) -> dict[str, torch.Tensor]:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from err
+
+
+# ---------------------------------------------------------------------------------------------- atomic folder writes
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) == 0
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (no copy of large files; never written through: every file here is replaced, not rewritten),
+    else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _carry_over(old: Path, new: Path, skip: frozenset[str] = frozenset()) -> None:
+    """Copy into `new` every entry of `old` that `new` does not hold (recursively into folders both hold)."""
+    for entry in os.scandir(old):
+        if entry.name in skip:
+            continue
+        target = new / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if target.is_dir() and not target.is_symlink():
+                _carry_over(Path(entry.path), target)
+            elif not os.path.lexists(target):
+                shutil.copytree(entry.path, target, symlinks=True, copy_function=_link_or_copy)
+        elif not os.path.lexists(target):
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            else:
+                _link_or_copy(entry.path, str(target))
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move every entry of `source` into `target`, file by file with `os.replace` (each file atomic)."""
+    target.mkdir(exist_ok=True)
+    for entry in os.scandir(source):
+        destination = target / entry.name
+        if entry.is_dir(follow_symlinks=False) and destination.is_dir() and not destination.is_symlink():
+            _move_into(Path(entry.path), destination)
+        else:
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            os.replace(entry.path, destination)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def atomic_folder(directory: str | os.PathLike, *, drop: tuple[str, ...] = (), seed: tuple[str, ...] = ()):
+    """Write the folder `directory` atomically: yields a new empty temporary folder to write into; when the block
+    ends without an error, the entries of the existing `directory` that were not written again (except those named
+    in `drop`: stale files of an earlier save) are carried over, and the temporary folder takes `directory`'s place
+    in one atomic exchange (Linux; elsewhere two renames). After an error the temporary folder is removed and
+    `directory` is as it was. `seed`: files copied from the existing folder into the temporary one first (e.g. a
+    README.md the new text is merged into).
+
+    Where the folder cannot be swapped (it holds the working directory, or its parent is not writable), the files
+    are written into a temporary folder inside it and then moved in one by one (each file atomic).
+
+    Example:
+        >>> with atomic_folder("out", drop=("model.safetensors",)) as tmp:
+        ...     (tmp / "config.json").write_text("{}")
+    """
+    directory = Path(os.path.abspath(Path(directory).expanduser()))
+    if directory.is_symlink():
+        directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is a file, not a folder")
+    existed = directory.is_dir()
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    in_place = existed and (_inside(Path(os.getcwd()).resolve(), directory.resolve())
+                            or not os.access(directory.parent, os.W_OK | os.X_OK))
+    where = directory if in_place else directory.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.hf_sparse-tmp-", dir=where))
+    try:
+        for name in seed:
+            if existed and (directory / name).is_file():
+                shutil.copy2(directory / name, tmp / name)
+        yield tmp
+        if in_place:
+            for name in drop:
+                stale = directory / name
+                if name not in os.listdir(tmp) and stale.is_file():
+                    stale.unlink()
+            _move_into(tmp, directory)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if existed:
+            _carry_over(directory, tmp, skip=frozenset(drop))
+            if not _exchange(tmp, directory):
+                old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.hf_sparse-old-", dir=directory.parent))
+                os.rmdir(old)
+                os.rename(directory, old)
+                try:
+                    os.rename(tmp, directory)
+                except OSError:
+                    os.rename(old, directory)
+                    raise
+                tmp = old
+            shutil.rmtree(tmp, ignore_errors=True)  # the old folder, swapped out
+        else:
+            os.rename(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
