@@ -33,6 +33,8 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from hf_sparse.features.extract import preprocessor_lock
+
 __all__ = ["WordAttribution", "check_features", "top_words", "word_attributions"]
 
 METHODS = ("occlusion", "gradient")
@@ -163,7 +165,8 @@ def _tokenize(tokenizer, texts: list[str], max_length: int):
             f"{type(tokenizer).__name__} is not a fast tokenizer: word attributions need word_ids() and offsets. "
             "Load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)."
         )
-    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
+    with preprocessor_lock(tokenizer):  # a fast tokenizer keeps its padding/truncation settings on itself
+        enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True)
     keys = [k for k in enc.keys() if k != "offset_mapping"]
     rows, words = [], []
     for i, text in enumerate(texts):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -34,19 +36,50 @@ _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longf
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+# -- tokenizer calls ------------------------------------------------------------------
+_LOCKS_GUARD = threading.Lock()
+_LOCKS: dict[int, threading.Lock] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def preprocessor_lock(preprocessor: Any) -> threading.Lock:
+    """The lock hf_sparse holds around each call of ``preprocessor`` (one lock per tokenizer object).
+
+    A fast tokenizer keeps its padding and truncation settings on the object and sets them at every call, so two
+    threads calling one tokenizer with different settings (``model.encode`` pads, the extraction does not) get
+    each other's: wrong token ids, without an error. Calls made through hf_sparse take this lock.
+
+    Example::
+
+        >>> with preprocessor_lock(tokenizer):
+        ...     enc = tokenizer(texts, padding=True, return_tensors="pt")
+    """
+    key = id(preprocessor)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            try:
+                weakref.finalize(preprocessor, _LOCKS.pop, key, None)
+            except TypeError:  # cannot be weakly referenced: one lock for all such objects
+                return _SHARED_LOCK
+            lock = _LOCKS[key] = threading.Lock()
+        return lock
+
+
 # -- input checks -------------------------------------------------------------------
 def _check_dataset(dataset: Any) -> Dataset:
     if isinstance(dataset, Dataset):
         if len(dataset) == 0:
             raise ValueError("the dataset has no rows; there is nothing to extract.")
         return dataset
-    if hasattr(dataset, "keys") and all(isinstance(v, Dataset) for v in dataset.values()):
+    if isinstance(dataset, dict) and all(isinstance(v, Dataset) for v in dataset.values()):
         raise TypeError(
             f"got a DatasetDict with splits {list(dataset.keys())}; pass one split, e.g. dataset['train']."
         )
     raise TypeError(
         f"dataset must be a datasets.Dataset, not {type(dataset).__name__} "
-        "(for an IterableDataset or a list, build one with Dataset.from_list / Dataset.from_generator)."
+        "(for a pandas DataFrame, an IterableDataset or a list, build one with Dataset.from_pandas / "
+        "Dataset.from_generator / Dataset.from_list)."
     )
 
 
@@ -77,14 +110,16 @@ def _load_preprocessor(model: nn.Module, modality: str, given: Any) -> Any:
     if not path:
         raise ValueError(f"{type(model).__name__} was not loaded from a path, so its {argument} cannot be "
                          f"loaded for it; pass {argument}=.")
+    # trust_remote_code always passed (the model's own setting; left out, transformers asks on stdin for an auto_map)
+    trust = bool(getattr(model, "_trust_remote_code", False))
     try:
         if modality == "text":
             from transformers import AutoTokenizer
 
-            return AutoTokenizer.from_pretrained(path)
+            return AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
         from transformers import AutoImageProcessor
 
-        return AutoImageProcessor.from_pretrained(path)
+        return AutoImageProcessor.from_pretrained(path, trust_remote_code=trust)
     except Exception as err:  # noqa: BLE001 - re-raised with what to do
         raise ValueError(f"could not load a {argument} from {path!r} ({err}); pass {argument}=.") from err
 
@@ -263,7 +298,8 @@ class _ShardRunner:
             if tok.pad_token_id is None:
                 raise ValueError(f"{type(tok).__name__} has no pad token; set tokenizer.pad_token "
                                  "(e.g. to tokenizer.eos_token) before extracting.")
-            enc = tok(texts, truncation=True, max_length=self.max_length)
+            with preprocessor_lock(tok):
+                enc = tok(texts, truncation=True, max_length=self.max_length)
             enc = {k: enc[k] for k in enc.keys()}
             lengths = np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
             order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows at once
@@ -421,8 +457,11 @@ def extract_features(
         done = sum(e - s for s, e in mine if cache.has_shard(s, e))
         progress = tqdm(total=todo, initial=done, unit="rows", disable=not show,
                         desc=f"Extracting features ({spec.source})")
-        was_training = model.training
-        model.eval()
+        # Only modules in training mode are switched (and switched back): a model already in eval mode, e.g. one
+        # serving other threads, is not written to at all.
+        training = [m for m in model.modules() if m.training]
+        for m in training:
+            m.training = False
         try:
             runner = _ShardRunner(
                 model, dataset, preprocessor, spec, modality=modality, data_column=data_column,
@@ -440,7 +479,8 @@ def extract_features(
                     cache.remove_stale_temporaries(start, end)
                     cache.write_shard(start, end, runner(start, end))
         finally:
-            model.train(was_training)
+            for m in training:
+                m.training = True
             progress.close()
         procs.barrier()
         if procs.is_main:

@@ -4,7 +4,8 @@ By default the feature vector is exactly the input of the model's final
 classification ``nn.Linear`` (``out_features == num_labels``), so the dense head
 applied to the cached features gives the model's logits. The layer is found by
 name for common architectures and, otherwise, as the last ``nn.Linear`` with
-``out_features == num_labels``; a forward pre-hook captures its input.
+``out_features == num_labels``; a forward pre-hook captures its input (only the calling thread's, so one
+model can serve other threads during an extraction).
 
 Bare encoders (``AutoModel``) have no classifier: pass ``pooling=`` (``"cls"``,
 ``"mean"`` over the attention mask, or ``"pooler"``) and optionally ``layer=``.
@@ -17,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,9 @@ from torch import nn
 POOLINGS = ("cls", "mean", "pooler")
 #: Name of the default source (the input of the final classification layer).
 CLASSIFIER_SOURCE = "classifier"
+
+#: The extraction call running in this thread / async task: a capture hook keeps only its own call's inputs.
+_CAPTURE_OWNER: contextvars.ContextVar[object | None] = contextvars.ContextVar("hf_sparse_capture_owner", default=None)
 
 #: Dotted name of the final classification ``nn.Linear`` by ``config.model_type``.
 CLASSIFIER_LAYER_NAMES: dict[str, str] = {
@@ -185,16 +190,23 @@ class FeatureExtractor:
         return self._pooled(inputs, batch.get("attention_mask"))
 
     def _classifier_input(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The hook keeps only the inputs of this call: other threads (or async tasks) running the same model at the
+        # same time also pass through the layer while the hook is registered, and their inputs must not be taken
+        # for this batch's features.
         captured: list[torch.Tensor] = []
+        owner = object()
 
         def hook(_module, args):
-            captured.append(args[0])
+            if _CAPTURE_OWNER.get() is owner:
+                captured.append(args[0])
 
+        token = _CAPTURE_OWNER.set(owner)
         handle = self.layer.register_forward_pre_hook(hook)
         try:
             self.module(**inputs)
         finally:
             handle.remove()
+            _CAPTURE_OWNER.reset(token)
         if not captured:
             raise RuntimeError(f"the classifier layer {self.spec.layer_name!r} was not called in the forward pass.")
         feats = captured[-1]

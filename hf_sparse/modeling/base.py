@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,8 +34,19 @@ from .encoder_head import (
     label_maps,
 )
 from .explanations_io import AUDIT_NAME, DESCRIPTIONS_NAME, load_explanations, save_explanations
-from .saving import CheckpointError, load_tensors, read_manifest, save_tensors, write_manifest
-from .sparse_linear import SparseLinear
+from .saving import (
+    CheckpointError,
+    atomic_folder,
+    base_fingerprint,
+    base_tensors,
+    check_base_fingerprint,
+    load_tensors,
+    read_manifest,
+    save_tensors,
+    saved_processor_files,
+    write_manifest,
+)
+from .sparse_linear import HeadCall, SparseLinear
 from .wrap import (
     SUPPORTED,
     UnsupportedModelError,
@@ -51,6 +63,20 @@ logger = logging.getLogger(__name__)
 _INTERNAL_KWARGS = ("_from_auto", "_from_pipeline", "adapter_kwargs", "code_revision", "_commit_hash")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 _FEATURE_BUFFERS = ("feature_mean", "feature_std")
+
+
+def _with_submodule(root: nn.Module, name: str, module: nn.Module) -> nn.Module:
+    """A shallow copy of `root` whose submodule `name` (dotted) is `module`; `root` is unchanged.
+
+    Only the modules on the path to `name` are copied (their dicts of children, parameters, buffers and hooks, not
+    the tensors): every other submodule and every tensor is shared with `root`.
+    """
+    first, _, rest = name.partition(".")
+    clone = object.__new__(type(root))
+    clone.__dict__.update({k: (type(v)(v) if isinstance(v, dict) else v) for k, v in root.__dict__.items()})
+    child = root._modules[first]
+    clone._modules[first] = _with_submodule(child, rest, module) if rest else module
+    return clone
 
 
 def _revision_str(revision) -> str | None:
@@ -132,6 +158,8 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         self._processor = None
         self._processor_source: tuple[str, str | None] | None = None
         self._fallback_processor_source: tuple[str, str | None] | None = None
+        #: whether the model was loaded with trust_remote_code=True: its tokenizer / image processor is loaded the same way
+        self._trust_remote_code = False
         self.regularization_path = None
         #: `FitData` of the last `fit_sparse_head` call (features and datasets, kept in memory only)
         self.fit_data = None
@@ -165,10 +193,16 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
                 if not source or not source[0]:
                     continue
                 try:
-                    self._processor = self._load_processor(*source)
+                    self._processor = self._load_processor(
+                        *source, trust_remote_code=bool(getattr(self, "_trust_remote_code", False)))
                     break
                 except (OSError, ValueError, KeyError, TypeError) as err:
-                    logger.info("no processor at %s: %s", source[0], err)
+                    if "trust_remote_code" in str(err):
+                        logger.warning(
+                            "The processor at %s needs its own Python code (auto_map), which was not run: load the "
+                            "model with trust_remote_code=True to allow it, or set model.processor.", source[0])
+                    else:
+                        logger.info("no processor at %s: %s", source[0], err)
             self._processor_source = None
             self._fallback_processor_source = None
         return self._processor
@@ -178,9 +212,10 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         self._processor = value
 
     @classmethod
-    def _load_processor(cls, path: str, revision: str | None = None):
+    def _load_processor(cls, path: str, revision: str | None = None, *, trust_remote_code: bool = False):
+        # trust_remote_code is always passed: left out, transformers asks on stdin when a processor has an auto_map
         kwargs = {"revision": revision} if revision else {}
-        return cls._processor_auto_class.from_pretrained(path, **kwargs)
+        return cls._processor_auto_class.from_pretrained(path, trust_remote_code=bool(trust_remote_code), **kwargs)
 
     def encode(self, inputs, *, batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
         """The sparse head's input features (n, num_features) for a text / image or a list of them.
@@ -194,23 +229,33 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
 
         return encode(self, inputs, batch_size=batch_size, max_length=max_length)
 
-    @contextlib.contextmanager
-    def dense_head_installed(self):
-        """Within this context the wrapped classifier has its original dense final layer back.
+    def dense_classifier(self) -> PreTrainedModel:
+        """The wrapped classifier with its original dense final layer: a shallow copy of `self.model` that shares
+        every weight (nothing is copied) and has `self.dense_head` where this model has the sparse head.
+
+        `self.model` itself is never changed, so calls on this model (in any thread) keep using the sparse head.
 
         Example:
             ```python
-            >>> with model.dense_head_installed():
-            ...     dense_logits = model.model(**inputs).logits
+            >>> dense_logits = model.dense_classifier()(**inputs).logits
             ```
         """
-        name = self.config.head_module
-        sparse = self.sparse_head
-        set_submodule(self.model, name, self.dense_head)
-        try:
-            yield self.model
-        finally:
-            set_submodule(self.model, name, sparse)
+        return _with_submodule(self.model, self.config.head_module, self.dense_head)
+
+    @contextlib.contextmanager
+    def dense_head_installed(self):
+        """The wrapped classifier with its original dense final layer (`dense_classifier()`), as a context.
+
+        Only the yielded model has the dense head: `self.model` keeps the sparse head, so other calls on this model,
+        in this thread or any other, are not affected.
+
+        Example:
+            ```python
+            >>> with model.dense_head_installed() as base:
+            ...     dense_logits = base(**inputs).logits
+            ```
+        """
+        yield self.dense_classifier()
 
     def head_summary(self) -> dict[str, Any]:
         """nnz, features per class, number of distinct features used, and the product in use."""
@@ -293,22 +338,18 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         return_dict: bool | None,
     ):
         self._check_labels(labels)
-        captured: dict[str, torch.Tensor] = {}
-
-        def hook(module, args, output):
-            x = args[0]
-            if output_contributions:
-                captured["features"] = x
-            if use_dense_head:
-                return self.dense_head(x.to(self.dense_head.weight.dtype))
-            return None
-
-        handle = self.sparse_head.register_forward_hook(hook) if (output_contributions or use_dense_head) else None
-        try:
+        # The head's input and the dense head are per call (a `HeadCall` in a context variable), never hooks or
+        # swaps on the shared modules: concurrent calls on one model cannot see each other's features or head.
+        call = None
+        if output_contributions or use_dense_head:
+            call = HeadCall(self.sparse_head, capture=output_contributions, dense=self.dense_head if use_dense_head else None)
+        with call if call is not None else contextlib.nullcontext():
             out = self.model(**self._base_inputs(inputs), labels=labels, return_dict=True)
-        finally:
-            if handle is not None:
-                handle.remove()
+        if call is not None and not call.calls:
+            raise RuntimeError(
+                f"the sparse head {self.config.head_module!r} was not called in the forward pass of "
+                f"{type(self.model).__name__}; is it the classifier's final layer?"
+            )
         result = self._output_class(
             loss=getattr(out, "loss", None),
             logits=out.logits,
@@ -316,7 +357,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             attentions=getattr(out, "attentions", None),
         )
         if output_contributions:
-            feats = captured["features"]
+            feats = call.features
             contrib, active = self.sparse_head.contributions(feats)
             result.contributions, result.active_features, result.features = contrib, active, feats
         if return_dict is False:
@@ -333,6 +374,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         base_model: PreTrainedModel | str | None = None,
         dtype: torch.dtype | str | None = None,
         device_map: Any = None,
+        allow_base_mismatch: bool = False,
         **kwargs,
     ):
         """Load a fine-tuned transformers classifier, or an hf_sparse checkpoint (full or head-only).
@@ -341,7 +383,9 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         the final `nn.Linear`, which becomes a sparse layer holding the dense weights until `fit_sparse_head`.
         From an hf_sparse checkpoint: every file is checked against the checkpoint's sha256 manifest; a head-only
         checkpoint loads its base model from the pointer in its config (`base_model_name_or_path` at
-        `base_model_revision`), or from `base_model=` (a loaded model or another path).
+        `base_model_revision`), or from `base_model=` (a loaded model or another path). The base model is checked
+        against the fingerprint of the whole base (all its tensors) recorded at saving: a different base raises
+        `CheckpointError`, unless `allow_base_mismatch=True` (a warning; its predictions are not the fitted ones).
 
         Example:
             ```python
@@ -381,9 +425,12 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             model = cls._load_full(config, tensors, dtype)
             processor_path = path
         else:
-            model = cls._load_head_only(config, tensors, base_model, dtype, device_map, hub_kwargs)
+            model = cls._load_head_only(config, tensors, base_model, dtype, device_map, hub_kwargs,
+                                        base_fingerprint=manifest.get("base_model"),
+                                        allow_base_mismatch=allow_base_mismatch)
             processor_path = path
         load_explanations(model, manifest["local_files"])
+        model._trust_remote_code = bool(kwargs.get("trust_remote_code"))
         model._processor_source = (processor_path, hub_kwargs.get("revision"))
         model._fallback_processor_source = (
             (config.base_model_name_or_path, config.base_model_revision) if config.base_model_name_or_path else None
@@ -444,6 +491,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
     def _from_base_classifier(cls, path, base_config, dtype, device_map, hub_kwargs, kwargs):
         base, revision = cls._load_base(path, base_config, dtype, device_map, hub_kwargs, kwargs)
         model = cls.from_base_model(base, name_or_path=path, revision=revision)
+        model._trust_remote_code = bool(kwargs.get("trust_remote_code"))
         model._processor_source = (path, hub_kwargs.get("revision"))
         model.eval()
         return model
@@ -554,6 +602,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             )
         wrapper = encoder_classifier(loaded, modality=cls._modality, pooling=pooling, id2label=id2label, problem_type=problem_type)
         model = cls.from_base_model(wrapper, name_or_path=name_or_path, revision=revision)
+        model._trust_remote_code = bool(kwargs.get("trust_remote_code"))
         if name_or_path:
             model._processor_source = (name_or_path, hub_kwargs.get("revision"))
         model.eval()
@@ -650,7 +699,10 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         return model
 
     @classmethod
-    def _load_head_only(cls, config, tensors, base_model, dtype, device_map, hub_kwargs):
+    def _load_head_only(cls, config, tensors, base_model, dtype, device_map, hub_kwargs, *, base_fingerprint=None,
+                        allow_base_mismatch=False):
+        base_name = str(base_model) if isinstance(base_model, (str, os.PathLike)) else (
+            config.base_model_name_or_path if base_model is None else type(base_model).__name__)
         if config.base_kind == BASE_KIND_ENCODER:
             base_model = cls._encoder_base(config, base_model, dtype, device_map, hub_kwargs)
         if base_model is None or isinstance(base_model, (str, os.PathLike)):
@@ -680,13 +732,29 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             raise CheckpointError(f"The base model {type(base_model).__name__} has no layer {head_name!r}.") from err
         if not isinstance(head, nn.Linear):
             raise CheckpointError(f"{type(base_model).__name__}.{head_name} is not an nn.Linear; is this the right base model?")
-        digest = tensor_sha256(head.weight, head.bias)
-        if config.dense_head_sha256 and digest != config.dense_head_sha256:
-            raise CheckpointError(
-                f"The base model {config.base_model_name_or_path!r} is not the one this head was fit on: its final "
-                f"layer {head_name!r} differs (sha256 {digest[:12]}... instead of {config.dense_head_sha256[:12]}...). "
-                "Pass the right model as base_model=."
-            )
+        problems = []
+        if base_fingerprint is not None:  # the whole base, its final layer included, in a dtype-independent way
+            problem = check_base_fingerprint(base_tensors(base_model, head_name, head), base_fingerprint)
+            if problem is not None:
+                problems.append(problem)
+        else:
+            digest = tensor_sha256(head.weight, head.bias)
+            if config.dense_head_sha256 and digest != config.dense_head_sha256:
+                problems.append(f"its final layer {head_name!r} differs (sha256 {digest[:12]}... instead of "
+                                f"{config.dense_head_sha256[:12]}...)")
+            warnings.warn(
+                f"This head-only checkpoint records no fingerprint of its base model (saved by an older hf_sparse): only "
+                f"the base's final layer {head_name!r} is checked. Save it again to record one.", UserWarning, stacklevel=4)
+        if problems:
+            message = (f"The base model {base_name!r} is not the one this head was fit on: "
+                       f"{'; '.join(problems)}.")
+            if not allow_base_mismatch:
+                raise CheckpointError(
+                    f"{message} Pass the right model as base_model=, or from_pretrained(..., allow_base_mismatch=True) "
+                    "to load it anyway (its predictions will not be the ones the head was fit for)."
+                )
+            warnings.warn(f"{message} Loading it anyway (allow_base_mismatch=True): the head's predictions and "
+                          "explanations are not the ones it was fit for.", UserWarning, stacklevel=4)
         model = cls(config, base_model=base_model)
         prefix = f"model.{head_name}."
         expected = {prefix + n for n in ("indices", "values", "bias")} | set(_FEATURE_BUFFERS)
@@ -733,6 +801,11 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         `model_card=False`, the model card (README.md, updated in place if present, with its pictures; `card_kwargs`
         go to `hf_sparse.card.write_model_card`). Returns the files written.
 
+        The folder is written atomically: into a temporary folder beside it that then replaces it in one rename, so
+        a crash leaves the old checkpoint or the new one; the folder's other files are kept (an older checkpoint's
+        weights, manifest, descriptions and audits are replaced). A `ValueError` refuses the folder of the base model
+        this head was built on and a folder holding another model's config.json.
+
         Example:
             ```python
             >>> model.save_pretrained("out")                       # whole model
@@ -748,14 +821,51 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
             raise TypeError(f"save_pretrained got unexpected arguments {sorted(kwargs)}")
         if not is_main_process:
             return []
-        directory = Path(save_directory)
+        directory = Path(save_directory).expanduser()
         if directory.is_file():
             raise ValueError(f"{directory} is a file; save_pretrained needs a folder")
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME, DESCRIPTIONS_NAME, AUDIT_NAME):
-            if (directory / stale).exists():
-                (directory / stale).unlink()
+        self._check_save_target(directory)
         self.sparse_head.check()
+        descriptions = self.feature_descriptions
+        image_root = getattr(descriptions, "image_root", None)
+        stale = (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME, DESCRIPTIONS_NAME, AUDIT_NAME)
+        try:
+            # Written into a temporary folder that then replaces `directory` in one rename: a crash leaves the old
+            # checkpoint or the new one. The folder's other files (a README.md's own text, the user's files) are kept.
+            with atomic_folder(directory, drop=stale, seed=("README.md",)) as tmp:
+                written = self._save_files(tmp, head_only, save_processor, model_card, card_kwargs)
+        except BaseException:
+            if descriptions is not None:
+                descriptions.image_root = image_root
+            raise
+        if descriptions is not None and hasattr(descriptions, "image_root"):
+            descriptions.image_root = directory
+        return [str(directory / name) for name in written]
+
+    def _check_save_target(self, directory: Path) -> None:
+        """Refuse to save over the base model this head was built on, or over a folder holding another model."""
+        base = self.config.base_model_name_or_path
+        if base and directory.is_dir() and os.path.isdir(str(base)) and os.path.samefile(str(base), directory):
+            raise ValueError(
+                f"{directory} is the folder of the model this sparse head was built on ({base}): saving there would "
+                "overwrite it. Save to another folder."
+            )
+        config_file = directory / CONFIG_NAME
+        if config_file.is_file():
+            try:
+                with open(config_file, encoding="utf-8") as f:
+                    model_type = json.load(f).get("model_type")
+            except (OSError, ValueError, AttributeError):
+                model_type = None
+            if model_type != SparseHeadConfig.model_type:
+                raise ValueError(
+                    f"{directory} holds another model ({CONFIG_NAME} of model_type {model_type!r}, not an hf_sparse "
+                    "checkpoint): saving there would overwrite it. Save to a new or empty folder (or delete that "
+                    "model first)."
+                )
+
+    def _save_files(self, directory: Path, head_only, save_processor, model_card, card_kwargs) -> list[str]:
+        """Write the checkpoint's files into `directory` (an empty folder); returns their relative names."""
         config = self.config
         config.architectures = [type(self).__name__]
         config.head_nnz = self.sparse_head.nnz
@@ -779,17 +889,24 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         config.save_pretrained(directory)
         written = [CONFIG_NAME, weights_name]
         written += save_explanations(self, directory)
-        write_manifest(directory, kind, [n for n in written if n.endswith((".json", ".safetensors"))])
-        written.append(MANIFEST_NAME)
-        if save_processor:
+        checked = [n for n in written if n.endswith((".json", ".safetensors"))]
+        if save_processor:  # before the manifest, which lists (and so checks) the tokenizer / image processor files
             processor = self._processor_for_saving()
             if processor is not None:
-                processor.save_pretrained(directory)
+                saved = [n for n in saved_processor_files(directory, processor.save_pretrained(directory))
+                         if n not in written]
+                written += saved
+                checked += saved
+        extra = None
+        if head_only:  # the whole base model's fingerprint, checked when the head is loaded onto a base again
+            extra = {"base_model": base_fingerprint(base_tensors(self.model, config.head_module, self.dense_head))}
+        write_manifest(directory, kind, checked, extra=extra)
+        written.append(MANIFEST_NAME)
         if model_card:
             from ..card import write_model_card
 
             written += write_model_card(self, directory, **(card_kwargs or {}))
-        return [str(directory / name) for name in written]
+        return written
 
     def _processor_for_saving(self):
         return self.processor

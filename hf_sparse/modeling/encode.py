@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from ..features.extract import preprocessor_lock
+
 
 @dataclass
 class FitData:
@@ -50,7 +52,9 @@ def processor_inputs(model, items: list, processor=None, max_length: int | None 
     if model._modality == "text":
         if not all(isinstance(t, str) for t in items):
             raise TypeError("a text model takes a string or a list of strings")
-        enc = processor(items, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        # the tokenizer's padding/truncation settings are state of the object: one hf_sparse call at a time
+        with preprocessor_lock(processor):
+            enc = processor(items, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     else:
         images = [im.convert("RGB") if hasattr(im, "convert") else im for im in items]
         enc = processor(images=images, return_tensors="pt")

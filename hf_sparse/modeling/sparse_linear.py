@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: On CPU a CSR product costs about 25 dense multiply-adds per stored nonzero (measured on torch 2.13, 2 cores), plus
@@ -13,6 +15,51 @@ from torch import nn
 SPARSE_COST_PER_NONZERO = 25
 SPARSE_MIN_ENTRIES = 1 << 16
 PRODUCTS = ("auto", "dense", "sparse")
+
+#: The `HeadCall` of the forward pass running in this thread / async task (None outside one). A context variable,
+#: not an attribute of the layer: concurrent calls on one model never see each other's state.
+_ACTIVE_CALL: contextvars.ContextVar["HeadCall | None"] = contextvars.ContextVar("hf_sparse_head_call", default=None)
+
+
+class HeadCall:
+    """What one forward pass asks of one `SparseLinear`: keep its input (`capture=True`) and/or compute the output
+    with a dense `nn.Linear` instead (`dense=`). Only calls made inside `with call:` in the same thread (or async
+    task) see it; every other call on the same layer computes the sparse head as usual.
+
+    Example:
+        ```python
+        >>> call = HeadCall(model.sparse_head, capture=True, dense=model.dense_head)
+        >>> with call:
+        ...     logits = model.model(**inputs).logits        # the dense head's logits, for this call only
+        >>> call.features                                    # the head's input in this call
+        ```
+    """
+
+    def __init__(self, head: "SparseLinear", *, capture: bool = False, dense: nn.Linear | None = None):
+        self.head = head
+        self.capture = capture
+        self.dense = dense
+        self.features: torch.Tensor | None = None
+        self.calls = 0
+        self._token = None
+
+    def __enter__(self) -> "HeadCall":
+        if self._token is not None:
+            raise RuntimeError("a HeadCall is used by one forward pass at a time; make a new one per call")
+        self._token = _ACTIVE_CALL.set(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _ACTIVE_CALL.reset(self._token)
+        self._token = None
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.capture:
+            self.features = x
+        if self.dense is not None:
+            return F.linear(x.to(self.dense.weight.dtype), self.dense.weight, self.dense.bias)
+        return self.head._sparse_forward(x)
 
 
 class SparseLinear(nn.Module):
@@ -129,6 +176,12 @@ class SparseLinear(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        call = _ACTIVE_CALL.get()
+        if call is not None and call.head is self:
+            return call.run(x)
+        return self._sparse_forward(x)
+
+    def _sparse_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.values.dtype
         x = x.to(dtype)
         product = self.chosen_product()
