@@ -8,9 +8,10 @@ Two planted shortcuts, each fine-tuned into MiniLM with the demo's light recipe 
   the positive and 5% of the negative training reviews, and half of each label in validation and test.
 
 Per seed it fits the sparse head (5 features per class, relaxed refit) on train with validation as eval data, then
-`balanced_refit(model, groups=contains_word(word))` (selection judged by worst-group accuracy on validation), and
-measures both heads on test: overall accuracy, log-loss, and accuracy on the minority group (negatives with the
-word). Targets (issue "close the debugging loop"): minority group +20 points, overall accuracy at most 1 point
+two fixes, `balanced_refit(model, groups=contains_word(word))` at 5 features per class and at the sparsest point of
+the balanced path with the best worst-group accuracy, keeps the one with the better worst-group accuracy on
+*validation*, and measures both heads on test: overall accuracy, log-loss, and accuracy on the minority group
+(negatives with the word). Targets (issue "close the debugging loop"): minority group +20 points, overall accuracy at most 1 point
 below the sparse head. Failures are printed and kept in the JSON, not dropped.
 
 Usage:
@@ -99,22 +100,37 @@ def run_one(name: str, seed: int, work: Path, args) -> dict:
         dense_correct = model.dense_head(X).argmax(1) == y
     dense_minority = float(dense_correct[cells.ids == cells.names.index(minority)].double().mean())
     before = figures()
-    t = time.perf_counter()
-    report = balanced_refit(model, groups=contains_word(word))
-    fix_s = time.perf_counter() - t
-    after = figures()
+    W0, b0 = model.sparse_head.weight.detach().clone(), model.sparse_head.bias.detach().clone()
+    selection0 = dict(model.config.selection)
+    # Two fixes; the one with the better worst-group accuracy on *validation* (the cached eval data) is "the fix".
+    fixes = {"balanced, 5 features per class": dict(),
+             "balanced, sparsest point at the best worst-group accuracy": dict(max_accuracy_drop=0.0)}
+    tried = {}
+    for label, options in fixes.items():
+        model.install_sparse_head(W0, b0, selection=dict(selection0))
+        t = time.perf_counter()
+        report = balanced_refit(model, groups=contains_word(word), **options)
+        tried[label] = {"seconds": time.perf_counter() - t, "validation_worst_group": report.after["worst_group_accuracy"],
+                        "features_per_class": model.head_summary()["mean_features_per_class"], "test": figures()}
+    chosen = max(tried, key=lambda k: tried[k]["validation_worst_group"])
+    after, fix_s = tried[chosen]["test"], tried[chosen]["seconds"]
     gain = after["minority_accuracy"] - before["minority_accuracy"]
     drop = before["accuracy"] - after["accuracy"]
     ok = gain >= 0.20 and drop <= 0.01
     row = {"dataset": name, "seed": seed, "word": word, "dense_accuracy": float(dense_correct.double().mean()),
            "dense_minority_accuracy": dense_minority, "sparse": before, "fixed": after, "minority_gain": gain,
-           "accuracy_drop": drop, "meets_targets": ok, "fix": report.method, "fix_seconds": fix_s,
+           "accuracy_drop": drop, "meets_targets": ok, "fix": chosen, "fixes_tried": tried, "fix_seconds": fix_s,
            "finetune_seconds": finetune_s, "n_test": int(X.shape[0]),
+           "feature_health": model.config.feature_health,
            "n_minority_test": int((cells.ids == cells.names.index(minority)).sum())}
     print(f"{name:16s} seed {seed}: dense {row['dense_accuracy']:.3f} (minority {dense_minority:.3f}) | sparse "
           f"{before['accuracy']:.3f} (minority {before['minority_accuracy']:.3f}, loss {before['loss']:.3f}) -> fixed "
           f"{after['accuracy']:.3f} (minority {after['minority_accuracy']:.3f}, loss {after['loss']:.3f}) "
-          f"gain {gain:+.3f} drop {drop:+.3f} fix {fix_s:.1f}s {'OK' if ok else 'MISSES TARGET'}", flush=True)
+          f"gain {gain:+.3f} drop {drop:+.3f} fix {fix_s:.1f}s [{chosen}, "
+          f"{tried[chosen]['features_per_class']:.1f} features/class] {'OK' if ok else 'MISSES TARGET'}", flush=True)
+    for label, t in tried.items():
+        print(f"    {label}: validation worst group {t['validation_worst_group']:.3f}; test accuracy "
+              f"{t['test']['accuracy']:.3f}, minority {t['test']['minority_accuracy']:.3f}", flush=True)
     return row
 
 
