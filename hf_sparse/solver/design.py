@@ -1,10 +1,21 @@
 """The standardized feature matrix the solver works on.
 
 Columns are centered and scaled with the training rows' mean and standard
-deviation (computed across all processes); a constant column gets scale 1 and so
-stays all-zero, which keeps its weight at zero without NaN. The matrix is held on
-the device, or, for features larger than device memory, streamed in row chunks
-from a (memory-mapped) NumPy array and standardized chunk by chunk.
+deviation (computed across all processes, in float64, at any scale: each column
+is first divided by its largest magnitude, so neither ``1e30`` nor ``1e-30``
+overflows or vanishes, and two passes keep a large mean from swamping a small
+spread). The standardization itself runs in float64 before the cast to the
+solver's precision, so a column with mean 1e4 and std 1e-3 keeps its signal.
+
+A column whose standard deviation is at most ``1e-12`` of its largest magnitude
+is constant: it gets scale 1, so it stays all-zero and its weight zero (without
+NaN), and a warning names it. A column whose values or spread lie outside what
+the solver's precision can hold in raw-space weights and predictions (about
+1e-31 to 4e31 in float32) is refused with an error saying to rescale it.
+
+The matrix is held on the device, or, for features larger than device memory,
+streamed in row chunks from a (memory-mapped) NumPy array and standardized chunk
+by chunk.
 
 Example:
     >>> design = Design.build(torch.randn(100, 5), device="cpu", dtype=torch.float32)
@@ -14,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -40,33 +53,51 @@ class Design:
     dtype: torch.dtype
     reducer: Reducer = field(default_factory=Reducer)
     chunk_rows: int | None = None
+    exact: bool = True  # streamed chunks standardized in float64 (else in float32, as built)
 
     @classmethod
     def build(cls, X, *, device, dtype, reducer: Reducer | None = None, chunk_rows: int | None = None,
               standardize: bool = True, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Design":
-        """``stats``: a given (mean, std) instead of the rows' own (to refit a loaded path)."""
+        """``stats``: a given (mean, std) instead of the rows' own (to refit a loaded path).
+
+        ``mean`` and ``std`` are kept in float64.
+        """
         reducer = reducer or Reducer()
         device = torch.device(device)
         n, d = X.shape
-        if chunk_rows is None:
-            X = _as_tensor(X, device, dtype)
-            raw_chunks = lambda: iter([X])  # noqa: E731
+        rows = chunk_rows or max(1, _STAT_ENTRIES // max(d, 1))
+
+        def raw_chunks(precision=torch.float64):  # row chunks of the raw features
+            return (_as_tensor(X[a:a + rows], device, precision) for a in range(0, n, rows))
+
+        # float32 features solved in float32: centered in float32 (exact for any value a float32
+        # column can hold, to its own rounding), with float64 sums; else all in float64
+        fast = standardize and stats is None and dtype == torch.float32 and _holds_float32(X)
+        data = torch.empty(n, d, device=device, dtype=dtype) if chunk_rows is None else None
+        found = _column_stats32(lambda: raw_chunks(torch.float32), d, device, reducer, data) if fast else None
+        if found is not None:
+            mean, std, scale = found
+            std = _usable_std(std, mean, scale, dtype)
+            if data is not None:
+                data /= std.to(dtype)
         else:
-            raw_chunks = lambda: (  # noqa: E731
-                _as_tensor(X[a:a + chunk_rows], device, dtype) for a in range(0, n, chunk_rows))
-        if stats is not None:
-            mean, std = (t.to(device=device, dtype=dtype) for t in stats)
-        elif standardize and chunk_rows is None and reducer.enabled is False:
-            var, mean = torch.var_mean(X, dim=0, correction=0)  # two-pass, in the data's precision
-            std = _usable_std(torch.sqrt(var), mean)
-        elif standardize:
-            mean, std = _column_stats(raw_chunks, d, device, dtype, reducer)
-        else:
-            mean = torch.zeros(d, device=device, dtype=dtype)
-            std = torch.ones(d, device=device, dtype=dtype)
-        if chunk_rows is None:
-            return cls((X - mean) / std, mean, std, device, dtype, reducer, None)
-        return cls(X, mean, std, device, dtype, reducer, chunk_rows)
+            fast = False
+            if stats is not None:
+                mean, std = (torch.as_tensor(t).to(device=device, dtype=torch.float64) for t in stats)
+            elif standardize:
+                mean, std, scale = _column_stats(raw_chunks, d, device, reducer)
+                std = _usable_std(std, mean, scale, dtype)
+            else:
+                mean = torch.zeros(d, device=device, dtype=torch.float64)
+                std = torch.ones(d, device=device, dtype=torch.float64)
+            if data is not None:
+                start = 0
+                for chunk in raw_chunks():
+                    data[start:start + chunk.shape[0]] = ((chunk - mean) / std).to(dtype)
+                    start += chunk.shape[0]
+        if data is not None:
+            return cls(data, mean, std, device, dtype, reducer, None)
+        return cls(X, mean, std, device, dtype, reducer, chunk_rows, exact=not fast)
 
     @property
     def n_rows(self) -> int:
@@ -86,11 +117,10 @@ class Design:
             raw = self.source[a:a + self.chunk_rows]
             if idx is not None:
                 raw = raw[:, idx]
-            chunk = _as_tensor(raw, self.device, self.dtype)
-            if cols is None:
-                yield (chunk - self.mean) / self.std
-            else:
-                yield (chunk - self.mean[cols]) / self.std[cols]
+            work = torch.float64 if self.exact else self.dtype  # as in build
+            chunk = _as_tensor(raw, self.device, work)
+            mean, std = (self.mean, self.std) if cols is None else (self.mean[cols], self.std[cols])
+            yield ((chunk - mean.to(work)) / std.to(work)).to(self.dtype)
 
     def gradient(self, R: torch.Tensor) -> torch.Tensor:
         """``X^T R`` over all features and all processes, as (k, d)."""
@@ -199,26 +229,163 @@ def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _column_stats(raw_chunks, d, device, dtype, reducer: Reducer):
-    """Mean and standard deviation (ddof 0) over all rows of all processes, in float64.
+_STAT_ENTRIES = 1 << 22  # entries per float64 row chunk when computing statistics and standardizing
+CONSTANT_RTOL = 1e-12  # a column whose std is at most this share of its largest magnitude is constant
+_PRECISION_LOSS = 1e-3  # warn where eps(dtype) * |mean| / std exceeds this (raw-space weights lose digits)
 
-    Two passes (mean, then squared deviations) stay accurate where a column's mean
-    is large against its spread. A constant column gets standard deviation 1.
+
+def _holds_float32(X) -> bool:
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype == torch.float32
+    try:
+        return np.dtype(dtype) == np.float32
+    except TypeError:
+        return False
+
+
+def _column_stats32(raw_chunks, d, device, reducer: Reducer, out: torch.Tensor | None):
+    """:func:`_column_stats` for float32 rows, in one pass as fast as float32 statistics: each
+    chunk's ``var_mean`` (accumulated in float64 on the CPU) is merged in float64 (Chan et al.).
+    The returned mean is the float32-rounded one, the centering applied; the magnitude returned
+    is the bound ``|mean| + std sqrt(n)`` (a float32 column is constant exactly when its std is
+    0). ``out``: written with the centered rows (divide by the std to standardize). None where a
+    column's magnitude is outside [1e-18, 1e18] (its square would leave float32 there)."""
+    count, mean, m2 = 0, torch.zeros(d, dtype=torch.float64, device=device), torch.zeros(d, dtype=torch.float64,
+                                                                                          device=device)
+    chunks = []
+    for chunk in raw_chunks():
+        rows = chunk.shape[0]
+        if rows == 0:
+            continue
+        var_c, mean_c = (t.double() for t in torch.var_mean(chunk, 0, correction=0))
+        chunks.append((rows, mean_c, var_c))
+        delta = mean_c - mean
+        total = count + rows
+        mean = mean + delta * (rows / total)
+        m2 = m2 + var_c * rows + delta * delta * (count * rows / total)
+        count = total
+    if reducer.enabled:  # merge the processes' moments: the global mean first, then the spread
+        sums = reducer.sum(torch.cat([mean * count, torch.tensor([float(count)], dtype=torch.float64,
+                                                                 device=device)]))
+        n_all = sums[d]
+        local_mean = mean
+        mean = sums[:d] / n_all
+        m2 = reducer.sum(m2 + count * (local_mean - mean) ** 2)
+        count = float(n_all)
+    if count == 0:
+        return None
+    std = torch.sqrt(m2.clamp_min(0) / count)
+    bound = mean.abs() + std * math.sqrt(count)
+    used = bound > 0
+    if not bool(torch.isfinite(bound).all()) or bool((bound[used] > 1e18).any() | (bound[used] < 1e-18).any()):
+        return None
+    center = mean.float()
+    if out is not None:
+        start = 0
+        for chunk in raw_chunks():
+            torch.sub(chunk, center, out=out[start:start + chunk.shape[0]])
+            start += chunk.shape[0]
+    return center.double(), std, bound
+
+
+def _column_stats(raw_chunks, d, device, reducer: Reducer):
+    """Mean, standard deviation (ddof 0) and largest magnitude of every column, over all rows of all
+    processes, in float64 and at any scale.
+
+    Each column is divided by its largest magnitude before the squares are summed (so values of
+    1e200 do not overflow nor 1e-200 underflow), and the two passes (the mean, then the deviations
+    from it, with the corrected two-pass formula) stay exact where a column's mean is large against
+    its spread (mean 1e4, std 1e-3).
     """
     total = torch.zeros(d + 1, dtype=torch.float64, device=device)
+    scale = torch.zeros(d, dtype=torch.float64, device=device)
     for chunk in raw_chunks():
-        total[:d] += chunk.double().sum(0)
+        total[:d] += chunk.sum(0)
         total[d] += chunk.shape[0]
+        if chunk.shape[0]:
+            low, high = torch.aminmax(chunk, dim=0)
+            scale = torch.maximum(scale, torch.maximum(high, -low))
     reducer.sum(total)
+    scale = reducer.max(scale)
     count = total[d]
-    mean = total[:d] / count
-    squares = torch.zeros(d, dtype=torch.float64, device=device)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    if not bool(torch.isfinite(total[:d]).all()):  # the raw sums overflowed: sum the scaled values
+        total[:d] = 0
+        for chunk in raw_chunks():
+            total[:d] += (chunk / safe).sum(0)
+        reducer.sum(total[:d])
+        mean_scaled = total[:d] / count
+    else:
+        mean_scaled = total[:d] / count / safe
+    moments = torch.zeros(2, d, dtype=torch.float64, device=device)
     for chunk in raw_chunks():
-        squares += ((chunk.double() - mean) ** 2).sum(0)
-    reducer.sum(squares)
-    return mean.to(dtype), _usable_std(torch.sqrt(squares / count), mean).to(dtype)
+        dev = chunk / safe - mean_scaled
+        moments[0] += dev.sum(0)
+        moments[1] += (dev * dev).sum(0)
+    reducer.sum(moments)
+    var_scaled = (moments[1] - moments[0] ** 2 / count).clamp_min(0) / count
+    return mean_scaled * safe, torch.sqrt(var_scaled) * safe, scale
 
 
-def _usable_std(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """A constant column (std at rounding level) gets scale 1, so it standardizes to zeros, not NaN."""
-    return torch.where(std > 1e-7 * (1 + mean.abs()), std, torch.ones_like(std))
+def _usable_std(std: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The scale to divide by: 1 for a constant column (so it standardizes to zeros, not NaN).
+
+    Warns naming the constant columns; raises where a column cannot be held in ``dtype``.
+    """
+    constant = std <= CONSTANT_RTOL * scale
+    if bool(constant.any()):
+        cols = torch.nonzero(constant).flatten().tolist()
+        warnings.warn(f"{len(cols)} feature column(s) are constant (standard deviation at most "
+                      f"{CONSTANT_RTOL:g} of the column's largest magnitude) and get no weight: columns "
+                      f"{cols}.", UserWarning, stacklevel=4)
+    kept = ~constant
+    check_scales(std[kept], scale[kept], torch.nonzero(kept).flatten(), dtype)
+    precision_warning(mean[kept], std[kept], torch.nonzero(kept).flatten(), dtype)
+    return torch.where(constant, torch.ones_like(std), std)
+
+
+def check_scales(std: torch.Tensor, scale: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype) -> None:
+    """Refuse columns whose raw values or spread ``dtype`` cannot hold in raw-space weights and
+    predictions: largest magnitude above ``max * eps`` (4e31 in float32: the features, and the
+    products of the weights with them, overflow) or standard deviation below ``tiny / eps``
+    (1e-31: the raw-space weights ``w / std`` overflow)."""
+    info = torch.finfo(dtype)
+    high, low = info.max * info.eps, info.tiny / info.eps
+    name = str(dtype).replace("torch.", "")
+    big = scale > high
+    if bool(big.any()):
+        raise ValueError(
+            f"Feature columns {cols[big].tolist()[:20]}{' (and more)' if int(big.sum()) > 20 else ''} hold "
+            f"values up to {float(scale[big].max()):.3g}, too large for {name} (it holds feature scales up to "
+            f"about {high:.1g}: the features and the products of the weights with them overflow). Rescale "
+            f"the features (e.g. divide those columns by {_power_of_ten(float(scale[big].max())):.0e}), "
+            "or fit with dtype=torch.float64.")
+    small = std < low
+    if bool(small.any()):
+        raise ValueError(
+            f"Feature columns {cols[small].tolist()[:20]}{' (and more)' if int(small.sum()) > 20 else ''} "
+            f"vary by as little as {float(std[small].min()):.3g} (standard deviation), too small for {name} "
+            f"(below about {low:.1g} the raw-space weights w / std leave its range). Rescale the features (e.g. "
+            f"multiply those columns by {1 / _power_of_ten(float(std[small].min())):.0e}), or fit with "
+            "dtype=torch.float64.")
+
+
+def precision_warning(mean: torch.Tensor, std: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype) -> None:
+    """Warn where a column's mean is so large against its spread that ``dtype`` raw-space weights
+    (``w / std``, with the bias absorbing ``-w mean / std``) lose their digits to cancellation."""
+    ratio = mean.abs() / std
+    lossy = ratio * torch.finfo(dtype).eps > _PRECISION_LOSS
+    if bool(lossy.any()):
+        cols = cols[lossy].tolist()
+        name = str(dtype).replace("torch.", "")
+        warnings.warn(
+            f"Feature columns {cols[:20]}{' (and more)' if len(cols) > 20 else ''} have a mean up to "
+            f"{float(ratio[lossy].max()):.3g} times their standard deviation: the solver standardizes them "
+            f"exactly, but in {name} the returned raw-space weights and predictions (X @ W.T + b) cancel "
+            "most of their digits. Center those features (subtract their mean) before fitting, or fit with "
+            "dtype=torch.float64.", UserWarning, stacklevel=5)
+
+
+def _power_of_ten(value: float) -> float:
+    return 10.0 ** math.floor(math.log10(value)) if value > 0 else 1.0

@@ -53,6 +53,17 @@ class Reducer:
                 dist.all_reduce(tensor)
         return tensor
 
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of ``tensor`` over all processes (in place where distributed)."""
+        if self.enabled:
+            if dist.get_backend() == "nccl" and not tensor.is_cuda:
+                moved = tensor.cuda()
+                dist.all_reduce(moved, op=dist.ReduceOp.MAX)
+                tensor.copy_(moved.cpu())
+            else:
+                dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
     def scalar(self, value: torch.Tensor) -> float:
         """Sum a 0-d tensor over processes, in float64, and return it as a float."""
         return float(self.sum(value.detach().double().reshape(1))[0])

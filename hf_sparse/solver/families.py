@@ -66,6 +66,27 @@ class Family:
         """The optimal bias when all weights are zero, from the (weighted) mean of the targets."""
         raise NotImplementedError
 
+    def bias_newton(self, Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor):
+        """The gradient (k,) and Hessian (k, k) of the weighted loss in the bias, float64, over
+        this process's rows."""
+        wc = (weight[:, None] * self.curvature(Z)).double()
+        return (weight[:, None] * self.gradient(Z, Y)).double().sum(0), torch.diag(wc.sum(0))
+
+    def feasible_dual(self, r: torch.Tensor, mean_Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s, v)``, (k,) each, such that ``D' = (1 - s) D - s Y + v`` is a dual point for the
+        unpenalized bias: its weighted rows sum to zero (``r`` is the weighted sum of ``D``'s
+        rows, ``mean_Y`` that of ``Y``'s; the row weights sum to one) and it stays in the
+        conjugate's domain. For a probability model ``Y + D'`` mixes the model's probabilities
+        with a constant distribution ``e = v / s``: ``(1 - s) p + s e``, with the smallest ``s``
+        that makes ``e`` a valid one.
+        """
+        raise NotImplementedError
+
+    def empty_class_shift(self, D: torch.Tensor, Y: torch.Tensor, mean_Y: torch.Tensor) -> torch.Tensor | None:
+        """A row-wise change ``M`` of the dual point that zeroes the outputs no (weighted) row has:
+        no feasible dual point gives them mass. ``None`` when there is nothing to change."""
+        return None
+
     def correct(self, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         """Per-row accuracy (0/1, or the share of labels right for multilabel)."""
         raise NotImplementedError
@@ -111,6 +132,30 @@ class Multinomial(Family):
         logp = torch.log(freq)
         return logp - logp.mean()
 
+    def bias_newton(self, Z, Y, weight):
+        P = softmax(Z)  # once, for both
+        wP = (weight[:, None] * P).double()
+        wY = (weight[:, None] * Y).double()
+        return wP.sum(0) - wY.sum(0), torch.diag(wP.sum(0)) - wP.T @ P.double()
+
+    def empty_class_shift(self, D, Y, mean_Y):
+        empty = mean_Y <= 0
+        if not bool(empty.any()):
+            return None
+        # a class without examples: its probability moves to each row's own class
+        P_empty = (D + Y)[:, empty]
+        M = torch.zeros_like(D)
+        M[:, empty] = P_empty
+        return M - Y * P_empty.sum(1, keepdim=True)
+
+    def feasible_dual(self, r, mean_Y):
+        r = r - r.mean()  # softmax rows sum to one: r sums to zero but for rounding
+        pos = (r > 0) & (mean_Y > 0)  # classes without examples: zeroed by empty_class_shift
+        r = torch.where(mean_Y > 0, r, torch.zeros_like(r))
+        s = float((r[pos] / (mean_Y[pos] + r[pos])).max()) if bool(pos.any()) else 0.0
+        s = torch.full_like(r, s)
+        return s, s * mean_Y - (1 - s) * r
+
     def correct(self, Z, Y):
         return (Z.argmax(1) == Y.argmax(1)).to(Z.dtype)
 
@@ -141,6 +186,11 @@ class Multilabel(Family):
         mean = mean_Y.clamp(1e-6, 1 - 1e-6)
         return torch.log(mean) - torch.log1p(-mean)
 
+    def feasible_dual(self, r, mean_Y):
+        # each output is its own Bernoulli: e in [0, 1] per output
+        s = torch.where(r > 0, r / (mean_Y + r), torch.where(r < 0, -r / (1 - mean_Y - r), torch.zeros_like(r)))
+        return s, s * mean_Y - (1 - s) * r
+
     def correct(self, Z, Y):
         return ((Z > 0).to(Y.dtype) == (Y > 0.5).to(Y.dtype)).to(Z.dtype).mean(1)
 
@@ -170,6 +220,9 @@ class Gaussian(Family):
 
     def intercept_at_zero(self, mean_Y):
         return mean_Y
+
+    def feasible_dual(self, r, mean_Y):
+        return torch.zeros_like(r), -r  # no domain to keep: shift every row by the mean residual
 
     def correct(self, Z, Y):
         return torch.full((Z.shape[0],), math.nan, dtype=Z.dtype, device=Z.device)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .design import Design
 from .distributed import Reducer
-from .newton import Iterate, newton_solve
+from .newton import Iterate, newton_solve, polish_bias
 from .path import PathPoint, RegularizationPath
 from .penalty import ElasticNet
 from .problem import Problem
@@ -43,7 +44,10 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
 
     Args:
         X: (n, d) features: a torch tensor, NumPy array or memory-mapped array. Standardized
-            inside; returned weights take raw features.
+            inside (float64 statistics, at any scale); returned weights take raw features.
+            Constant columns get no weight and are named in a warning; columns beyond what
+            ``dtype`` can hold (magnitudes above ~4e31 or spreads below ~1e-31 in float32) raise
+            a ValueError saying to rescale them.
         y: class indices (multinomial), (n, k) 0/1 labels (multilabel) or targets (gaussian).
         family: ``"multinomial"``, ``"multilabel"`` or ``"gaussian"``.
         alpha: the L1 share of the penalty, in (0, 1].
@@ -52,7 +56,11 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         X_val, y_val: validation data, scored at every point.
         sample_weight: non-negative row weights.
         group: penalize each feature's weights across classes as one group.
-        tol: stop each point when the duality gap is below ``tol`` times the objective.
+        tol: stop each point when the duality gap is below ``tol`` times the objective. The gap
+            is computed at a dual point feasible for the unpenalized bias, so it bounds the
+            suboptimality; it is never clipped: a negative one beyond rounding (1e-12 of the
+            objective with float64 predictions, 1e-8 with float32 ones) is reported as it is, with
+            ``converged=False`` and a RuntimeWarning.
         device, dtype: where and in which precision to solve (default: X's device, float32).
         chunk_rows: stream X in chunks of this many rows (features larger than memory).
         distributed: reduce across processes (``None``: when a process group is running);
@@ -101,11 +109,19 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             break
         if stop_at_features_per_class is not None and min(m["features_per_class"]) >= stop_at_features_per_class:
             break
+    if fitter.negative_gaps:
+        worst = min(g for _, g in fitter.negative_gaps)
+        warnings.warn(
+            f"The duality gap came out negative at {len(fitter.negative_gaps)} of {len(points)} points "
+            f"(lambdas {[f'{lam:.4g}' for lam, _ in fitter.negative_gaps]}; as low as {worst:.3g} of the "
+            f"objective), beyond the rounding floor of {fitter.gap_floor:g}: their certificate failed "
+            "and they are reported converged=False. Fit with dtype=torch.float64 (on the CPU) for a "
+            "certified path.", RuntimeWarning, stacklevel=2)
     info = {"n_rows": int(reducer.sum(torch.tensor([float(n)], dtype=torch.float64))[0]), "n_features": d,
             "n_outputs": k, "dtype": str(dtype).replace("torch.", ""), "device": str(device),
             "tol": tol, "world_size": reducer.world_size, "seconds": time.perf_counter() - started}
-    return RegularizationPath(points, family=family, alpha=alpha, group=group, mean=design.mean,
-                              std=design.std, lam_max=lam_max, info=info, refit=fitter.refit)
+    return RegularizationPath(points, family=family, alpha=alpha, group=group, mean=design.mean.to(dtype),
+                              std=design.std.to(dtype), lam_max=lam_max, info=info, refit=fitter.refit)
 
 
 @dataclass
@@ -124,6 +140,11 @@ class _PathFitter:
         self.state = Iterate.zeros(problem)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
+        self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
+        # the gap's rounding floor, relative to the objective: with float64 predictions (the CPU)
+        # the gap is computed to about 1e-12; with float32 ones (a GPU) the dual point's entries,
+        # and so its feasibility, hold only float32's digits (a negative gap of a few 1e-9 seen)
+        self.gap_floor = 1e-12 if self.state.Z.dtype == torch.float64 else 1e-8
 
     # -- the start of the path
     def lam_max(self) -> float:
@@ -179,46 +200,101 @@ class _PathFitter:
                 tol *= 0.1
             previous = check.objective
         self.prev_lam, self.prev_gradient = lam, check.gradient
+        scale = abs(check.objective)
+        if check.gap < -self.gap_floor * scale:
+            # weak duality says this cannot happen: the certificate failed (rounding beyond its
+            # resolution); the point is reported, not accepted
+            self.negative_gaps.append((lam, check.gap / max(scale, 1e-300)))
+        elif check.gap < 0:
+            check.gap = 0.0  # rounding: the gap is zero to the precision it is computed in
         point = self._point(lam, check, steps, time.perf_counter() - started)
-        point.metrics["converged"] = bool(check.gap <= self.tol * abs(check.objective))
+        point.metrics["converged"] = bool(0 <= check.gap <= self.tol * scale)
         return point
 
-    def _check(self, pen: ElasticNet) -> _Check:
-        """Full gradient, objective and duality gap.
+    def _check(self, pen: ElasticNet, polish: bool = True) -> _Check:
+        """Full gradient, objective and duality gap (not clipped: see :meth:`solve`).
 
-        The dual point is the residual ``-R`` scaled by ``s`` in (0, 1]: ``s = 1`` gives the
-        gap through the Fenchel-Young identity (sums of small terms, no cancellation of
-        the loss); with the small L2 weight of alpha near 1 that point is a loose
-        certificate, so ``s`` is then tuned by a golden-section search (the dual is
-        concave in ``s``), often tightening the gap by an order of magnitude.
+        The dual point is the residual, made feasible for the unpenalized bias (its weighted
+        rows must sum to zero per output): :meth:`~.families.Family.feasible_dual` mixes a
+        share ``s`` of it into a constant, exactly (``D' = (1 - s) D - s Y + v``, whose ``X^T``
+        product follows from ``X^T R`` and :meth:`~.problem.Problem.dual_data` without another
+        pass over the features). To first order that removes the bias term of the Fenchel-Young
+        gap; where the gap is still above ``tol`` and ``s`` is not negligible, Newton steps on the
+        bias alone (:func:`~.newton.polish_bias`, ``n k`` each) shrink ``s`` and the gap is
+        computed again.
+        The gap at ``D`` itself comes from the Fenchel-Young identity (sums of small terms, no
+        cancellation of the loss) and the change to ``D'`` is added. The dual point is then
+        scaled by ``t`` in (0, 1]: with the small L2 weight of alpha near 1, ``t = 1`` is a loose
+        certificate, so ``t`` is tuned by a golden-section search (the dual is concave in ``t``),
+        often tightening the gap by an order of magnitude.
         """
         p, s = self.problem, self.state
         reducer = p.design.reducer
-        R = p.residual(s.Z)
-        G = p.design.gradient(R)
+        mean_Y, a, B = p.dual_data()
+        D, R, r, M, shift = self._dual_point()
         loss = p.loss(s.Z)
         penalty = float(pen.value(s.W))
+        G = p.design.gradient(R)
         objective = loss + penalty
-        scale = pen.dual_scale(G)
-        bias_term = float((s.b.double() * reducer.sum(R.double().sum(0))).sum())
-        gap_at_one = float((s.W.double() * G).sum()) + bias_term + penalty + float(pen.conjugate(-G))
-        profile = p.family.conjugate_profile(p.family.gradient(s.Z, p.Y), p.Y, p.row_weight)
-        conj_one = reducer.scalar(profile(1.0))
+        bias_term = float((s.b.double() * r).sum())
+        conj_G = float(pen.conjugate(-G))
+        gap_at_one = float((s.W.double() * G).sum()) + bias_term + penalty + conj_G
+        profile_D = p.family.conjugate_profile(D, p.Y, p.row_weight)
+        conj_one = reducer.scalar(profile_D(1.0))
+        # the feasible dual point and its X^T product
+        mix, v = shift
+        Dp = D if M is None else D - M
+        Dp = (1 - mix).to(D) * Dp - mix.to(D) * p.Y + v.to(D)
+        Gp = G if M is None else G - p.design.gradient(M * p.row_weight[:, None])
+        Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
+        profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
 
         def gap(t: float) -> float:
-            if t == 1.0:
-                return gap_at_one
-            return (gap_at_one + reducer.scalar(profile(t)) - conj_one
-                    + float(pen.conjugate(-t * G)) - float(pen.conjugate(-G)))
+            return (gap_at_one - conj_one + reducer.scalar(profile(t))
+                    + float(pen.conjugate(-t * Gp)) - conj_G)
 
+        scale = pen.dual_scale(Gp)
         if scale < 1.0:
-            best = gap(scale)
-        elif gap_at_one <= self.tol * abs(objective):
-            best = gap_at_one
+            best, t_best = gap(scale), scale
         else:
-            # the best scale sits just below 1: search log10(1 - s) in [-9, -1]
-            best = min(gap_at_one, _golden_min(lambda u: gap(1.0 - 10.0 ** u), -9.0, -1.0))
-        return _Check(G, objective, loss, max(best, 0.0))
+            best, t_best = gap(1.0), 1.0
+            if best > self.tol * abs(objective):
+                # the best scale sits just below 1: search log10(1 - s) in [-9, -1]
+                value, u = _golden_min(lambda u: gap(1.0 - 10.0 ** u), -9.0, -1.0)
+                if value < best:
+                    best, t_best = value, 1.0 - 10.0 ** u
+        tol_abs = self.tol * abs(objective)
+        if polish and M is None and best > tol_abs:
+            # The mixing removes the Fenchel-Young gap's bias term to first order; what it costs
+            # beyond that (up to about s log k, far less where no probability is below s) pushed
+            # the gap over tol where, without the bias term, it would be below: polish the bias
+            # and look again (cheaper than another Newton round).
+            without_bias = (gap_at_one - bias_term - conj_one + reducer.scalar(profile_D(t_best))
+                            + float(pen.conjugate(-t_best * G)) - conj_G)
+            if without_bias > tol_abs:
+                return _Check(G, objective, loss, best)
+            limit = 1e-2 * tol_abs / max(math.log(max(p.internal_outputs, 2)), 1.0)
+
+            def small(r_now: torch.Tensor) -> bool:
+                return float(p.family.feasible_dual(r_now, mean_Y)[0].max()) <= limit
+
+            movable = (mean_Y > 0) & ((mean_Y < 1) | (p.family.name == "multinomial"))
+            if float(mix.max()) > limit and polish_bias(p, s, movable, small) is not None:
+                return self._check(pen, polish=False)
+        return _Check(G, objective, loss, best)
+
+    def _dual_point(self):
+        """The residual ``D`` (and ``R = w D``), its weighted column sums ``r``, and the changes that
+        make it dual-feasible: ``M`` for outputs without examples, ``(s, v)`` for the rest."""
+        p, s = self.problem, self.state
+        reducer = p.design.reducer
+        mean_Y = p.dual_data()[0]
+        D = p.family.gradient(s.Z, p.Y)
+        R = D * p.row_weight[:, None]
+        r = reducer.sum(R.double().sum(0))
+        M = p.family.empty_class_shift(D, p.Y, mean_Y)
+        r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).double().sum(0))
+        return D, R, r, M, p.family.feasible_dual(r_left, mean_Y)
 
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
         p, s = self.problem, self.state
@@ -246,7 +322,7 @@ class _PathFitter:
         p = self.problem
         W0 = start.weight.to(p.design.device, p.design.dtype)
         b0 = start.bias.to(p.design.device, p.design.dtype)
-        W_std, b_std = _standardize(W0 * support.to(W0), b0, p.design.mean, p.design.std)
+        W_std, b_std = _standardize((W0 * support.to(W0)).double(), b0.double(), p.design.mean, p.design.std)
         W_int, b_int = p.to_internal(W_std, b_std)
         support_int = p.support_to_internal(support.to(W0.device))
         self.state.W, self.state.b = W_int.double(), b_int.double()
@@ -295,8 +371,8 @@ def make_refitter(path: RegularizationPath, X, y, *, device=None, dtype=None, sa
     return _PathFitter(problem, alpha=path.alpha, group=path.group, tol=tol, val=None).refit
 
 
-def _golden_min(f, lo: float, hi: float, iterations: int = 16) -> float:
-    """The smallest value of a unimodal ``f`` on ``[lo, hi]`` found by golden-section search."""
+def _golden_min(f, lo: float, hi: float, iterations: int = 16) -> tuple[float, float]:
+    """The smallest value of a unimodal ``f`` on ``[lo, hi]`` found by golden-section search, and where."""
     ratio = (math.sqrt(5) - 1) / 2
     a, b = lo, hi
     c, d = b - ratio * (b - a), a + ratio * (b - a)
@@ -310,7 +386,7 @@ def _golden_min(f, lo: float, hi: float, iterations: int = 16) -> float:
             a, c, fc = c, d, fd
             d = a + ratio * (b - a)
             fd = f(d)
-    return min(fc, fd)
+    return (fc, c) if fc < fd else (fd, d)
 
 
 def _unstandardize(W, b, mean, std):

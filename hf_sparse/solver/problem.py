@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -33,6 +33,7 @@ class Problem:
     row_weight: torch.Tensor  # (n_local,), sums to one over all processes
     n_outputs: int            # k of the public weight matrix
     binary_softmax: bool
+    _dual: tuple | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, design: Design, y: torch.Tensor, *, family: str, n_outputs: int,
@@ -81,6 +82,17 @@ class Problem:
 
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
         return self.family.curvature(Z) * self.row_weight[:, None]
+
+    def dual_data(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mean_Y, a, B)`` in float64, over all processes: the weighted mean of the targets (k,),
+        ``X^T w`` (d,) and ``(w Y)^T X`` (k, d), which map a shift of the dual point to its
+        change in ``X^T R`` without another pass over the features. Computed once."""
+        if self._dual is None:
+            w = self.row_weight[:, None]
+            XtM = self.design.gradient(torch.cat([w, w * self.Y], dim=1))
+            mean_Y = self.design.reducer.sum((w * self.Y).double().sum(0))
+            self._dual = (mean_Y, XtM[0], XtM[1:])
+        return self._dual
 
     def to_public(self, W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Internal (standardized) weights to the public parameterization (still standardized)."""
