@@ -339,6 +339,20 @@ def _usable_std(std: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor, dtyp
         warnings.warn(f"{len(cols)} feature column(s) are constant (standard deviation at most "
                       f"{CONSTANT_RTOL:g} of the column's largest magnitude) and get no weight: columns "
                       f"{cols}.", UserWarning, stacklevel=4)
+    # A column whose spread is below what `dtype` can divide by (about 1e-31 in float32) is, in that precision,
+    # zero: real encoders produce such columns (e.g. pooled dimensions that are ~1e-32 everywhere). It gets no
+    # weight, said by name, rather than an error that stops the whole fit.
+    info = torch.finfo(dtype)
+    vanishing = ~constant & (std < info.tiny / info.eps)
+    if bool(vanishing.any()):
+        cols = torch.nonzero(vanishing).flatten().tolist()
+        warnings.warn(f"{len(cols)} feature column(s) vary by less than {info.tiny / info.eps:.1g} (standard "
+                      f"deviation as small as {float(std[vanishing].min()):.3g}), too little for "
+                      f"{str(dtype).replace('torch.', '')}, and get no weight: columns {cols[:20]}"
+                      f"{' (and more)' if len(cols) > 20 else ''}. To use them, rescale those columns (e.g. "
+                      f"multiply by {1 / _power_of_ten(float(std[vanishing].min())):.0e}) or fit with "
+                      "dtype=torch.float64.", UserWarning, stacklevel=4)
+        constant = constant | vanishing
     kept = ~constant
     check_scales(std[kept], scale[kept], torch.nonzero(kept).flatten(), dtype)
     precision_warning(mean[kept], std[kept], torch.nonzero(kept).flatten(), dtype)
