@@ -87,6 +87,37 @@ def _revision_str(revision) -> str | None:
     return str(resolved) if resolved else str(revision)
 
 
+def _resolved_revision(path, hub_kwargs: dict) -> str | None:
+    """The revision a Hub model was loaded at (the one asked for, else the cached commit); None for a folder."""
+    revision = _revision_str(hub_kwargs.get("revision"))
+    if revision is None and not os.path.isdir(path):
+        from transformers.utils.hub import resolve_revision
+
+        revision = _revision_str(resolve_revision(path, None, local_files_only=True))
+    return revision
+
+
+def _load_kwargs(hub_kwargs: dict, kwargs: dict, dtype, device_map) -> dict:
+    """`from_pretrained` keywords for a base model or encoder: safetensors only (never unpickle weights)."""
+    load_kwargs = {**hub_kwargs, **kwargs}
+    load_kwargs.setdefault("use_safetensors", True)
+    if dtype is not None:
+        load_kwargs["dtype"] = dtype
+    if device_map is not None:
+        load_kwargs["device_map"] = device_map
+    return load_kwargs
+
+
+def _unpickle_refusal(path, err: OSError, load_kwargs: dict) -> OSError | None:
+    """The error to raise when loading failed for want of safetensors weights (None for any other failure)."""
+    if load_kwargs.get("use_safetensors") and "safetensors" in str(err).lower():
+        return OSError(
+            f"{path} has no safetensors weights. hf_sparse never unpickles files: convert the checkpoint "
+            "to safetensors (load it once in a trusted environment and save_pretrained it)."
+        )
+    return None
+
+
 def _is_sparse_checkpoint(path, hub_kwargs: dict) -> SparseHeadConfig | None:
     """The `SparseHeadConfig` of `path` if it is an hf_sparse checkpoint, else None."""
     from .saving import resolve_file
@@ -457,20 +488,13 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         except UnsupportedModelError as err:
             other = "SparseHeadForImageClassification" if cls._modality == "text" else "SparseHeadForSequenceClassification"
             raise UnsupportedModelError(f"{path}: {err} (For {'image' if cls._modality == 'text' else 'text'} models use {other}.)") from err
-        load_kwargs = {**hub_kwargs, **kwargs}
-        load_kwargs.setdefault("use_safetensors", True)  # never unpickle weights
-        if dtype is not None:
-            load_kwargs["dtype"] = dtype
-        if device_map is not None:
-            load_kwargs["device_map"] = device_map
+        load_kwargs = _load_kwargs(hub_kwargs, kwargs, dtype, device_map)
         try:
             base, info = klass.from_pretrained(path, config=base_config, output_loading_info=True, **load_kwargs)
         except OSError as err:
-            if load_kwargs.get("use_safetensors") and "safetensors" in str(err).lower():
-                raise OSError(
-                    f"{path} has no safetensors weights. hf_sparse never unpickles files: convert the checkpoint "
-                    "to safetensors (load it once in a trusted environment and save_pretrained it)."
-                ) from err
+            refusal = _unpickle_refusal(path, err, load_kwargs)
+            if refusal is not None:
+                raise refusal from err
             raise
         head_name = find_head(base)
         untrained = sorted(k for k in info.get("missing_keys", ()) if k.startswith(head_name.rpartition(".")[0] or head_name))
@@ -480,11 +504,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
                 f"{klass.__name__} would start from random weights. hf_sparse needs a fine-tuned classifier "
                 f"({SUPPORTED}); fine-tune the model first."
             )
-        revision = _revision_str(hub_kwargs.get("revision"))
-        if revision is None and not os.path.isdir(path):
-            from transformers.utils.hub import resolve_revision
-
-            revision = _revision_str(resolve_revision(path, None, local_files_only=True))
+        revision = _resolved_revision(path, hub_kwargs)
         return base, revision
 
     @classmethod
@@ -613,20 +633,13 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
         """Load a bare encoder with `AutoModel` (safetensors only) and return it with its resolved revision."""
         from transformers import AutoModel
 
-        load_kwargs = {**hub_kwargs, **kwargs}
-        load_kwargs.setdefault("use_safetensors", True)  # never unpickle weights
-        if dtype is not None:
-            load_kwargs["dtype"] = dtype
-        if device_map is not None:
-            load_kwargs["device_map"] = device_map
+        load_kwargs = _load_kwargs(hub_kwargs, kwargs, dtype, device_map)
         try:
             encoder, info = AutoModel.from_pretrained(path, output_loading_info=True, **load_kwargs)
         except OSError as err:
-            if load_kwargs.get("use_safetensors") and "safetensors" in str(err).lower():
-                raise OSError(
-                    f"{path} has no safetensors weights. hf_sparse never unpickles files: convert the checkpoint "
-                    "to safetensors (load it once in a trusted environment and save_pretrained it)."
-                ) from err
+            refusal = _unpickle_refusal(path, err, load_kwargs)
+            if refusal is not None:
+                raise refusal from err
             raise OSError(f"Could not load {path!r} as a pretrained encoder: {err}") from err
         except (ValueError, KeyError) as err:
             raise UnsupportedModelError(f"{path!r} is not an encoder that transformers' AutoModel can load: {err}") from err
@@ -639,11 +652,7 @@ class SparseHeadPreTrainedModel(PreTrainedModel):
                 "features. Give a pretrained encoder"
                 + (" (or pooling='mean' / 'cls', which do not use the pooler)." if not untrained else ".")
             )
-        revision = _revision_str(hub_kwargs.get("revision"))
-        if revision is None and not os.path.isdir(path):
-            from transformers.utils.hub import resolve_revision
-
-            revision = _revision_str(resolve_revision(path, None, local_files_only=True))
+        revision = _resolved_revision(path, hub_kwargs)
         return encoder, revision
 
     @classmethod
