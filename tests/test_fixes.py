@@ -306,3 +306,15 @@ def test_collapsed_features_are_recorded_and_named_in_the_card(shortcut_model):
     text, _ = render_model_card(model, images=False)
     assert "nearly rank one (the top direction holds 93% of their variance)" in text
     assert "Features 1, 3 are near duplicates" in text
+
+
+def test_groups_without_evaluation_data_balance_the_training_rows(tmp_path):
+    """A group column with no eval_dataset: the fit is balanced and selected on mean accuracy (no eval groups to
+    take the worst group over), instead of asking for eval groups it cannot have."""
+    model = SparseHeadForSequenceClassification.from_pretrained(
+        save_text_classifier(tmp_path / "tiny", "bert", num_labels=2))
+    train, train_ds = _shortcut_split(800, 0.95, seed=0)
+    fit = FitData(train, train_ds, None, None, "text", "image", "label")
+    fit_on_cached_features(model, fit, {"features_per_class": 1}, groups="attribute", balance="groups")
+    assert model.sparse_head.active_features.tolist() == [0]  # the core feature, not the 95% shortcut
+    assert model.config.selection["training"]["selection_metric"] == "accuracy"

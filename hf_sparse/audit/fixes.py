@@ -23,7 +23,7 @@ import time
 import torch
 
 from hf_sparse.modeling.editing import slice_accuracies
-from hf_sparse.modeling.fitting import cell_groups, family_for, head_metrics, prepare_labels
+from hf_sparse.modeling.fitting import cell_groups, family_for, head_metrics, prepare_labels, reusable_groups
 from hf_sparse.modeling.groups import resolve_groups
 from hf_sparse.solver.balance import group_accuracy
 
@@ -148,10 +148,10 @@ def balanced_refit(
     if fit is None:
         raise ValueError("balanced_refit works on the features cached by fit_sparse_head: call "
                          "model.fit_sparse_head(train_dataset, eval_dataset, ...) first.")
-    if eval_groups is None and (isinstance(groups, str) or callable(groups)) and fit.eval_features is not None:
-        eval_groups = groups
-    if dataset is not None and dataset_groups is None and (isinstance(groups, str) or callable(groups)):
-        dataset_groups = groups
+    if eval_groups is None and fit.eval_features is not None:
+        eval_groups = reusable_groups(groups)
+    if dataset is not None and dataset_groups is None:
+        dataset_groups = reusable_groups(groups)
     measure_groups = dataset_groups if dataset is not None else eval_groups
     X, y, cells, rows, split = _measurement_data(model, dataset, measure_groups, batch_size, max_length)
     family = family_for(model.config)

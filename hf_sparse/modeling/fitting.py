@@ -229,7 +229,8 @@ def fit_sparse_head(
     - `groups`: which group each training example is in (a column name, one value per example, or a function of
       the text/image such as `hf_sparse.audit.contains_word("tuesday")`); with `balance="groups"` every
       (group, label) cell gets the same total weight (`"labels"`: every class; `"group"`: every group);
-    - `eval_groups`: the same for `eval_dataset` (default: `groups` when it is a column name or a function); the
+    - `eval_groups`: the same for `eval_dataset` (default: `groups` when it is a column name or a function and
+      there is an `eval_dataset`); the
       path then records worst-group accuracy, and `selection_metric="worst_group_accuracy"` (the default when
       eval groups are known) makes `max_accuracy_drop` and `relax` judge points by it;
     - `sample_weight`: your own row weights (multiplied with the balancing weights);
@@ -264,8 +265,6 @@ def fit_sparse_head(
     train = _extract(model, train_dataset, processor, columns, where="train_dataset", **extract)
     val = _extract(model, eval_dataset, processor, columns, where="eval_dataset", **extract)
     fit = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
-    if eval_groups is None and groups is not None and (isinstance(groups, str) or callable(groups)):
-        eval_groups = groups
     return fit_on_cached_features(
         model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
         sample_weight=sample_weight, augment=augment, selection_metric=selection_metric, alpha=alpha,
@@ -297,8 +296,10 @@ def selection_target(features_per_class=None, max_accuracy_drop=None, lam=None) 
     return chosen
 
 
-def _rows(feats) -> torch.Tensor:
-    return feats.indices
+def reusable_groups(groups):
+    """`groups` when it also names the groups of another dataset (a column name or a function of the text or
+    image), else None (values given row by row belong to one dataset)."""
+    return groups if isinstance(groups, str) or callable(groups) else None
 
 
 def cell_groups(groups: Groups, y: torch.Tensor, label_names: dict) -> Groups:
@@ -364,15 +365,17 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
     if val is not None:
         y_val = _labels_of(val, config, family, "eval_dataset")
         X_val = val.features.float()
+    if eval_groups is None and val is not None:
+        eval_groups = reusable_groups(groups)
     where = dict(modality=model._modality, text_column=fit.text_column, image_column=fit.image_column)
-    train_groups = None if groups is None else resolve_groups(groups, fit.train_dataset, _rows(train),
+    train_groups = None if groups is None else resolve_groups(groups, fit.train_dataset, train.indices,
                                                               where="groups", **where)
     val_groups = None
     if eval_groups is not None:
         if val is None:
             raise ValueError("eval_groups= needs eval_dataset= (the held-out data that worst-group accuracy is "
                              "measured on).")
-        val_groups = resolve_groups(eval_groups, fit.eval_dataset, _rows(val), where="eval_groups", **where)
+        val_groups = resolve_groups(eval_groups, fit.eval_dataset, val.indices, where="eval_groups", **where)
 
     weights = None
     if sample_weight is not None:
@@ -380,7 +383,7 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
         if weights.shape[0] != len(fit.train_dataset):
             raise ValueError(f"sample_weight has {weights.shape[0]} entries for {len(fit.train_dataset)} training "
                              "examples.")
-        weights = weights[_rows(train)]
+        weights = weights[train.indices]
     if balance is not None:
         if balance not in BALANCE_MODES:
             raise ValueError(f"balance must be one of {BALANCE_MODES} or None; got {balance!r}.")
@@ -526,9 +529,6 @@ def refit_sparse_head(
         chosen = {method: value}
     else:
         chosen = selection_target(features_per_class, max_accuracy_drop, lam)
-    if eval_groups is None and groups is not None and (isinstance(groups, str) or callable(groups)) \
-            and fit.eval_features is not None:
-        eval_groups = groups
     return fit_on_cached_features(
         model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
         sample_weight=sample_weight, augment=augment, selection_metric=selection_metric,
