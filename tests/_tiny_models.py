@@ -134,3 +134,45 @@ def bag_of_words_encoder(model, vocabulary: dict[str, int]):
         return X
 
     return encode
+
+
+def random_sparse_head(model, seed=0, per_class=3):
+    """Install a random head with `per_class` nonzeros per class (no solver needed); returns its weight."""
+    g = torch.Generator().manual_seed(seed)
+    k, d = model.sparse_head.out_features, model.sparse_head.in_features
+    weight = torch.zeros(k, d)
+    for c in range(k):
+        weight[c, torch.randperm(d, generator=g)[:per_class]] = torch.randn(per_class, generator=g)
+    model.install_sparse_head(weight, torch.randn(k, generator=g))
+    return weight
+
+
+def planted_cluster(tmp_path):
+    """A tiny model whose sparse head (2 x feature 0) is right on the bulk of 400 random rows and wrong on a far
+    cluster of 20 rows labelled 0: (model, head weight, X, y) for the error-slice tests."""
+    model = tiny_sparse_model(tmp_path)
+    d = model.sparse_head.in_features
+    W = torch.zeros(2, d)
+    W[1, 0] = 2.0
+    model.install_sparse_head(W, torch.zeros(2))
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, d, generator=g)
+    y = (X[:, 0] > 0).long()
+    X[:20] = torch.randn(20, d, generator=g) * 0.3 + 4.0
+    y[:20] = 0
+    return model, W, X, y
+
+
+def cli_runner(capsys):
+    """A function that runs `hf-sparse ARGV...` in this process and returns (exit code, stdout, stderr)."""
+    from hf_sparse.cli import main
+
+    def call(*argv):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exit_info:
+            code = exit_info.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call

@@ -45,7 +45,7 @@ from hf_sparse.audit import (  # noqa: E402
 )
 from hf_sparse.data_paths import shared_data_dir  # noqa: E402
 
-from _tiny_models import bag_of_words_encoder, save_text_classifier, word_dataset  # noqa: E402
+from _tiny_models import bag_of_words_encoder, planted_cluster, save_text_classifier, word_dataset  # noqa: E402
 from _tiny_models import tiny_sparse_model as tiny_model  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script> a | b `code` *bold* _it_ [link](x) ![x](http://evil.example/x.png)\nnew line"
@@ -239,16 +239,8 @@ def fitted_tiny(tmp_path_factory):
 
 
 def test_spotlight_finds_a_planted_high_loss_cluster(tmp_path):
-    model = tiny_model(tmp_path)
-    d = model.sparse_head.in_features
-    W = torch.zeros(2, d)
-    W[1, 0] = 2.0
-    model.install_sparse_head(W, torch.zeros(2))
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(400, d, generator=g)
-    y = (X[:, 0] > 0).long()                     # the head is right on the bulk
-    X[:20] = torch.randn(20, d, generator=g) * 0.3 + 4.0
-    y[:20] = 0                                   # a far cluster the head calls class 1: high loss
+    # The head is right on the bulk; rows 0..19 are a far cluster labelled 0 that it calls class 1: high loss.
+    model, W, X, y = planted_cluster(tmp_path)
     report = find_error_slices(model, features=X, labels=y, n_slices=2, spotlight_size=0.05, record=False)
     top = report[0]
     assert top.n_members == 20

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny_models import save_text_classifier, word_dataset
+from _tiny_models import cli_runner, save_text_classifier, word_dataset
 
 NUL, RLO, ZWSP, LRI = "\x00", "\u202e", "\u200b", "\u2066"
 
@@ -73,21 +73,11 @@ def cli(monkeypatch, capsys, tmp_path):
     """`main(argv)` in this process, in `tmp_path`: returns (exit status, stdout, stderr)."""
     import datasets
 
-    from hf_sparse.cli import main
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_SPARSE_FEATURES_CACHE", str(tmp_path / "features"))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
 
-    def call(*argv):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit_info:
-            code = exit_info.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return cli_runner(capsys)
 
 
 def _one_line_error(result, command: str, *needles: str) -> str:

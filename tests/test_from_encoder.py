@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny_models import WORDS, image_config, image_processor, minilm_tokenizer, text_config, word_dataset
+from _tiny_models import WORDS, cli_runner, image_config, image_processor, minilm_tokenizer, text_config, word_dataset
 
 SENTENCES = ["a good and warm film", "bad", "superb , nice and warm but a little dull", "cold poor awful thing"]
 
@@ -328,8 +328,6 @@ def cli(encoders, tmp_path, monkeypatch, capsys):
     """`main(argv)` in this process, in a folder with the tiny encoder and small CSVs; returns (code, out, err)."""
     import datasets
 
-    from hf_sparse.cli import main
-
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets_cache")
     monkeypatch.setenv("HF_SPARSE_FEATURES_CACHE", str(tmp_path / "features"))
     monkeypatch.chdir(tmp_path)
@@ -343,15 +341,7 @@ def cli(encoders, tmp_path, monkeypatch, capsys):
                 ws = rng.choices(WORDS, k=5)
                 writer.writerow([" ".join(ws), labels[sum(WORDS.index(w) for w in ws) % len(labels)]])
 
-    def call(*argv):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exit_info:
-            code = exit_info.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return call
+    return cli_runner(capsys)
 
 
 def test_cli_fit_from_encoder(cli, encoders, tmp_path):

@@ -22,7 +22,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _tiny_models import SENTENCES, minilm_tokenizer, save_image_classifier, save_text_classifier  # noqa: E402
+from _tiny_models import SENTENCES, minilm_tokenizer, random_sparse_head, save_image_classifier, save_text_classifier  # noqa: E402
 from features_helpers import ForwardCounter, embeddings_of, text_dataset, tiny_text_model  # noqa: E402
 
 from hf_sparse import SparseHeadForImageClassification, SparseHeadForSequenceClassification  # noqa: E402
@@ -170,13 +170,6 @@ def test_misaligned_cache_of_an_older_version_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- head-only base
-def _random_head(model, seed=0, per_class=3):
-    g = torch.Generator().manual_seed(seed)
-    k, d = model.sparse_head.out_features, model.sparse_head.in_features
-    weight = torch.zeros(k, d)
-    for c in range(k):
-        weight[c, torch.randperm(d, generator=g)[:per_class]] = torch.randn(per_class, generator=g)
-    model.install_sparse_head(weight, torch.randn(k, generator=g))
 
 
 def _logits(model):
@@ -201,7 +194,7 @@ def head_only(tmp_path_factory):
     root = tmp_path_factory.mktemp("head_only")
     base = save_text_classifier(root / "base", "bert", num_labels=3)
     model = SparseHeadForSequenceClassification.from_pretrained(base)
-    _random_head(model)
+    random_sparse_head(model)
     model.save_pretrained(root / "head", head_only=True)
     return base, root / "head", _logits(model)
 
@@ -219,7 +212,7 @@ def test_head_only_refuses_a_base_whose_encoder_changed(head_only, tmp_path):
     # A base changed in place, found through the checkpoint's own pointer.
     local = shutil.copytree(base, tmp_path / "local")
     model = SparseHeadForSequenceClassification.from_pretrained(local)
-    _random_head(model)
+    random_sparse_head(model)
     model.save_pretrained(tmp_path / "local_head", head_only=True)
     assert json.loads((tmp_path / "local_head" / "config.json").read_text())["base_model_name_or_path"] == str(local)
     shutil.copy(changed / "model.safetensors", local / "model.safetensors")
@@ -269,7 +262,7 @@ def test_head_only_from_encoder_checks_the_encoder(tmp_path):
     encoder.save_pretrained(tmp_path / "encoder")
     minilm_tokenizer().save_pretrained(tmp_path / "encoder")
     model = SparseHeadForSequenceClassification.from_encoder(str(tmp_path / "encoder"), num_labels=3)
-    _random_head(model)
+    random_sparse_head(model)
     expected = _logits(model)
     model.save_pretrained(tmp_path / "head", head_only=True)
     assert torch.equal(_logits(SparseHeadForSequenceClassification.from_pretrained(tmp_path / "head")), expected)

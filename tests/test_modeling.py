@@ -28,6 +28,7 @@ from hf_sparse.modeling import CheckpointError, UnsupportedModelError  # noqa: E
 from hf_sparse.modeling.constants import HEAD_WEIGHTS_NAME, MANIFEST_NAME, WEIGHTS_NAME  # noqa: E402
 
 from _tiny_models import IMAGE_ARCHS, SENTENCES, TEXT_ARCHS, WORDS, save_image_classifier, save_text_classifier, text_config  # noqa: E402
+from _tiny_models import random_sparse_head  # noqa: E402
 from features_helpers import EXPECTED_CLASSIFIER  # noqa: E402
 
 EXPECTED_HEAD = EXPECTED_CLASSIFIER
@@ -35,15 +36,6 @@ def encode(model, texts=SENTENCES):
     return model.processor(texts, return_tensors="pt", padding=True)
 
 
-def random_sparse_head(model, seed=0, per_class=3):
-    """Install a random head with `per_class` nonzeros per class (no solver needed)."""
-    g = torch.Generator().manual_seed(seed)
-    k, d = model.sparse_head.out_features, model.sparse_head.in_features
-    weight = torch.zeros(k, d)
-    for c in range(k):
-        weight[c, torch.randperm(d, generator=g)[:per_class]] = torch.randn(per_class, generator=g)
-    model.install_sparse_head(weight, torch.randn(k, generator=g))
-    return weight
 
 
 # ----------------------------------------------------------------------------- SparseLinear

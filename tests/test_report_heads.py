@@ -27,7 +27,7 @@ from hf_sparse.audit import ErrorSliceReport, SubgroupReport, find_error_slices,
 from hf_sparse.audit.subgroup import DISAGREEMENT_MARGIN, find_subgroup_disagreements  # noqa: E402
 from hf_sparse.explain.descriptions import FeatureDescription, FeatureExample, _snippet  # noqa: E402
 
-from _tiny_models import bag_of_words_encoder, save_text_classifier, word_dataset  # noqa: E402
+from _tiny_models import bag_of_words_encoder, planted_cluster, save_text_classifier, word_dataset  # noqa: E402
 from _tiny_models import tiny_sparse_model as tiny_model  # noqa: E402
 
 
@@ -125,23 +125,10 @@ def test_subgroup_disagreement_rules_by_hand():
 
 
 # ----------------------------------------------------------------------------------------------- error slices
-def _planted(tmp_path):
-    """A sparse head right on the bulk and wrong on a far cluster of 20 rows (as in test_audit)."""
-    model = tiny_model(tmp_path)
-    d = model.sparse_head.in_features
-    W = torch.zeros(2, d)
-    W[1, 0] = 2.0
-    model.install_sparse_head(W, torch.zeros(2))
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(400, d, generator=g)
-    y = (X[:, 0] > 0).long()
-    X[:20] = torch.randn(20, d, generator=g) * 0.3 + 4.0
-    y[:20] = 0
-    return model, W, X, y
 
 
 def test_error_slices_show_the_dense_head_and_warn_where_it_disagrees(tmp_path):
-    model, W, X, y = _planted(tmp_path)
+    model, W, X, y = planted_cluster(tmp_path)
     set_dense(model, W, torch.zeros(2))                                     # agreeing
     same = find_error_slices(model, features=X, labels=y, n_slices=1, spotlight_size=0.05, record=False)
     assert same.warnings == [] and same[0].dense_accuracy == pytest.approx(same[0].member_accuracy)
