@@ -89,6 +89,7 @@ def main(argv=None) -> None:
             path.save(args.out)
             print(f"saved to {args.out}")
     state.wait_for_everyone()
+    state.end_training()  # destroys the process group: exiting with it alive can abort a process
 
 
 if __name__ == "__main__":

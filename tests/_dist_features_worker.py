@@ -65,6 +65,11 @@ def main() -> None:
     }
     suffix = rank if rank >= 0 else os.getpid()
     Path(f"{args.report}-{suffix}.json").write_text(json.dumps(report))
+    if rank >= 0:
+        # Exiting with the gloo process group alive sometimes aborts a process
+        # ("terminate called without an active exception").
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def main(data_path: str, out_dir: str) -> None:
     if accelerator.is_main_process:
         path.save(out_dir)
     accelerator.wait_for_everyone()
+    # Without this, gloo's threads are torn down at interpreter exit and a process
+    # sometimes aborts ("terminate called without an active exception").
+    accelerator.end_training()
 
 
 if __name__ == "__main__":
