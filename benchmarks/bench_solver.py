@@ -33,6 +33,11 @@ Examples::
     python benchmarks/bench_solver.py --k 2 --solvers ours adelie glmnet
     python benchmarks/bench_solver.py --data sst2 --sst2-n 5000
     python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: ours, the floor, glm_saga x3
+    python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-lambdas 4
+    python benchmarks/bench_solver.py --proxy k10 --generator highrank --solvers ours glm_saga
+
+``ours`` is ``fit_path(method="auto")``; ``ours_newton`` and ``ours_bound`` force one of its two
+solvers (proximal Newton; the large-k bound solver), to compare them in one process.
 """
 
 from __future__ import annotations
@@ -58,14 +63,15 @@ from objective import (lam_max, lambda_path, objective, relative_suboptimality, 
 from reference_solvers import COMPILED, RUNNERS, PathResult  # noqa: E402
 
 OUT = HERE / "out"
-ALL_SOLVERS = ["ours", "adelie", "adelie_binomial", "glmnet", "skglm", "sklearn_saga", "glm_saga"]
+ALL_SOLVERS = ["ours", "ours_newton", "ours_bound", "adelie", "adelie_binomial", "glmnet", "skglm",
+               "sklearn_saga", "glm_saga"]
 DEFAULT_SOLVERS = ["ours", "adelie", "adelie_binomial", "glmnet", "sklearn_saga", "glm_saga"]
 
 
 # --------------------------------------------------------------------------- our solver
 
 def run_ours(X, y, lambdas, alpha, *, k=None, tol=1e-7, device=None, repeats=1,
-             threads=None) -> PathResult:
+             threads=None, method="auto", name="ours") -> PathResult:
     import torch
     from hf_sparse.solver import fit_path
 
@@ -77,7 +83,7 @@ def run_ours(X, y, lambdas, alpha, *, k=None, tol=1e-7, device=None, repeats=1,
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         path = fit_path(Xt, yt, family="multinomial", alpha=alpha, lambdas=lam_t, tol=tol,
-                        device=device)
+                        device=device, method=method)
         times.append(time.perf_counter() - t0)
     plams = np.asarray(path.lambdas, dtype=np.float64)
     weights, metrics = [], []
@@ -91,15 +97,19 @@ def run_ours(X, y, lambdas, alpha, *, k=None, tol=1e-7, device=None, repeats=1,
         weights.append((p.weight.detach().double().cpu().numpy(), p.bias.detach().double().cpu().numpy()))
         metrics.append({kk: (vv if isinstance(vv, (int, float, str, bool)) or vv is None else str(vv))
                         for kk, vv in p.metrics.items()})
-    return PathResult("ours", weights, min(times), None,
-                      notes=f"{len(path)} points; repeats {['%.2f' % t for t in times]}",
+    gaps = [g for g in path.metric("gap") if g is not None]
+    return PathResult(name, weights, min(times), None,
+                      notes=(f"{len(path)} points, method {path.info.get('method')}, "
+                             f"{sum(path.metric('converged'))} converged, worst gap {max(gaps):.2e}; "
+                             f"repeats {['%.2f' % t for t in times]}"),
                       settings=dict(tol=tol, device=str(device), all_seconds=times,
                                     metrics=metrics))
 
 
 def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
-    if name == "ours":
-        return run_ours(X, y, lambdas, alpha, k=k, tol=args.tol, repeats=args.repeats)
+    if name.startswith("ours"):
+        method = {"ours": "auto", "ours_newton": "newton", "ours_bound": "bound"}[name]
+        return run_ours(X, y, lambdas, alpha, k=k, tol=args.tol, repeats=args.repeats, method=method, name=name)
     if name.startswith("adelie"):
         kw = dict(n_threads=args.threads, tol=args.adelie_tol, irls_tol=args.adelie_tol)
     elif name == "glmnet":
@@ -129,10 +139,10 @@ def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
 
 def load_data(args, k):
     if args.data == "synthetic":
-        from synthetic import deep_features
+        from synthetic import GENERATORS
 
-        X, y = deep_features(args.n, args.d, k, seed=args.seed)
-        desc = f"synthetic deep_features(n={args.n}, d={args.d}, k={k}, seed={args.seed})"
+        X, y = GENERATORS[args.generator](args.n, args.d, k, seed=args.seed)
+        desc = f"synthetic {args.generator}(n={args.n}, d={args.d}, k={k}, seed={args.seed})"
     else:
         from sst2_features import load_features, standardize
 
@@ -186,14 +196,15 @@ def bench_one(args, k):
     print(f"\n=== {desc}: n={n} d={d} k={k}, {args.n_lambdas} lambdas from lam_max={lmax:.6g} "
           f"to {args.min_ratio:g} lam_max, alpha={alpha}", flush=True)
 
-    solvers = [s for s in args.solvers if not (s in ("adelie_binomial", "skglm") and k != 2)]
+    solvers = [s for s in args.solvers if not (s in ("adelie_binomial", "skglm") and k != 2)
+               and not (s == "ours_bound" and k < 3)]
     # glm_saga last: its capped mode warm-starts the tail from the best solution so far
     solvers = sorted(solvers, key=lambda s: s == "glm_saga")
     results: dict[str, PathResult] = {}
     P: dict[str, np.ndarray] = {}
     load = {"start": _loadavg()}
     for name in solvers:
-        if name == "ours":
+        if name.startswith("ours"):
             try:
                 import hf_sparse.solver  # noqa: F401
             except Exception as e:  # noqa: BLE001
@@ -372,6 +383,20 @@ def _glm_saga_on_device(X, y, lambdas, args, k, ours, objective_torch):
 
 # --------------------------------------------------------------------------- main
 
+# The CPU proxies of issue 16 (each: 25 lambdas to 1e-2 lam_max, alpha 0.99, --generator picks the features):
+#   python benchmarks/bench_solver.py --proxy k100 --solvers ours glm_saga --glm-saga-lambdas 6
+#   python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-lambdas 4
+#   python benchmarks/bench_solver.py --proxy k2k10 --solvers ours_newton ours_bound glm_saga
+#   python benchmarks/bench_solver.py --proxy k10 --generator shared48_noisy --solvers ours glm_saga
+#   python benchmarks/bench_solver.py --proxy crossover --solvers ours_newton ours_bound   (where "auto" switches)
+PROXIES = {
+    "k100": dict(k=[100], n=20_000, d=768),
+    "k1000": dict(k=[1000], n=20_000, d=512),
+    "k2k10": dict(k=[2, 10], n=20_000, d=768),
+    "k10": dict(k=[10], n=20_000, d=768),
+    "crossover": dict(k=[100, 300, 1000], n=20_000, d=512),
+}
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,6 +404,11 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--d", type=int, default=768)
     ap.add_argument("--data", choices=["synthetic", "sst2"], default="synthetic")
+    ap.add_argument("--generator", default="deep",
+                    choices=["deep", "highrank", "shared48_noisy", "lowrank_noisy"],
+                    help="synthetic features (benchmarks/synthetic.py GENERATORS)")
+    ap.add_argument("--proxy", choices=sorted(PROXIES),
+                    help="a CPU proxy of issue 16 (sets --k --n --d; 25 lambdas to 1e-2 lam_max, alpha 0.99)")
     ap.add_argument("--sst2-n", type=int, default=5000, help="SST-2 sentences to embed (cached)")
     ap.add_argument("--solvers", nargs="+", default=DEFAULT_SOLVERS, choices=ALL_SOLVERS)
     ap.add_argument("--alpha", type=float, default=0.99)
@@ -409,6 +439,10 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=None, help="JSON results file (default benchmarks/out/)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if args.proxy:
+        for key, value in PROXIES[args.proxy].items():
+            setattr(args, key, value)
+        args.n_lambdas, args.min_ratio, args.alpha = 25, 1e-2, 0.99
 
     import torch
 

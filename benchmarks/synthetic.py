@@ -74,7 +74,8 @@ def _labels(x: torch.Tensor, w: torch.Tensor, scale: float, gen: torch.Generator
     return torch.cat(ys)
 
 
-def _generate(n, d, k, rank, noise, nnz_per_class, snr, seed, device, chunk=65536):
+def _generate(n, d, k, rank, noise, nnz_per_class, snr, seed, device, chunk=65536, label_noise=0.0,
+              shared_features=None):
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     loadings = torch.randn(rank, d, generator=gen, device=device) / math.sqrt(rank)
@@ -86,10 +87,20 @@ def _generate(n, d, k, rank, noise, nnz_per_class, snr, seed, device, chunk=6553
         z = torch.randn(m, rank, generator=gen, device=device)
         x[i:i + m] = _relu_lowrank_chunk(z, loadings, shift, noise, gen)
     _standardize_(x, chunk)
-    w = _sparse_weights(d, k, nnz_per_class, gen, device)
+    if shared_features is None:
+        w = _sparse_weights(d, k, nnz_per_class, gen, device)
+    else:  # every class draws its features from one pool of ``shared_features`` informative columns
+        shared_features = min(shared_features, d)
+        pool = torch.randperm(d, generator=gen, device=device)[:shared_features]
+        w_pool = _sparse_weights(shared_features, k, min(nnz_per_class, shared_features), gen, device)
+        w = torch.zeros(k, d, device=device)
+        w[:, pool] = w_pool
     # normalize the signal so that the logit spread is ~snr regardless of d, k, nnz
     scale = snr / math.sqrt(nnz_per_class * 1.6)
     y = _labels(x, w, scale, gen, chunk)
+    if label_noise > 0:  # a share of the labels replaced by uniformly random classes
+        flip = torch.rand(n, generator=gen, device=device) < label_noise
+        y = torch.where(flip, torch.randint(0, k, (n,), generator=gen, device=device), y)
     return x, y, w * scale
 
 
@@ -111,6 +122,42 @@ def deep_features(n: int = 20_000, d: int = 768, k: int = 2, *, rank: int = 64,
     if return_weights:
         out = out + (w.numpy(),)
     return out
+
+
+def deep_features_variant(n: int = 20_000, d: int = 768, k: int = 10, *, rank: int = 64, noise: float = 0.5,
+                          nnz_per_class: int = 20, shared_features: int | None = None, label_noise: float = 0.0,
+                          snr: float | None = None, seed: int = 0, return_weights: bool = False):
+    """:func:`deep_features` with more knobs: the latent ``rank``, informative columns shared by all
+    classes (``shared_features``: the classes' planted weights all lie in one pool of that many
+    columns) and ``label_noise`` (that share of labels replaced by uniformly random classes).
+
+    Example:
+        >>> X, y = deep_features_variant(2000, 64, 10, rank=256, label_noise=0.2)
+    """
+    if snr is None:
+        snr = 4.0 if k == 2 else 6.0
+    x, y, w = _generate(n, d, k, rank, noise, nnz_per_class, snr, seed, "cpu", label_noise=label_noise,
+                        shared_features=shared_features)
+    out = (x.numpy(), y.numpy().astype(np.int64))
+    if return_weights:
+        out = out + (w.numpy(),)
+    return out
+
+
+# Deep-feature-like generators for the benchmark (``bench_solver.py --generator NAME``):
+# name -> function (n, d, k, seed) -> (X, y)
+GENERATORS = {
+    # the project's generator: rank 64, 20 planted columns per class
+    "deep": lambda n, d, k, seed=0: deep_features(n, d, k, seed=seed),
+    # high-rank features: the latent code has 512 dimensions (rank >= d/2 at d=768): weakly correlated columns
+    "highrank": lambda n, d, k, seed=0: deep_features_variant(n, d, k, rank=512, seed=seed),
+    # 48 informative columns shared by all classes, rank 32, 20% label noise: a dense, noisy end
+    "shared48_noisy": lambda n, d, k, seed=0: deep_features_variant(n, d, k, rank=32, nnz_per_class=20,
+                                                                    shared_features=48, label_noise=0.2,
+                                                                    seed=seed),
+    # low rank (16) and strong label noise (40%): nearly collinear columns, little signal
+    "lowrank_noisy": lambda n, d, k, seed=0: deep_features_variant(n, d, k, rank=16, label_noise=0.4, seed=seed),
+}
 
 
 def planted_sparse(n: int = 1_281_167, d: int = 2048, k: int = 1000, *, rank: int = 256,

@@ -300,6 +300,8 @@ def test_edit_removes_and_reweights_on_standardized_weights(fitted_tiny):
     j, k = model.sparse_head.active_features.tolist()[:2]
     before_logits = model.sparse_head(X)
     n_edits = len(model.config.edits or [])
+    # Recorded here, not left to an earlier test: the edit must report each slice's accuracy before and after.
+    slices = find_error_slices(model, n_slices=2, spotlight_size=0.1)
     try:
         report = model.edit_features(remove=[j], reweight={k: 0.5})
         # Removal = feature held at its mean; reweight scales the standardized term.
@@ -309,7 +311,13 @@ def test_edit_removes_and_reweights_on_standardized_weights(fitted_tiny):
         assert report.before["accuracy"] == pytest.approx(float((before_logits.argmax(1) == y).double().mean()))
         assert report.after["accuracy"] == pytest.approx(float((expected.argmax(1) == y).double().mean()))
         assert report.after["nnz"] == report.before["nnz"] - int((W0[:, j] != 0).sum())
-        assert report.slice_accuracy or "error_slices" not in model.audit_reports
+        where = {r: i for i, r in enumerate(model.fit_data.eval_features.indices.tolist())}
+        assert set(report.slice_accuracy) == {str(sl.rank) for sl in slices}
+        for sl in slices:   # accuracy over the slice's members, by hand, with the logits before and after
+            idx = torch.tensor([where[r] for r in sl.member_indices])
+            hits = lambda logits: float((logits[idx].argmax(1) == y[idx]).double().mean())  # noqa: E731
+            assert report.slice_accuracy[str(sl.rank)] == {"before": pytest.approx(hits(before_logits)),
+                                                          "after": pytest.approx(hits(expected))}
         entry = model.config.edits[-1]
         assert len(model.config.edits) == n_edits + 1
         assert entry["removed"] == [j] and entry["reweighted"] == {str(k): 0.5} and entry["refit"] is False
@@ -389,6 +397,26 @@ def test_every_report_round_trips_through_json(muslim_model, fitted_tiny, tmp_pa
         reports_from_json({"identity": {}})
 
 
+def test_reports_live_beside_their_audits_and_old_imports_still_work():
+    import importlib
+
+    from hf_sparse.audit import report as base
+
+    homes = {"IdentityAuditReport": "identity_report", "SubgroupReport": "subgroup_report",
+             "ErrorSlice": "spotlight_report", "ErrorSliceReport": "spotlight_report", "EditReport": "edit_report",
+             "EditHistory": "edit_report", "FixReport": "fix_report"}
+    for name, module in homes.items():
+        cls = getattr(importlib.import_module(f"hf_sparse.audit.{module}"), name)
+        assert base.report_class(name) is cls and cls.__module__ == f"hf_sparse.audit.{module}"
+        if name != "FixReport":                       # the names report.py held before the split
+            assert getattr(base, name) is cls
+    assert base.DISAGREEMENT_MARGIN == 0.05
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        base.Nope  # noqa: B018
+    with pytest.raises(ValueError, match="unknown audit report type 'Nope'; known types: \\['EditHistory'"):
+        base.report_class("Nope")
+
+
 def test_recorded_reports_are_saved_with_the_model(fitted_tiny, tmp_path):
     model = fitted_tiny
     find_error_slices(model, n_slices=1, spotlight_size=0.1)
@@ -447,6 +475,7 @@ def shortcut(tmp_path_factory):
     return model, ds, SHORTCUT_WORD
 
 
+@pytest.mark.slow  # fine-tunes MiniLM (session fixture): well over 20 s
 def test_planted_shortcut_is_found_and_fixed(shortcut):
     from hf_sparse.audit import balanced_refit, contains_word
 
@@ -529,6 +558,7 @@ def wiki(tmp_path_factory):
     return model, test, test_fuzzed
 
 
+@pytest.mark.slow  # fine-tuned or real-data models (session fixtures): over 20 s
 @pytest.mark.realdata
 def test_wiki_toxicity_subgroup_metrics_on_detected_terms(wiki):
     model, test, test_fuzzed = wiki
@@ -565,6 +595,7 @@ def test_wiki_toxicity_subgroup_metrics_on_detected_terms(wiki):
     assert cached.overall_auc["sparse"] == pytest.approx(reports[0].overall_auc["sparse"], abs=1e-3)
 
 
+@pytest.mark.slow  # fine-tuned or real-data models (session fixtures): over 20 s
 @pytest.mark.realdata
 def test_wiki_toxicity_identity_audit_on_comments_and_twins(wiki):
     model, test, test_fuzzed = wiki
@@ -589,6 +620,7 @@ def test_wiki_toxicity_identity_audit_on_comments_and_twins(wiki):
         assert torch.isfinite(gap).all() and float(gap.max()) < 1.0
 
 
+@pytest.mark.slow  # fine-tuned or real-data models (session fixtures): over 20 s
 @pytest.mark.realdata
 def test_davidson_tweets_subgroup_and_identity_audit(wiki):
     root = _data_dir()
@@ -611,6 +643,7 @@ def test_davidson_tweets_subgroup_and_identity_audit(wiki):
     assert "nigg" not in identity.to_markdown(None, redact=True).lower()
 
 
+@pytest.mark.slow  # fine-tuned or real-data models (session fixtures): over 20 s
 @pytest.mark.realdata
 def test_sst2_identity_audit_with_the_sentiment_model(shortcut):
     root = _data_dir()

@@ -496,8 +496,14 @@ def test_usage_errors_are_one_line(capsys):
 def test_demo_summary_headline():
     from hf_sparse.cli.demo import headline
 
-    lines = headline({"points": 30, "seconds": 1.23456, "selected": {"features_per_class": [5, 5], "val_accuracy": 0.91234}})
-    assert lines == ["  points    30", "  seconds   1.235", "  selected  features_per_class 5, 5, val_accuracy 0.9123"]
+    lines = headline({"points": 30, "seconds": 1.23456, "selected": {"features_per_class": [5, 5], "val_accuracy": 0.91234},
+                      "worst_slice": None})
+    assert lines == ["  summary      value",
+                     "  -----------  " + "-" * 44,  # the widest value: 44 characters
+                     "  points       30",
+                     "  seconds      1.235",
+                     "  selected     features_per_class 5, 5, val_accuracy 0.9123",
+                     "  worst slice  –"]
 
 
 def test_data_sources_and_splits(tmp_path, datasets_cache):

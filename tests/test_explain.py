@@ -55,6 +55,25 @@ def test_explanation_prints_and_renders_escaped_html(described):
     assert exp.to_dict()["contributions"][0]["feature"] == exp.contributions[0].feature
 
 
+
+def test_explanation_text_is_a_table_with_numbers_lined_up():
+    from hf_sparse.explain.explanation import Contribution, Explanation
+
+    exp = Explanation(input="a witty film", prediction="positive", prediction_id=1,
+                      probabilities={"negative": 0.03, "positive": 0.97}, bias=-0.1, logit=2.0,
+                      contributions=[Contribution(17, 2.31, 0.91, 2.1021, "words: witty"),
+                                     Contribution(1203, 12.5, -0.04, -0.5, "")])
+    assert str(exp).splitlines() == [
+        "input: a witty film",
+        "prediction: positive (p=0.970)",
+        "probabilities: negative 0.030, positive 0.970",
+        "logit of positive = +2.000 = bias -0.100 + the contributions below",
+        "feature   value  weight  contrib  what drives it",
+        "-------  ------  ------  -------  --------------",
+        "     17   2.310   0.910   +2.102  words: witty",
+        "   1203  12.500  -0.040   -0.500",
+    ]
+
 def test_class_features_shares_match_a_hand_computation(described):
     model = described
     X = model.fit_data.eval_features.features.float()

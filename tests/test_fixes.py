@@ -52,6 +52,14 @@ def test_balanced_weights_give_every_cell_the_same_total():
         [0.8, 0.8, 0.8, 0.8, 4 / 3, 4 / 3, 0.8, 4 / 3])
 
 
+def test_balanced_weights_keep_base_weights_in_proportion():
+    # cells (0, 1): rows 0, 1 with base 1 and 3; (1, 1): row 2 with base 2. n=3, 2 cells: each cell totals 1.5.
+    w = group_balanced_weights([0, 0, 1], [1, 1, 1], base_weight=[1.0, 3.0, 2.0])
+    assert w.tolist() == pytest.approx([1.5 * 1 / 4, 1.5 * 3 / 4, 1.5])
+    with pytest.raises(ValueError, match="3 non-negative weights"):
+        group_balanced_weights([0, 0, 1], [1, 1, 1], base_weight=[1.0, -1.0, 1.0])
+
+
 def test_balanced_weights_refuse_bad_input():
     with pytest.raises(ValueError, match="3 entries for 2 examples"):
         group_balanced_weights([0, 1, 1], [0, 1])
@@ -119,6 +127,26 @@ def test_contains_word_and_identity_swaps():
     swaps = identity_swaps({"religion": ["muslim", "christian", "jewish"]})
     assert swaps("My Muslim neighbour is kind.") == ["My Christian neighbour is kind.", "My Jewish neighbour is kind."]
     assert swaps("nothing to swap here") == []
+
+
+def test_identity_swaps_across_groups_break_the_link_both_ways():
+    groups = {"orientation": ["gay", "lesbian"]}
+    others = {"religion": ["muslim", "christian", "jewish"], "age": ["old", "young"]}
+    swaps = identity_swaps(groups, across_groups=True, others=others, per_group=2, seed=3)
+    out = swaps("You are so gay.")
+    assert len(out) == 2 and all(t.startswith("You are so ") and "gay" not in t for t in out)
+    assert {t.split()[-1].rstrip(".") for t in out} <= {"muslim", "christian", "jewish", "old", "young"}
+    assert swaps("You are so gay.") == out  # the same text always gets the same swaps
+    back = swaps("My Christian neighbour")
+    assert sorted(back) == ["My Gay neighbour", "My Lesbian neighbour"]  # both named terms, case kept
+    assert swaps("nothing to swap") == []
+    assert identity_swaps(groups, across_groups=True, others=others, per_group=5)("so gay") != []
+    with pytest.raises(ValueError, match="needs groups="):
+        identity_swaps(across_groups=True)
+    with pytest.raises(ValueError, match="other groups to swap with"):
+        identity_swaps(groups, across_groups=True, others=groups)
+    with pytest.raises(ValueError, match="per_group must be at least 1"):
+        identity_swaps(groups, across_groups=True, others=others, per_group=0)
 
 
 # ----------------------------------------------------------------------------------------------- a known shortcut
@@ -260,6 +288,18 @@ def test_cli_fit_with_a_group_column_runs_the_fix_and_records_it(tmp_path, capsy
                  "--no-progress", "-o", str(tmp_path / "out2")])
     assert code == 2 and not (tmp_path / "out2").exists()
     assert "--balance groups needs --groups COLUMN or --group-word WORD" in capsys.readouterr().err
+    code = main(["fit", str(folder), str(data), "--features-per-class", "2", "--swap-across-groups", "--no-describe",
+                 "--no-progress", "-o", str(tmp_path / "out3")])
+    assert code == 2 and "add --augment-identity GROUPS" in capsys.readouterr().err
+
+    with data.open("a", newline="") as f:  # a few texts that mention identity terms
+        csv.writer(f).writerows([["my gay friend is good", 1, "none"], ["a christian film, dull", 0, "none"]] * 5)
+    code = main(["fit", str(folder), str(data), "--validation-size", "0.3", "--features-per-class", "2",
+                 "--augment-identity", "sexual_orientation", "--swap-across-groups", "--no-describe", "--no-progress",
+                 "-o", str(tmp_path / "out4")])
+    assert code == 0 and "counterfactual augmentation" in capsys.readouterr().out
+    training = json.loads((tmp_path / "out4" / "config.json").read_text())["selection"]["training"]
+    assert training["augmented_examples"] > 0
 
 
 def test_counterfactual_augmentation_adds_encoded_twins_with_the_original_labels(shortcut_model, monkeypatch):
@@ -293,6 +333,48 @@ def test_counterfactual_augmentation_adds_encoded_twins_with_the_original_labels
     assert report.method == "counterfactual augmentation"
     assert report.after["worst_group_accuracy"] > 0.8 > 0.1 > report.before["worst_group_accuracy"]
     assert any("counterfactual training examples" in n for n in report.notes)
+
+
+def test_counterfactuals_share_their_source_weight_and_are_encoded_once(shortcut_model, monkeypatch):
+    """A text and its counterfactuals share the text's weight (versions of one example must not multiply it), and a
+    second fix reuses the features of counterfactuals already encoded."""
+    import hf_sparse.solver as solver
+
+    model = shortcut_model
+    X_train = model.fit_data.train_features.features
+    n = X_train.shape[0]
+    encoded = []
+
+    def encode(texts, batch_size=32, max_length=None):
+        encoded.extend(texts)
+        return torch.stack([X_train[int(t.split()[-1])] * 0.5 for t in texts])
+
+    monkeypatch.setattr(model, "encode", encode)
+    seen_weights = []
+    real_fit_path = solver.fit_path
+
+    def spy(*args, **kwargs):
+        seen_weights.append(kwargs.get("sample_weight"))
+        return real_fit_path(*args, **kwargs)
+
+    monkeypatch.setattr(solver, "fit_path", spy)
+
+    def two_twins_for_even_rows(text):  # rows 0, 2, 4...: two counterfactuals each; odd rows: none
+        i = int(text.split()[-1])
+        return [f"twin a {i}", f"twin b {i}"] if i % 2 == 0 else []
+
+    balanced_refit(model, balance=None, augment=two_twins_for_even_rows, eval_groups="attribute")
+    rows = model.fit_data.train_features.indices.tolist()
+    n_even = sum(1 for r in rows if int(model.fit_data.train_dataset[model.fit_data.text_column][r].split()[-1]) % 2 == 0)
+    w = torch.as_tensor(seen_weights[-1], dtype=torch.float64)
+    assert w.shape[0] == n + 2 * n_even
+    # hand computation: each even row and its two twins weigh 1/3 each, each odd row 1; the total stays n
+    assert sorted(set(round(v, 9) for v in w.tolist())) == [round(1 / 3, 9), 1.0]
+    assert float(w.sum()) == pytest.approx(n)
+    first = len(encoded)
+    assert first == 2 * n_even
+    balanced_refit(model, balance=None, augment=two_twins_for_even_rows, eval_groups="attribute", features_per_class=1)
+    assert len(encoded) == first  # nothing encoded twice
 
 
 def test_collapsed_features_are_recorded_and_named_in_the_card(shortcut_model):

@@ -29,7 +29,7 @@ from hf_sparse import SparseHeadForImageClassification, SparseHeadForSequenceCla
 from hf_sparse.features import FeatureSet, extract_features  # noqa: E402
 from hf_sparse.features.cache import DamagedCacheError, FeatureCache, feature_schema, make_batch  # noqa: E402
 from hf_sparse.modeling import CheckpointError  # noqa: E402
-from hf_sparse.modeling.constants import MANIFEST_NAME  # noqa: E402
+from hf_sparse.constants import MANIFEST_NAME  # noqa: E402
 
 N_ROWS, SHARD, BATCH = 20, 8, 4
 SHARD0 = "shard-000000000000-000000000008.arrow"

@@ -25,7 +25,7 @@ from hf_sparse import (  # noqa: E402
     SparseLinear,
 )
 from hf_sparse.modeling import CheckpointError, UnsupportedModelError  # noqa: E402
-from hf_sparse.modeling.constants import HEAD_WEIGHTS_NAME, MANIFEST_NAME, WEIGHTS_NAME  # noqa: E402
+from hf_sparse.constants import HEAD_WEIGHTS_NAME, MANIFEST_NAME, WEIGHTS_NAME  # noqa: E402
 
 from _tiny_models import IMAGE_ARCHS, SENTENCES, TEXT_ARCHS, WORDS, save_image_classifier, save_text_classifier, text_config  # noqa: E402
 from _tiny_models import random_sparse_head  # noqa: E402

@@ -11,8 +11,8 @@ from hf_sparse.solver import newton
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.softmax_hessian import SoftmaxHessian, coupled_hessian, coupled_hessian_rows, gram
 
+from solver_helpers import RTOL, make_data, suboptimality
 from solver_reference import fista, standardize, targets
-from test_solver import RTOL, make_data, suboptimality
 
 
 def _setup(seed=0, n=200, d=9, k=4):

@@ -6,50 +6,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import ElasticNet as SkElasticNet
-from sklearn.linear_model import LogisticRegression, MultiTaskElasticNet
+from sklearn.linear_model import MultiTaskElasticNet
 
 from hf_sparse.solver import RegularizationPath, fit_path
 
-from solver_reference import fista, objective, standardize, targets, to_standardized
-
-ALPHA = 0.9  # a strong L2 part keeps the references' convergence quick; 0.99 is tested too
-RTOL = 1e-6  # required relative suboptimality
-
-
-def make_data(family, n=300, d=12, k=3, seed=0):
-    rng = np.random.default_rng(seed)
-    latent = rng.standard_normal((n, 4))
-    X = np.maximum(latent @ rng.standard_normal((4, d)) + 0.7 * rng.standard_normal((n, d)), 0)
-    X = X * rng.uniform(0.5, 3, d) + rng.uniform(-1, 2, d)  # raw scale: the solver standardizes
-    Wt = rng.standard_normal((k, d)) * (rng.random((k, d)) < 0.3)
-    Z = standardize(X)[0] @ Wt.T + 0.5 * rng.standard_normal((n, k))
-    if family == "multinomial":
-        y = Z.argmax(1)
-    elif family == "multilabel":
-        y = (Z > 0.3).astype(np.float64)
-    else:
-        y = Z
-    return X.astype(np.float32), y
-
-
-def suboptimality(path, X, y, family, k, i, reference, group=False, weights=None):
-    Xs, mean, std = standardize(X)
-    Y = targets(y, family, k)
-    p = path[i]
-    W, b = to_standardized(p.weight.numpy(), p.bias.numpy(), mean, std)
-    ours = objective(Xs, Y, W, b, p.lam, path.alpha, family, group, weights)
-    ref = objective(Xs, Y, *reference, p.lam, path.alpha, family, group, weights)
-    return (ours - ref) / abs(ref)
-
-
-def sklearn_logistic(Xs, y, lam, alpha, weights=None):
-    """The same objective through scikit-learn's saga (C = 1 / (lam * sum of weights))."""
-    n = len(y)
-    total = n if weights is None else float(np.sum(weights))
-    model = LogisticRegression(l1_ratio=alpha, C=1 / (lam * total), solver="saga", tol=1e-13,
-                               max_iter=200_000)
-    model.fit(Xs, y, sample_weight=weights)
-    return model.coef_, model.intercept_
+from solver_helpers import ALPHA, RTOL, make_data, sklearn_logistic, suboptimality
+from solver_reference import fista, standardize, targets
 
 
 @pytest.mark.parametrize("group", [False, True])
@@ -78,6 +40,7 @@ def test_objective_matches_float64_reference(family, group):
         assert path[i].metrics["gap"] <= 1e-8
 
 
+@pytest.mark.slow  # ~35 s on the shared 2-core box
 def test_float32_default_reaches_tolerance_at_alpha_099():
     X, y = make_data("multinomial", n=600, d=20, k=4, seed=3)
     path = fit_path(X, y, n_lambdas=10, lambda_min_ratio=0.01)  # float32, alpha 0.99, tol 1e-6

@@ -21,8 +21,8 @@ from hf_sparse.solver.design import Design
 from hf_sparse.solver.fit import _PathFitter
 from hf_sparse.solver.problem import Problem
 
+from solver_helpers import sklearn_logistic
 from solver_reference import objective, standardize, targets, to_standardized
-from test_solver import sklearn_logistic
 
 
 def signal_data(n=400, d=6, seed=0):

@@ -15,7 +15,8 @@
   return a before/after `FixReport` (worst-group accuracy, log-loss, features changed).
 
 Each report is recorded on the model (`model.audit_reports`), renders as Markdown for the model card, and round
-trips through JSON (`reports_to_json` / `reports_from_json`).
+trips through JSON (`reports_to_json` / `reports_from_json`). Each report class lives beside its audit
+(`identity_report.py` next to `identity.py`, ...); `report.py` holds what they share.
 
 Example:
     >>> from hf_sparse.audit import identity_audit, subgroup_metrics, find_error_slices
@@ -24,23 +25,17 @@ Example:
     >>> model.edit_features(remove=[12, 301])                             # returns a before/after report
 """
 
-from .identity import identity_audit
+from .edit_report import EditHistory, EditReport
 from .fix_report import FixReport
 from .fixes import balanced_refit, head_figures
 from .group_makers import contains_word, identity_swaps
+from .identity import identity_audit
+from .identity_report import IdentityAuditReport
+from .report import reports_from_json, reports_to_json
+from .spotlight_report import ErrorSlice, ErrorSliceReport
+from .subgroup_report import SubgroupReport
+from ..text_safety import escape_markdown, redact_text
 from .token_features import features_with_word
-from .report import (
-    EditHistory,
-    EditReport,
-    ErrorSlice,
-    ErrorSliceReport,
-    IdentityAuditReport,
-    SubgroupReport,
-    escape_markdown,
-    redact_text,
-    reports_from_json,
-    reports_to_json,
-)
 from .spotlight import find_error_slices
 from .subgroup import bias_aucs, final_bias_score, generalized_mean, subgroup_metrics
 from .terms import AMBIGUOUS_TERMS, IDENTITY_TERMS, TEMPLATES, fill_template, find_terms, swap_terms

@@ -16,11 +16,14 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .report import REPORT_CLASSES, _figure, _fmt, _image, _md_table, _Report, _save, _text_table, escape_markdown
+from ..tables import fmt, markdown_table, text_table
+from ..text_safety import escape_markdown
+from .report import _image, _Report, register
 
 _METRICS = (("accuracy", "accuracy"), ("loss", "log-loss"), ("worst_group_accuracy", "worst-group accuracy"))
 
 
+@register
 @dataclass
 class FixReport(_Report):
     """Before/after figures of one fix, measured on `split` (`n_examples` rows).
@@ -84,11 +87,11 @@ class FixReport(_Report):
         text = (f"Fix {self.index}: {self.method} — {self.description}\n"
                 f"Measured on {self.split} ({self.n_examples} examples)"
                 + (f"; took {self.seconds:.1f} s" if self.seconds is not None else "") + "\n")
-        text += _text_table(["metric", "before", "after"], self._rows())
+        text += text_table(["metric", "before", "after"], self._rows())
         text += f"\nfeatures {self._features_line()}"
         if self._audit_rows():
-            text += "\n\n" + _text_table(["group", "flip rate before", "after", "mean |dp| before", "after"],
-                                         self._audit_rows())
+            text += "\n\n" + text_table(["group", "flip rate before", "after", "mean |dp| before", "after"],
+                                        self._audit_rows())
         if self.notes:
             text += "\n" + "\n".join(f"note: {n}" for n in self.notes)
         return text
@@ -98,10 +101,10 @@ class FixReport(_Report):
         parts = [f"### Fix {self.index}: {escape_markdown(self.method)}", "",
                  f"{escape_markdown(self.description)}. Measured on the {escape_markdown(self.split)} split "
                  f"({self.n_examples} examples).", "",
-                 _md_table(["metric", "before", "after"], self._rows(), redact=redact), "",
+                 markdown_table(["metric", "before", "after"], self._rows(), redact=redact), "",
                  f"Features {escape_markdown(self._features_line())}."]
         if self._audit_rows():
-            parts += ["", _md_table(["identity group", "flip rate before", "flip rate after", "mean |dp| before",
+            parts += ["", markdown_table(["identity group", "flip rate before", "flip rate after", "mean |dp| before",
                                      "mean |dp| after"], self._audit_rows())]
         parts += [f"\n{escape_markdown(n)}" for n in self.notes]
         return "\n".join(parts) + _image(asset_dir, self.plot_name, "Accuracy before and after the fix")
@@ -112,25 +115,17 @@ class FixReport(_Report):
                 if "accuracy" in label and b is not None and a is not None]
         if not rows:
             return []
-        fig, ax = _figure(900, 120 + 40 * len(rows))
-        ys = range(len(rows))
-        ax.barh([y + 0.2 for y in ys], [r[1] for r in rows], height=0.4, color="tab:gray", label="before")
-        ax.barh([y - 0.2 for y in ys], [r[2] for r in rows], height=0.4, color="tab:green", label="after")
-        ax.set_yticks(list(ys), [r[0][:60] for r in rows])
-        ax.invert_yaxis()
-        ax.set_xlim(0, 1)
-        ax.set_xlabel(f"accuracy ({self.split})")
-        ax.legend(loc="lower right")
-        ax.set_title(f"Fix {self.index}: {self.method}"[:100])
-        return [_save(fig, directory, self.plot_name)]
+        from ..plotting import before_after_bars
+
+        return [before_after_bars(directory, self.plot_name, [r[0] for r in rows], [r[1] for r in rows],
+                                  [r[2] for r in rows], xlabel=f"accuracy ({self.split})",
+                                  title=f"Fix {self.index}: {self.method}")]
 
     def summary_line(self) -> str:
         """One line for lists: the fix and its main figures."""
         bits = [f"{self.method}: {self.description}"]
         for key, label in _METRICS:
             if self.before.get(key) is not None and self.after.get(key) is not None:
-                bits.append(f"{label} {_fmt(self.before[key])} → {_fmt(self.after[key])}")
+                bits.append(f"{label} {fmt(self.before[key])} → {fmt(self.after[key])}")
         return "; ".join(bits)
 
-
-REPORT_CLASSES[FixReport.__name__] = FixReport

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from hf_sparse.modeling.editing import slice_accuracies
+from hf_sparse.audit.edits import slice_accuracies
 from hf_sparse.modeling.fitting import cell_groups, family_for, head_metrics, prepare_labels, reusable_groups
 from hf_sparse.modeling.groups import resolve_groups
 from hf_sparse.solver.balance import group_accuracy
@@ -34,18 +34,18 @@ from .report import _clean, record_report
 
 def _measurement_data(model, dataset, dataset_groups, batch_size, max_length):
     """(X, y, cells or None, rows or None, split): the data a fix is measured on."""
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     family = family_for(model.config)
     names = {int(i): str(n) for i, n in (model.config.id2label or {}).items()}
     if dataset is not None:
         text_column = fit.text_column if fit else "text"
         label_column = fit.label_column if fit else "label"
-        column = text_column if model._modality == "text" else (fit.image_column if fit else "image")
+        column = text_column if model.modality == "text" else (fit.image_column if fit else "image")
         X = model.encode(list(dataset[column]), batch_size=batch_size, max_length=max_length)
         y = prepare_labels(list(dataset[label_column]), model.config, family, "dataset")
         cells = None
         if dataset_groups is not None:
-            g = resolve_groups(dataset_groups, dataset, range(len(dataset)), modality=model._modality,
+            g = resolve_groups(dataset_groups, dataset, range(len(dataset)), modality=model.modality,
                                text_column=text_column, image_column=fit.image_column if fit else "image",
                                where="dataset_groups")
             cells = cell_groups(g, y, names)
@@ -54,7 +54,7 @@ def _measurement_data(model, dataset, dataset_groups, batch_size, max_length):
     y = prepare_labels(feats.labels, model.config, family, "cached features")
     cells = None
     if dataset_groups is not None:
-        g = resolve_groups(dataset_groups, fit.dataset, feats.indices, modality=model._modality,
+        g = resolve_groups(dataset_groups, fit.dataset, feats.indices, modality=model.modality,
                            text_column=fit.text_column, image_column=fit.image_column, where="eval_groups")
         cells = cell_groups(g, y, names)
     return feats.features.float(), y, cells, feats.indices, "eval" if fit.eval_features is not None else "train"
@@ -144,7 +144,7 @@ def balanced_refit(
     if groups is None and augment is None and balance not in (None, "labels"):
         raise ValueError("balanced_refit needs groups= (a column, values, or a function such as "
                          "contains_word('tuesday')) for balance='groups', or augment=.")
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     if fit is None:
         raise ValueError("balanced_refit works on the features cached by fit_sparse_head: call "
                          "model.fit_sparse_head(train_dataset, eval_dataset, ...) first.")
@@ -155,7 +155,7 @@ def balanced_refit(
     measure_groups = dataset_groups if dataset is not None else eval_groups
     X, y, cells, rows, split = _measurement_data(model, dataset, measure_groups, batch_size, max_length)
     family = family_for(model.config)
-    identity = (getattr(model, "audit_reports", None) or {}).get("identity")
+    identity = model.audit_reports.get("identity")
     if identity is not None and getattr(identity, "_cache", None) is None:
         identity = None
 

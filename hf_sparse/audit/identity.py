@@ -1,11 +1,12 @@
 """Identity-term perturbation audit (counterfactual token fairness, Garg et al. 2019), sparse and dense heads together.
 
-A *frame* is one sentence with an identity slot and the group whose terms fill it: a template from
-`hf_sparse.audit.terms` (or yours) with every term of a group, or a real text (`texts=`) in which the group's terms
-were found and swapped for each of the group's terms (gendered nouns: every one flipped to its female, then its male
-counterpart, "my father and his sons" -> "my mother and his daughters"). Adjective groups fill `TEMPLATES`, person
-groups (first names by race and gender, gendered nouns and pronouns) fill `PERSON_TEMPLATES`. In each frame the
-probability of the audited label is compared across the terms, for every head in `heads` on the same features:
+A *frame* (`identity_frames.py` builds them) is one sentence with an identity slot and the group whose terms fill
+it: a template from `hf_sparse.audit.terms` (or yours) with every term of a group, or a real text (`texts=`) in which
+the group's terms were found and swapped for each of the group's terms (gendered nouns: every one flipped to its
+female, then its male counterpart, "my father and his sons" -> "my mother and his daughters"). Adjective groups fill
+`TEMPLATES`, person groups (first names by race and gender, gendered nouns and pronouns) fill `PERSON_TEMPLATES`.
+This module scores them: in each frame the probability of the audited label is compared across the terms, for every
+head in `heads` on the same features:
 
 - **change (dp)** of a term = its probability minus the mean probability over all the group's terms in the same
   frame (the reference: no term is privileged, and the changes of a frame add up to zero);
@@ -33,54 +34,27 @@ Example:
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from . import scoring
-from .report import (
-    CONTRAST_INTERVAL,
-    DISAGREEMENT_MARGIN,
-    SIGN_MIN,
-    IdentityAuditReport,
-    find_disagreements,
-    paired_contrast,
-    record_report,
-    resolve_contrast_side,
+from .contrasts import CONTRAST_INTERVAL, DISAGREEMENT_MARGIN, SIGN_MIN, find_disagreements, paired_contrast
+from .identity_frames import (  # noqa: F401  (SWAP_AMBIGUOUS_HOW stays importable from here)
+    SWAP_AMBIGUOUS_HOW,
+    Frame,
+    audited_term_sets,
+    no_terms_message,
+    resolve_contrasts,
+    template_frames,
+    text_frames,
 )
-from .terms import (
-    AMBIGUOUS_TERMS,
-    DEFAULT_CONTRASTS,
-    PERSON_GROUPS,
-    PROJECT_GROUPS,
-    TERM_SETS,
-    detected_groups,
-    fill_template,
-    find_terms,
-    flip_gender_nouns,
-    gender_counterparts,
-    group_kind,
-    resolve_groups,
-    swap_terms,
-    template_kind,
-    template_texts,
-)
+from .identity_report import IdentityAuditReport
+from .report import record_report
+from .terms import PERSON_GROUPS, resolve_groups, template_texts
 
 REFERENCE = "the mean over the group's terms in the same sentence"
 CONTRIBUTION = "feature value times its weight in the target margin (target logit minus the mean of the others)"
-SWAP_AMBIGUOUS_HOW = ("Pass swap_ambiguous=True to swap them everywhere (\"a black cat\" too); by default they are "
-                      "swapped only before a word for people (\"black people\").")
-
-
-@dataclass
-class _Frame:
-    group: str
-    source: str          # the template, or the original text
-    terms: list[str]
-    rows: list[int]      # row of each term's text in the encoded batch
-    original: str | None = None
-    source_id: int = 0   # the template's or text's position: frames of one sentence share it (contrasts pair on it)
 
 
 @dataclass
@@ -88,76 +62,10 @@ class _AuditCache:
     """What `rescore` and `report.contrast` need: the features, frames, texts, settings and each head's P(target)."""
 
     X: torch.Tensor
-    frames: list
-    batch: list
+    frames: list[Frame]
+    batch: list[str]
     settings: dict
     probs: dict | None = None
-
-
-def _fills(group: str, kind: str, user_templates: bool) -> bool:
-    """Whether `group` fills templates of `kind`: the project's groups their own kind; groups of your own every
-    template you give, or the adjective templates by default."""
-    if group in PROJECT_GROUPS:
-        return group_kind(group) == kind
-    return user_templates or kind == "term"
-
-
-def _template_frames(groups: dict, templates: list[str], user_templates: bool) -> tuple[list[_Frame], list[str]]:
-    texts: dict[str, int] = {}
-    frames = []
-    for source_id, template in enumerate(templates):
-        kind = template_kind(template)
-        for group, terms in groups.items():
-            if not _fills(group, kind, user_templates):
-                continue
-            rows = [texts.setdefault(fill_template(template, t), len(texts)) for t in terms]
-            frames.append(_Frame(group, template, list(terms), rows, source_id=source_id))
-    return frames, list(texts)
-
-
-def _text_frames(groups: dict, texts: list[str], swap_ambiguous: bool):
-    """Frames of real texts, and {"n_texts", "terms"} of the ambiguous adjectives left unswapped."""
-    need_person = not swap_ambiguous
-    batch: dict[str, int] = {}
-    frames = []
-    left_texts, left_terms = 0, Counter()
-    for source_id, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts must be strings; got {type(text).__name__}")
-        found = detected_groups(text, groups, ambiguous_need_person=need_person)
-        for group, present in found.items():
-            pairs = [gender_counterparts(t) for t in present]
-            if group == "gender_nouns" and all(pairs):
-                terms = list(pairs[0])  # (female, male) of the first noun found
-                variants = [flip_gender_nouns(text, side, group, groups, ambiguous_need_person=need_person)
-                            for side in ("female", "male")]
-            else:
-                terms = list(groups[group])
-                variants = [swap_terms(text, group, t, groups, ambiguous_need_person=need_person) for t in terms]
-            rows = [batch.setdefault(v, len(batch)) for v in variants]
-            frames.append(_Frame(group, text, terms, rows, original=present[0], source_id=source_id))
-        if not swap_ambiguous:
-            swapped = {(m.start, m.end) for m in find_terms(text, groups)}
-            left = [m.term for m in find_terms(text, groups, ambiguous_need_person=False)
-                    if m.term.lower() in AMBIGUOUS_TERMS and (m.start, m.end) not in swapped]
-            if left:
-                left_texts += 1
-                left_terms.update(left)
-    unswapped = {"n_texts": left_texts, "terms": dict(left_terms.most_common()), "how": SWAP_AMBIGUOUS_HOW}
-    return frames, list(batch), (unswapped if not swap_ambiguous else None)
-
-
-def _no_terms_message(groups: dict, texts: list, unswapped: dict | None) -> str:
-    searched = "; ".join(f"{g} ({', '.join(ts[:3])}{', ...' if len(ts) > 3 else ''})" for g, ts in groups.items())
-    msg = f"None of the {len(texts)} texts contains an identity term of the groups searched: {searched}."
-    if unswapped and unswapped["n_texts"]:
-        msg += (f" {unswapped['n_texts']} of them hold ambiguous adjectives ({', '.join(unswapped['terms'])}) not "
-                f"before a word for people: pass swap_ambiguous=True to swap those.")
-    others = sorted(set(PROJECT_GROUPS) - set(groups))
-    msg += (" Pass other texts, or groups= with the terms they use: a dict of your own, e.g. "
-            "groups={'my_group': ['first term', 'second term']}"
-            + (f", or the project's other groups by name ({others})." if others else "."))
-    return msg
 
 
 def _default_heads(model) -> tuple[str, ...]:
@@ -186,52 +94,6 @@ def _resolve_heads(model, heads, head) -> list[str]:
     if "dense" in heads and getattr(model, "dense_head", None) is None:
         raise ValueError("This model keeps no dense head: audit heads=('sparse',).")
     return heads
-
-
-def _term_sets(groups: dict) -> dict:
-    """The project's term sets whose group is audited, restricted to the audited terms."""
-    out = {}
-    for name, spec in TERM_SETS.items():
-        terms = [t for t in spec["terms"] if t in groups.get(spec["group"], [])]
-        if terms:
-            out[name] = {"group": spec["group"], "terms": terms}
-    return out
-
-
-def _resolve_contrasts(contrasts, term_sets: dict, groups: dict, frames: list) -> list[tuple]:
-    """[(label_a, pairs_a, label_b, pairs_b)]: the defaults whose sets are audited and share frames, then yours
-    (checked: each side must resolve, and the two must share at least one frame)."""
-    out, seen = [], set()
-    sources = {}
-    for f in frames:
-        for t in f.terms:
-            sources.setdefault((f.group, t), set()).add(f.source_id)
-
-    def shared(pa, pb):
-        sa = set().union(*(sources.get(tuple(p), set()) for p in pa)) if pa else set()
-        sb = set().union(*(sources.get(tuple(p), set()) for p in pb)) if pb else set()
-        return bool(sa & sb)
-
-    for a, b in DEFAULT_CONTRASTS:
-        if a in term_sets and b in term_sets:
-            la, pa = resolve_contrast_side(a, term_sets, groups)
-            lb, pb = resolve_contrast_side(b, term_sets, groups)
-            if shared(pa, pb):
-                out.append((la, pa, lb, pb))
-                seen.add((la, lb))
-    for item in contrasts or ():
-        if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise ValueError(f"contrasts must be pairs (A, B), e.g. [('names_female', 'names_male')]; got {item!r}")
-        la, pa = resolve_contrast_side(item[0], term_sets, groups)
-        lb, pb = resolve_contrast_side(item[1], term_sets, groups)
-        if not shared(pa, pb):
-            raise ValueError(f"contrast {la!r} - {lb!r}: the two sides never appear in the same sentence frame "
-                             "(adjective groups fill other templates than names and gendered nouns, and in texts= mode "
-                             "a text holds only the groups found in it).")
-        if (la, lb) not in seen:
-            out.append((la, pa, lb, pb))
-            seen.add((la, lb))
-    return out
 
 
 def identity_audit(
@@ -287,13 +149,13 @@ def identity_audit(
     unswapped = None
     if texts is not None:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        frames, batch, unswapped = _text_frames(groups, texts, bool(swap_ambiguous))
+        frames, batch, unswapped = text_frames(groups, texts, bool(swap_ambiguous))
         mode, used_templates = "texts", None
         if not frames:
-            raise ValueError(_no_terms_message(groups, texts, unswapped))
+            raise ValueError(no_terms_message(groups, texts, unswapped))
     else:
         used_templates = template_texts(templates)
-        frames, batch = _template_frames(groups, used_templates, user_templates=templates is not None)
+        frames, batch = template_frames(groups, used_templates, user_templates=templates is not None)
         mode = "templates"
         unfilled = [g for g in groups if not any(f.group == g for f in frames)]
         if not frames:
@@ -303,8 +165,8 @@ def identity_audit(
         if unfilled:
             notes.append(f"groups with no template of their kind, not audited: {', '.join(unfilled)} (person groups "
                          "need a {person} slot, adjective groups a {term} slot).")
-    term_sets = _term_sets(groups)
-    resolved = _resolve_contrasts(contrasts, term_sets, groups, frames)
+    term_sets = audited_term_sets(groups)
+    resolved = resolve_contrasts(contrasts, term_sets, groups, frames)
     X = model.encode(batch, batch_size=batch_size, max_length=max_length)
     meta = {"n_source_texts": len(texts) if texts is not None else None, "ambiguous_unswapped": unswapped,
             "swap_ambiguous": bool(swap_ambiguous) if texts is not None else None, "notes": notes}

@@ -31,7 +31,8 @@ from collections import Counter
 import torch
 
 from . import scoring
-from .report import ErrorSlice, ErrorSliceReport, record_report
+from .report import record_report
+from .spotlight_report import ErrorSlice, ErrorSliceReport
 
 _BISECTION_STEPS = 50
 
@@ -120,7 +121,7 @@ def _data(model, dataset, features, labels, texts, text_column, label_column, ba
         y = prepare_labels(labels, model.config, family, "labels")
         rows = torch.arange(X.shape[0])
         return X, y, rows, (list(texts) if texts is not None else None), "given features"
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     if dataset is not None:
         from .subgroup import _column
 

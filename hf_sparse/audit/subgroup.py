@@ -32,7 +32,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from . import scoring
-from .report import SubgroupReport, record_report
+from .report import record_report
+from .subgroup_report import SubgroupReport
 from .terms import find_terms, resolve_groups
 
 METRICS = ("subgroup_auc", "bpsn_auc", "bnsp_auc")
@@ -246,7 +247,7 @@ def subgroup_metrics(
         ids, target_name = scoring.target_ids(model, target_label)
         label2id = model.config.label2id
         if dataset is None:  # the cached evaluation features, in their own row order
-            fit = getattr(model, "fit_data", None)
+            fit = model.fit_data
             if fit is None:
                 raise ValueError("Pass dataset= (texts and labels): this model holds no cached data from fit_sparse_head.")
             rows = fit.features.indices.tolist()

@@ -111,7 +111,7 @@ def features_with_word(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
     data = cached_rows(model, split, caller="features_with_word")
-    if model._modality != "text":
+    if model.modality != "text":
         raise TypeError("features_with_word needs a text model")
     pattern = _word_pattern(word)
     text_column = model.fit_data.text_column

@@ -17,6 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from ..tables import Markdown, markdown_table
 from ..text_safety import escape_markdown, excerpt, visible_text
 
 ASSETS_DIR = "card_assets"
@@ -102,8 +103,26 @@ def _class_rows(model, tables, descriptions, redact_text, n_snippets, images=Tru
                     examples = f"{len(pictures)} images below"
             rows.append({"feature": f.feature, "weight": f"{f.weight:+.3f}", "drivers": drivers or "–",
                          "share": "n/a" if f.share is None else f"{f.share:.0%}", "examples": examples or "–"})
-        out.append({"label": escape_markdown(table.label), "bias": f"{table.bias:+.3f}", "rows": rows, "grids": grids})
+        markdown = markdown_table(
+            ["feature", "weight", "share", "what drives it", "most activating examples"],
+            [[r["feature"], r["weight"], r["share"], Markdown(r["drivers"]), Markdown(r["examples"])] for r in rows],
+            align=["right", "right", "right", "left", "left"])
+        out.append({"label": escape_markdown(table.label), "bias": f"{table.bias:+.3f}", "rows": rows, "grids": grids,
+                    "markdown": markdown})
     return out
+
+
+def _results_table(metric_names, dense: dict, sparse: dict, summary: dict) -> str:
+    """The Results table: each metric, features per class and features used, for the dense and the sparse head."""
+    def values(metrics):
+        return [Markdown(_fmt(metrics.get(m), pct=m in ("accuracy", "exact_match"))) for m in metric_names]
+
+    mean_features = f"{summary['mean_features_per_class']:.3g}"
+    return markdown_table(
+        ["head"] + [Markdown(m) for m in metric_names] + ["features per class", "features used"],
+        [["dense (original)"] + values(dense) + [summary["num_features"], summary["num_features"]],
+         ["sparse (this model)"] + values(sparse) + [mean_features, summary["n_features"]]],
+        align=["left"] + ["right"] * (len(metric_names) + 2))
 
 
 def _assets(model, tables):
@@ -194,9 +213,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
         n_path_points=len(config.path_summary or []), pipeline_tag=pipeline_tag, repo_id=repo_id or "path/to/this-model",
         model_class=type(model).__name__,
         example_input='"a gorgeous, witty film"' if config.modality != "image" else 'Image.open("example.jpg")',
-        metric_names=metric_names,
-        dense_metrics={m: _fmt(dense.get(m), pct=m in ("accuracy", "exact_match")) for m in metric_names},
-        sparse_metrics={m: _fmt(sparse.get(m), pct=m in ("accuracy", "exact_match")) for m in metric_names},
+        results_table=_results_table(metric_names, dense, sparse, summary),
         path_plot=f"{ASSETS_DIR}/path.png" if f"{ASSETS_DIR}/path.png" in figures else None,
         weights_plot=f"{ASSETS_DIR}/class_weights.png" if f"{ASSETS_DIR}/class_weights.png" in figures else None,
         classes=_class_rows(model, tables, descriptions, redact, n_snippets, images),
@@ -268,15 +285,13 @@ def merge_card(existing: str, generated: str) -> str:
 def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **kwargs) -> list[str]:
     """Write README.md and its figures into `directory` (updating an existing card in place); returns the
     relative names of the files written."""
-    import matplotlib.pyplot as plt
+    from ..plotting import save
 
     directory = Path(directory)
     text, figures = render_model_card(model, **kwargs)
     written = []
     for name, fig in figures.items():
-        (directory / name).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(directory / name, dpi=dpi)
-        plt.close(fig)
+        save(fig, (directory / name).parent, Path(name).name, dpi=dpi, tight=False)
         written.append(name)
     reports = (getattr(model, "audit_reports", None) or {}) if kwargs.get("images", True) else {}
     for report in reports.values():
@@ -291,7 +306,6 @@ def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **k
 
 
 def _close(figures) -> None:
-    import matplotlib.pyplot as plt
+    from ..plotting import close
 
-    for fig in figures.values():
-        plt.close(fig)
+    close(figures)

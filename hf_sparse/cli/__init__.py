@@ -93,10 +93,13 @@ def _quiet_libraries(debug: bool, progress: bool) -> None:
 
 def _error_message(error: BaseException) -> tuple[int, str]:
     """Exit status and one-line message for an exception a command did not turn into a `CLIError` itself."""
+    from hf_sparse.features.processes import ProcessSetupError
     from hf_sparse.modeling import CheckpointError, UnsupportedModelError
 
     if isinstance(error, CLIError):
         return error.exit_code, one_line(error)
+    if isinstance(error, ProcessSetupError):
+        return 1, one_line(error)
     if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("hf_sparse"):
         package = error.name.split(".")[0]
         return 1, f"the Python package {package!r} is needed for this and is not installed: pip install {package}"

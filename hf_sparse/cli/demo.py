@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..tables import fmt, text_table
+
 HELP = "run the embedded default offline and write its outputs"
 
 EPILOG = """\
@@ -26,19 +28,28 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def _format(value) -> str:
+    """A summary value as one cell: floats to 4 significant digits (the summary mixes accuracies and seconds), dicts
+    as ``key value`` pairs, lists of up to 12 items joined, other values as `hf_sparse.tables.fmt` writes them."""
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, dict):
-        return ", ".join(f"{k} {_format(v)}" for k, v in value.items() if not isinstance(v, (dict, list)) or len(str(v)) < 60)
+        return ", ".join(f"{k} {_format(v)}" for k, v in value.items()
+                         if not isinstance(v, (dict, list)) or len(str(v)) < 60)
     if isinstance(value, (list, tuple)):
         return ", ".join(_format(v) for v in value) if len(value) <= 12 else f"{len(value)} items"
-    return str(value)
+    return fmt(value)
 
 
 def headline(summary: dict) -> list[str]:
-    """One line per top-level item of the demo's summary (nested dicts flattened to ``key value`` pairs)."""
-    width = max((len(str(k)) for k in summary), default=0)
-    return [f"  {str(key).replace('_', ' '):<{width}}  {_format(value)}" for key, value in summary.items()]
+    """The demo's summary as an indented two-column table, one row per top-level item (nested dicts flattened to
+    ``key value`` pairs).
+
+    Example:
+        >>> headline({"points": 30, "selected": {"val_accuracy": 0.91234}})
+        ['  summary   value', '  --------  -------------------', '  points    30', '  selected  val_accuracy 0.9123']
+    """
+    rows = [[str(key).replace("_", " "), _format(value)] for key, value in summary.items()]
+    return ["  " + line for line in text_table(["summary", "value"], rows).splitlines()]
 
 
 def run_demo(args) -> int:

@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .errors import UsageError
-from .errors import CLIError
-from .options import fraction, mixing, open_fraction, pooling, positive_float, positive_int, size_or_fraction
+from hf_sparse.modeling.fit_config import FIT, TARGET_OPTIONS, FitConfig
+
+from .errors import CLIError, UsageError
+from .options import CLI_OPTIONS  # noqa: F401 - imported from here too
+from .options import fit_config, fit_option, mixing, open_fraction, pooling, positive_int, size_or_fraction
+from .options import sparsity_target, target_value
 
 HELP = "fit a sparse final layer on a fine-tuned classifier (or a pretrained encoder) and save it"
 
@@ -42,6 +45,8 @@ examples:
   hf-sparse fit my-bert train.csv --eval-file val.csv --features-per-class 5 --group-word tuesday --output fixed
   hf-sparse fit my-toxicity-bert comments.csv --validation-size 0.2 --features-per-class 5 \
       --groups identity --augment-identity sexual_orientation,religion --output fixed-toxicity
+  hf-sparse fit --from-encoder PATH comments.csv --validation-size 0.2 --features-per-class 20 \
+      --augment-identity sexual_orientation --swap-across-groups --output fixed-toxicity
 
 datasets: a Hub id (with --split), a folder saved with Dataset.save_to_disk (a DatasetDict: --split picks one),
 a folder of data files, or a .csv / .tsv / .json / .jsonl / .parquet file. Label names (strings) are mapped to
@@ -68,11 +73,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
                         "in one step (other files are kept)")
 
     cols = p.add_argument_group("columns")
-    cols.add_argument("--text-column", metavar="NAME", help="column holding the texts (default: text)")
-    cols.add_argument("--image-column", metavar="NAME",
-                      help="column holding the images (default: image); also marks MODEL as an image model when its config does not say")
-    cols.add_argument("--label-column", default="label", metavar="NAME",
-                      help="column holding the labels: class ids or the model's label names (default: label)")
+    # default None: which of the two was given tells an image model from a text one (see run_fit)
+    fit_option(cols, "text_column", default=None, note=f"default: {FitConfig.default('text_column')}")
+    fit_option(cols, "image_column", default=None, note=f"default: {FitConfig.default('image_column')}; also marks "
+                                                     "MODEL as an image model when its config does not say")
+    fit_option(cols, "label_column")
 
     data = p.add_argument_group("splits")
     data.add_argument("--split", default="train", metavar="NAME",
@@ -92,11 +97,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
         "sparsity target (exactly one)",
         "Without evaluation data the path is scored on the training data.")
     exclusive = target.add_mutually_exclusive_group()
-    exclusive.add_argument("--features-per-class", type=positive_int, metavar="K",
-                           help="exactly K features per class (the path point with K, refit), e.g. 5")
-    exclusive.add_argument("--max-accuracy-drop", type=fraction, metavar="D",
-                           help="the sparsest point within D of the path's best accuracy (0.01 = one point)")
-    exclusive.add_argument("--lam", type=positive_float, metavar="L", help="the path point at regularization strength L")
+    for name in TARGET_OPTIONS:
+        fit_option(exclusive, name, type=target_value(name))
 
     encoder = p.add_argument_group("pretrained encoder (no classification head)")
     encoder.add_argument("--from-encoder", action="store_true",
@@ -115,30 +117,24 @@ def add_parser(commands) -> argparse.ArgumentParser:
                        help="a column of the training (and evaluation) data naming each row's group, e.g. has_shortcut")
     which.add_argument("--group-word", metavar="WORD",
                        help="two groups: the texts that contain WORD (whole word, any case) and the others")
-    fix.add_argument("--balance", choices=("groups", "group", "labels"), default=None,
-                     help="what gets equal weight: (group, label) cells (default with --groups/--group-word), "
-                          "groups, or labels")
+    fit_option(fix, "balance", note="default with --groups/--group-word: groups")
     fix.add_argument("--augment-identity", metavar="GROUPS",
                      help="add counterfactual training texts with identity terms swapped (comma-separated groups of "
                           "hf_sparse.audit.terms, e.g. religion,sexual_orientation, or 'all'), with the original labels")
+    fix.add_argument("--swap-across-groups", action="store_true",
+                     help="with --augment-identity: swap the named groups' terms for other groups' terms and back "
+                          "(breaks the link between those groups and the label) instead of within each group")
 
     solver = p.add_argument_group("solver")
-    solver.add_argument("--relax", action=argparse.BooleanOptionalAction, default=True,
-                        help="refit the selected features with a light penalty and keep it if better (default: --relax)")
-    solver.add_argument("--alpha", type=mixing, default=0.99,
-                        help="elastic-net mixing: 1 = lasso, smaller adds a ridge part (default: 0.99)")
-    solver.add_argument("--n-lambdas", type=positive_int, default=100, metavar="N",
-                        help="number of points on the regularization path (default: 100)")
-    solver.add_argument("--lambda-min-ratio", type=open_fraction, default=1e-3, metavar="R",
-                        help="smallest lambda of the path as a fraction of the largest (default: 0.001)")
+    fit_option(solver, "relax", action=argparse.BooleanOptionalAction, default=True, note="default: --relax")
+    fit_option(solver, "alpha", type=mixing)
+    fit_option(solver, "n_lambdas", type=positive_int)
+    fit_option(solver, "lambda_min_ratio", type=open_fraction)
 
     run = p.add_argument_group("features and saving")
-    run.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
-                     help="rows per forward pass when caching features (default: 64)")
-    run.add_argument("--max-length", type=positive_int, metavar="N",
-                     help="truncate texts to N tokens (default: what the model allows)")
-    run.add_argument("--cache-dir", metavar="DIR",
-                     help="feature cache folder (default: $HF_SPARSE_FEATURES_CACHE, else <datasets cache>/hf_sparse_features)")
+    fit_option(run, "batch_size", type=positive_int)
+    fit_option(run, "max_length", type=positive_int)
+    fit_option(run, "cache_dir")
     run.add_argument("--head-only", action="store_true",
                      help="save only the sparse head and a pointer to MODEL (a few KB) instead of the whole model")
     run.add_argument("--no-describe", action="store_true",
@@ -148,18 +144,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run_fit)
     return p
-
-
-def sparsity_target(args) -> dict:
-    """The one sparsity target given, as fit_sparse_head's keyword."""
-    chosen = {name: getattr(args, name) for name in ("features_per_class", "max_accuracy_drop", "lam")
-              if getattr(args, name) is not None}
-    if len(chosen) != 1:
-        raise UsageError(
-            "choose how sparse the head is: pass one of --features-per-class K (e.g. 5), --max-accuracy-drop D "
-            "(e.g. 0.01) or --lam L"
-        )
-    return chosen
 
 
 def load_training_data(args, data_column: str, data_flag: str, config, modality: str, train=None):
@@ -275,6 +259,9 @@ def run_fit(args) -> int:
     target = sparsity_target(args)
     if args.balance in ("groups", "group") and args.groups is None and args.group_word is None:
         raise UsageError(f"--balance {args.balance} needs --groups COLUMN or --group-word WORD")
+    if args.swap_across_groups and args.augment_identity is None:
+        raise UsageError("--swap-across-groups changes how --augment-identity swaps terms: add --augment-identity "
+                         "GROUPS (e.g. --augment-identity sexual_orientation)")
     progress = not args.no_progress
     procs = Processes.start()
     procs.quiet_others()
@@ -306,14 +293,8 @@ def run_fit(args) -> int:
                                                        **load_kwargs)
         else:
             model = model_class(modality).from_pretrained(resolve(args.model), **load_kwargs)
-        path = model.fit_sparse_head(
-            train, evaluation,
-            text_column=data_column if modality == "text" else "text",
-            image_column=data_column if modality == "image" else "image",
-            label_column=args.label_column, relax=args.relax, alpha=args.alpha, n_lambdas=args.n_lambdas,
-            lambda_min_ratio=args.lambda_min_ratio, batch_size=args.batch_size, max_length=args.max_length,
-            cache_dir=args.cache_dir, progress=progress and procs.is_main, **target,
-        )
+        fit_options = fit_config(args, data_column, modality, progress and procs.is_main)
+        path = model.fit_sparse_head(train, evaluation, **fit_options.options(FIT))
         fix_report = _fix(model, args, modality, progress and procs.is_main)
         if not args.no_describe and hasattr(model, "describe_features"):
             model.describe_features(progress=progress and procs.is_main)
@@ -349,7 +330,7 @@ def _fix(model, args, modality: str, progress: bool):
         names = None if args.augment_identity.strip() == "all" else [
             g.strip() for g in args.augment_identity.split(",") if g.strip()]
         try:
-            augment = identity_swaps(names)
+            augment = identity_swaps(names, across_groups=args.swap_across_groups, seed=args.seed)
         except ValueError as err:
             raise UsageError(f"--augment-identity: {err}") from None
     balance = args.balance or ("groups" if groups is not None else None)
@@ -371,7 +352,7 @@ def summary(model, path, target, args, train, evaluation, eval_where, output, se
     dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
     names = config.id2label or {}
     per_class = head["features_per_class"]
-    method, value = next(iter(target.items()))
+    method, value = target.rule, target.value
     selection = config.selection or {}
     relaxed = ", relaxed refit" if (selection.get("relax_gain") or {}).get("kept") or selection.get("relaxed") else ""
     lam = selection.get("lam", config.selected_lambda)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hf_sparse.constants import KIND_HEAD_ONLY, MANIFEST_NAME, MODEL_TYPE
+
 from .errors import CLIError, describe
 from .paths import looks_local
 
@@ -61,8 +63,6 @@ def resolve(model: str) -> str:
 
 
 def is_sparse_config(config) -> bool:
-    from hf_sparse.modeling.constants import MODEL_TYPE
-
     return getattr(config, "model_type", None) == MODEL_TYPE
 
 
@@ -98,8 +98,6 @@ def model_class(modality: str):
 
 def is_head_only(model_dir: str) -> bool:
     """Whether the checkpoint folder holds only the head (so that re-saving it keeps it that way)."""
-    from hf_sparse.modeling.constants import KIND_HEAD_ONLY, MANIFEST_NAME
-
     manifest = Path(model_dir).expanduser() / MANIFEST_NAME
     if not manifest.is_file():
         return False

@@ -142,7 +142,7 @@ def model_device(model) -> torch.device:
 
 # ----------------------------------------------------------------------------- words
 def _check_texts(model, texts) -> list[str]:
-    if getattr(model, "_modality", "text") != "text":
+    if getattr(model, "modality", "text") != "text":
         raise TypeError(
             f"word_attributions needs a text model (SparseHeadForSequenceClassification); {type(model).__name__} "
             "is an image model: use hf_sparse.explain.occlusion_heatmaps"

@@ -51,7 +51,7 @@ def label_name(config, label_id: int) -> str:
 
 
 def _evaluation_features(model) -> torch.Tensor | None:
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     return None if fit is None else fit.features.features
 
 

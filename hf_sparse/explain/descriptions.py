@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-DESCRIPTIONS_NAME = "feature_descriptions.json"
+from ..constants import DESCRIPTIONS_NAME
+
 IMAGES_DIR = "feature_images"
 SNIPPET_CHARS = 240
 
@@ -198,7 +199,7 @@ def describe_features(
     """
     from .top_examples import cached_rows, top_examples
 
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     if fit is None:
         raise ValueError("describe_features reads the cached features of the last fit: call model.fit_sparse_head first.")
     data = cached_rows(model, None, caller="describe_features")  # the evaluation data, else the training data
@@ -211,7 +212,7 @@ def describe_features(
         raise ValueError(f"feature indices {bad} are outside 0..{X.shape[1] - 1}")
     labels = data.labels
     names = model.config.id2label or {}
-    text_mode = model._modality == "text"
+    text_mode = model.modality == "text"
     column = fit.text_column if text_mode else fit.image_column
     if column not in dataset.column_names:
         raise ValueError(f"the fit's dataset has no column {column!r} (columns: {dataset.column_names})")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ..tables import fmt, text_table
 from ..text_safety import visible_text
 from .class_features import label_name
 
@@ -51,17 +52,15 @@ class Explanation:
     def __str__(self) -> str:
         probs = ", ".join(f"{visible_text(k)} {v:.3f}" for k, v in self.probabilities.items())
         shown = visible_text(self.prediction)  # no invisible or direction-changing characters reach a terminal
-        lines = [
+        rows = [[c.feature, f"{c.value:.3f}", f"{c.weight:.3f}", f"{c.contribution:+.3f}",
+                 visible_text(c.description)] for c in self.contributions]
+        return "\n".join([
             f"input: {visible_text(self.input)}",
             f"prediction: {shown} (p={self.probabilities.get(self.prediction, float('nan')):.3f})",
             f"probabilities: {probs}",
             f"logit of {shown} = {self.logit:+.3f} = bias {self.bias:+.3f} + the contributions below",
-            f"{'feature':>8} {'value':>9} {'weight':>9} {'contrib':>9}  what drives it",
-        ]
-        for c in self.contributions:
-            lines.append(f"{c.feature:>8} {c.value:>9.3f} {c.weight:>9.3f} {c.contribution:>+9.3f}  "
-                         f"{visible_text(c.description)}")
-        return "\n".join(lines)
+            text_table(*_right_aligned(["feature", "value", "weight", "contrib", "what drives it"], rows, 4)),
+        ])
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -95,6 +94,23 @@ class Explanation:
         )
 
 
+def _right_aligned(headers: list[str], rows: list[list], n: int) -> tuple[list[str], list[list[str]]]:
+    """`headers` and `rows` with the first `n` columns (numbers) padded on the left to one width, so that
+    `text_table` lines their digits up.
+
+    Example:
+        >>> _right_aligned(["feature", "value"], [[3, "12.500"], [1203, "-0.200"]], 1)
+        (['feature', 'value'], [['      3', '12.500'], ['   1203', '-0.200']])
+    """
+    cells = [[fmt(c) for c in row] for row in rows]
+    for i in range(n):
+        width = max([len(headers[i])] + [len(row[i]) for row in cells])
+        headers = headers[:i] + [headers[i].rjust(width)] + headers[i + 1:]
+        for row in cells:
+            row[i] = row[i].rjust(width)
+    return headers, cells
+
+
 def probabilities_from_logits(logits: torch.Tensor, family: str) -> torch.Tensor:
     """Softmax (multinomial), independent sigmoids (multilabel), or the values themselves (gaussian)."""
     if family == "multilabel":
@@ -119,7 +135,7 @@ def explain(model, inputs, *, target: int | str | None = None):
     family = model.config.family or "multinomial"
     probs = probabilities_from_logits(logits, family)
     weight, bias = head.weight.float().cpu(), head.bias.float().cpu()
-    descriptions = getattr(model, "feature_descriptions", None) or {}
+    descriptions = model.feature_descriptions or {}
     out = []
     for n, item in enumerate(items):
         c = int(logits[n].argmax()) if target is None else _target_id(model.config, target)

@@ -34,7 +34,7 @@ def _window_starts(size: int, patch: int, stride: int) -> list[int]:
 
 
 def _pixel_values(model, images, processor) -> torch.Tensor:
-    if getattr(model, "_modality", "image") != "image":
+    if getattr(model, "modality", "image") != "image":
         raise TypeError(
             f"occlusion_heatmaps needs an image model (SparseHeadForImageClassification); {type(model).__name__} is "
             "a text model: use hf_sparse.explain.word_attributions"

@@ -64,7 +64,7 @@ class CachedRows:
 def cached_rows(model, split: str | None = None, *, caller: str = "top_examples") -> CachedRows:
     """The cached features of the last fit for `split` ("eval", "train", "both", or None: eval when there is an
     eval set, else train); clear errors when there was no fit or no such split."""
-    fit = getattr(model, "fit_data", None)
+    fit = model.fit_data
     if fit is None:
         raise ValueError(f"{caller} reads the cached features of the last fit: call model.fit_sparse_head first.")
     if split is not None and split not in SPLITS:

@@ -26,14 +26,13 @@ from tqdm.auto import tqdm
 
 from .cache import FeatureCache, default_cache_root, feature_schema, make_batch
 from .fingerprint import features_fingerprint
+from .inputs import check_column, check_dataset, load_preprocessor, modality_of, resolve_dtype, resolve_max_length
 from .locate import FeatureExtractor, FeatureSpec
+from .processes import Processes
 from .result import FeatureSet
 
 #: Default number of dataset rows per cache shard (the unit of resumption).
 DEFAULT_SHARD_SIZE = 4096
-#: Models whose position ids start after the padding index (max length = positions - pad - 1).
-_OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"}
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # -- tokenizer calls ------------------------------------------------------------------
@@ -64,147 +63,6 @@ def preprocessor_lock(preprocessor: Any) -> threading.Lock:
                 return _SHARED_LOCK
             lock = _LOCKS[key] = threading.Lock()
         return lock
-
-
-# -- input checks -------------------------------------------------------------------
-def _check_dataset(dataset: Any) -> Dataset:
-    if isinstance(dataset, Dataset):
-        if len(dataset) == 0:
-            raise ValueError("the dataset has no rows; there is nothing to extract.")
-        return dataset
-    if isinstance(dataset, dict) and all(isinstance(v, Dataset) for v in dataset.values()):
-        raise TypeError(
-            f"got a DatasetDict with splits {list(dataset.keys())}; pass one split, e.g. dataset['train']."
-        )
-    raise TypeError(
-        f"dataset must be a datasets.Dataset, not {type(dataset).__name__} "
-        "(for a pandas DataFrame, an IterableDataset or a list, build one with Dataset.from_pandas / "
-        "Dataset.from_generator / Dataset.from_list)."
-    )
-
-
-def _check_column(dataset: Dataset, name: str | None, role: str, argument: str) -> None:
-    if name is None or name not in dataset.column_names:
-        hint = " or label_column=None for unlabelled data" if argument == "label_column" else ""
-        raise ValueError(
-            f"the {role} column {name!r} is not in the dataset; its columns are {dataset.column_names}. "
-            f"Pass {argument}='<one of those>'{hint}."
-        )
-
-
-def _modality(model: nn.Module) -> str:
-    name = getattr(model, "main_input_name", "input_ids")
-    if name == "pixel_values":
-        return "image"
-    if name == "input_ids":
-        return "text"
-    raise ValueError(f"{type(model).__name__} takes {name!r} inputs; only text (input_ids) and image "
-                     "(pixel_values) models are supported.")
-
-
-def _load_preprocessor(model: nn.Module, modality: str, given: Any) -> Any:
-    if given is not None:
-        return given
-    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    argument = "tokenizer" if modality == "text" else "image_processor"
-    if not path:
-        raise ValueError(f"{type(model).__name__} was not loaded from a path, so its {argument} cannot be "
-                         f"loaded for it; pass {argument}=.")
-    # trust_remote_code always passed (the model's own setting; left out, transformers asks on stdin for an auto_map)
-    trust = bool(getattr(model, "_trust_remote_code", False))
-    try:
-        if modality == "text":
-            from transformers import AutoTokenizer
-
-            return AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(path, trust_remote_code=trust)
-    except Exception as err:  # noqa: BLE001 - re-raised with what to do
-        raise ValueError(f"could not load a {argument} from {path!r} ({err}); pass {argument}=.") from err
-
-
-def _resolve_max_length(model: nn.Module, tokenizer: Any, max_length: int | None) -> int:
-    if max_length is not None:
-        if max_length < 1:
-            raise ValueError(f"max_length must be positive, got {max_length}.")
-        return int(max_length)
-    config = getattr(model, "config", None)
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is not None and getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
-        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
-    tok_limit = getattr(tokenizer, "model_max_length", None)
-    candidates = [v for v in (limit, tok_limit) if v is not None and v < 100_000]
-    return int(min(candidates)) if candidates else 512
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
-    """The dtype the forward pass computes in (part of the cache key).
-
-    ``None``/``"auto"``: bf16 autocast (fp16 where bf16 is unsupported) for a float32
-    model on GPU; otherwise the model's own dtype. A lower explicit dtype autocasts.
-    """
-    if isinstance(dtype, torch.dtype):
-        dtype = str(dtype).replace("torch.", "")
-    if dtype in (None, "auto"):
-        if device.type == "cuda" and param_dtype == torch.float32:
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return param_dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r}: use None/'auto', 'float32', 'bfloat16' or 'float16'.")
-    wanted = _DTYPES[dtype]
-    if wanted == torch.float32 and param_dtype != torch.float32:
-        raise ValueError(
-            f"dtype='float32' was asked for, but the model's weights are {param_dtype}; load it in float32 "
-            "(from_pretrained(..., dtype=torch.float32)) or leave dtype=None."
-        )
-    return wanted
-
-
-# -- distributed ---------------------------------------------------------------------
-class _Processes:
-    """Rank, world size and barriers: accelerate's state when distributed, else one process."""
-
-    def __init__(self, accelerator: Any = None):
-        self.state = None
-        if accelerator is not None:
-            self.state = accelerator.state
-        else:
-            from accelerate.state import PartialState
-
-            if PartialState._shared_state:
-                self.state = PartialState()
-            elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-                # Launched by torchrun/accelerate but nothing set up yet: an Accelerator
-                # must come before any bare PartialState.
-                from accelerate import Accelerator
-
-                self.state = Accelerator().state
-        self.rank = self.state.process_index if self.state is not None else 0
-        self.world = self.state.num_processes if self.state is not None else 1
-        self.is_main = self.rank == 0
-        self.is_local_main = self.state.local_process_index == 0 if self.state is not None else True
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    def barrier(self) -> None:
-        if self.distributed:
-            self.state.wait_for_everyone()
-
-    def main_says(self, flag: bool) -> bool:
-        """Every process gets the main process's ``flag``."""
-        if not self.distributed:
-            return flag
-        from accelerate.utils import broadcast
-
-        t = torch.tensor([1 if flag else 0], device=self.state.device)
-        return bool(broadcast(t, from_process=0).item())
-
-    def my_shards(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        m = len(ranges)
-        return ranges[self.rank * m // self.world : (self.rank + 1) * m // self.world]
 
 
 # -- batches -------------------------------------------------------------------------
@@ -399,18 +257,18 @@ def extract_features(
         >>> torch.allclose(model.classifier(feats.features), logits, atol=1e-5)
         True
     """
-    dataset = _check_dataset(dataset)
-    modality = _modality(model)
+    dataset = check_dataset(dataset)
+    modality = modality_of(model)
     data_column = text_column if modality == "text" else image_column
-    _check_column(dataset, data_column, modality, f"{modality}_column")
+    check_column(dataset, data_column, modality, f"{modality}_column")
     if label_column is not None:
-        _check_column(dataset, label_column, "label", "label_column")
+        check_column(dataset, label_column, "label", "label_column")
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be positive, got {batch_size} and {shard_size}.")
     given = (image_processor if image_processor is not None else tokenizer) if modality == "image" else tokenizer
-    preprocessor = _load_preprocessor(model, modality, given)
+    preprocessor = load_preprocessor(model, modality, given)
     spec = FeatureSpec.resolve(model, pooling, layer)
-    procs = _Processes(accelerator)
+    procs = Processes.current(accelerator)
 
     if device is not None:
         model.to(device)
@@ -418,8 +276,8 @@ def extract_features(
         model.to(procs.state.device)
     model_device = next(model.parameters()).device
     param_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    compute_dtype = _resolve_dtype(dtype, model_device, param_dtype)
-    max_len = _resolve_max_length(model, preprocessor, max_length) if modality == "text" else None
+    compute_dtype = resolve_dtype(dtype, model_device, param_dtype)
+    max_len = resolve_max_length(model, preprocessor, max_length) if modality == "text" else None
 
     key, parts = features_fingerprint(
         dataset, model, preprocessor, spec.as_dict(), max_length=max_len,

@@ -10,7 +10,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from .constants import FAMILIES, MODEL_TYPE
+from ..constants import MODEL_TYPE
+from ..solver.families import FAMILIES
+from .first_use import first_config
 
 
 @strict
@@ -78,8 +80,9 @@ class SparseHeadConfig(PreTrainedConfig):
         if self.base_kind not in (None, "encoder"):
             raise ValueError(f"base_kind must be None (a classifier) or 'encoder', got {self.base_kind!r}")
         if self.family is not None and self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+            raise ValueError(f"family must be one of {tuple(FAMILIES)}, got {self.family!r}")
         super().__post_init__(**kwargs)
+        first_config()
 
     @property
     def is_fitted(self) -> bool:
@@ -125,3 +128,17 @@ class SparseHeadConfig(PreTrainedConfig):
             hf_sparse_version=__version__,
             **kwargs,
         )
+
+
+def register_config() -> None:
+    """Let `AutoConfig` read hf_sparse configs (idempotent; done when this module is imported).
+
+    Example:
+        >>> register_config(); AutoConfig.for_model("hf_sparse")
+    """
+    from transformers import AutoConfig
+
+    AutoConfig.register(MODEL_TYPE, SparseHeadConfig, exist_ok=True)
+
+
+register_config()

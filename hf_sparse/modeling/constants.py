@@ -1,18 +1,23 @@
-"""File names and format markers of hf_sparse checkpoints, in one place (as peft does)."""
+"""The checkpoint file names, re-exported from their one home, `hf_sparse.constants` (kept for old imports).
 
-CONFIG_NAME = "config.json"
-#: Full checkpoint: base model (with its sparse head) + dense head for comparison + feature statistics.
-WEIGHTS_NAME = "model.safetensors"
-#: Head-only checkpoint: the sparse head, the feature statistics; the base model is a pointer in the config.
-HEAD_WEIGHTS_NAME = "sparse_head.safetensors"
-#: JSON manifest with the sha256 of every file above; checked on load.
-MANIFEST_NAME = "hf_sparse_manifest.json"
-MODEL_CARD_NAME = "README.md"
+Example:
+    >>> from hf_sparse.modeling.constants import WEIGHTS_NAME   # same object as hf_sparse.constants.WEIGHTS_NAME
+"""
 
-MANIFEST_FORMAT = "hf_sparse"
-MANIFEST_VERSION = 1
-KIND_FULL = "full"
-KIND_HEAD_ONLY = "head_only"
+from ..constants import (
+    AUDIT_NAME,
+    CONFIG_NAME,
+    DESCRIPTIONS_NAME,
+    HEAD_WEIGHTS_NAME,
+    KIND_FULL,
+    KIND_HEAD_ONLY,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    MODEL_CARD_NAME,
+    MODEL_TYPE,
+    WEIGHTS_NAME,
+)
 
-MODEL_TYPE = "hf_sparse"
-FAMILIES = ("multinomial", "multilabel", "gaussian")
+__all__ = ["AUDIT_NAME", "CONFIG_NAME", "DESCRIPTIONS_NAME", "HEAD_WEIGHTS_NAME", "KIND_FULL", "KIND_HEAD_ONLY",
+           "MANIFEST_FORMAT", "MANIFEST_NAME", "MANIFEST_VERSION", "MODEL_CARD_NAME", "MODEL_TYPE", "WEIGHTS_NAME"]

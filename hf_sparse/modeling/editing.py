@@ -1,4 +1,4 @@
-"""Head edits: remove or reweight named features of the sparse head, optionally refit the rest, and report.
+"""Head edits, the weight arithmetic: remove or reweight named features of the sparse head, optionally refit the rest.
 
 The head is fit on standardized features, `logit = sum_j w_j (x_j - mean_j) / std_j + b`, and stored on raw ones.
 An edit acts on that standardized form, as in Wong et al. (2021):
@@ -7,36 +7,28 @@ An edit acts on that standardized form, as in Wong et al. (2021):
   at its training mean: `W[:, j] = 0` and `b += W[:, j] * mean_j`, so the average logit does not move;
 - **reweight** feature j by f (all classes, or {class: f}): the standardized weight is scaled by f, i.e.
   `W[c, j] *= f` and `b[c] += (1 - f) * W[c, j] * mean_j`;
-- **refit** (`refit=True`, with removals only): the remaining weights are refit on the training features kept by
-  `fit_sparse_head`, support fixed, at the installed point's lambda, with the solver's own support-restricted refit
-  (`RegularizationPath` refit, the one `select(features_per_class=...)` uses). Refitting would undo a reweighting,
-  so the two cannot be combined. Removed features stay at zero (the support is fixed). The removal alone is measured
-  too (`report.no_refit`); when the refit lowers accuracy, or the worst recorded error slice's accuracy, below the
-  removal alone, the refit is kept but `report.notes` says so with the numbers (make the edit with `refit=False`
-  to keep the removal alone).
+- **refit** (removals only): the remaining weights are refit on the training features kept by `fit_sparse_head`,
+  support fixed, at the installed point's lambda, with the solver's own support-restricted refit (the path's
+  `refitter`, the one `select(features_per_class=...)` uses). Removed features stay at zero.
 
 Naming a feature the head does not use is an error (nothing would change, which usually means a wrong index).
-Accuracy and loss are measured before and after on the cached evaluation features (or `dataset=`); when an identity
-audit was recorded, its per-group flip rate and mean |dp| are recomputed from its kept features, and recorded error
-slices get their accuracy before and after. The edit is appended to `model.config.edits` and the `EditReport` to
-`model.audit_reports["edits"]`.
+The before/after measurements and the `EditReport` are the audit layer's: `hf_sparse.audit.edits.edit_features`
+(`model.edit_features(...)` on the public classes).
 
 Example:
-    >>> report = model.edit_features(remove=[12, 301])              # or edit_features(model, remove=[12, 301])
-    >>> report.before["accuracy"], report.after["accuracy"]
-    >>> model.edit_features(reweight={40: 0.5, 7: {"positive": 0.0}})
-    >>> model.edit_features(remove=[12], refit=True)
+    >>> removed, factors, record = edit_factors(model, remove=[12], reweight={40: 0.5})
+    >>> W, b = edited_weights(model, factors)
+    >>> model.install_sparse_head(W.float(), b.float(), selection=model.config.selection)
 """
 
 from __future__ import annotations
 
-import copy
 import operator
 from collections.abc import Mapping
 
 import torch
 
-from .fitting import _clean, family_for, head_metrics, prepare_labels
+from .fitting import family_for, prepare_labels
 
 
 def _check_feature(model, j, what: str) -> int:
@@ -65,7 +57,7 @@ def _class_id(model, c) -> int:
     return c
 
 
-def _factors(model, remove, reweight) -> tuple[list[int], dict[int, torch.Tensor], dict]:
+def edit_factors(model, remove, reweight) -> tuple[list[int], dict[int, torch.Tensor], dict]:
     """Removed features, {feature: (num_labels,) factor per class}, and the reweighting as given (for the record)."""
     k = model.sparse_head.out_features
     remove = [remove] if hasattr(remove, "__index__") and not isinstance(remove, bool) else (remove or [])
@@ -96,65 +88,34 @@ def _factors(model, remove, reweight) -> tuple[list[int], dict[int, torch.Tensor
     return removed, factors, record
 
 
-def _evaluation_data(model, dataset, text_column, label_column, batch_size, max_length):
-    family = family_for(model.config)
-    if dataset is not None:
-        fit = getattr(model, "fit_data", None)
-        text_column = text_column or (fit.text_column if fit else "text")
-        label_column = label_column or (fit.label_column if fit else "label")
-        cols = list(getattr(dataset, "column_names", None) or getattr(dataset, "columns", None) or [])
-        for col in (text_column, label_column):
-            if col not in cols:
-                raise ValueError(f"dataset has no column {col!r}; its columns are {cols}.")
-        X = model.encode([str(t) for t in dataset[text_column]], batch_size=batch_size, max_length=max_length)
-        y = prepare_labels(list(dataset[label_column]), model.config, family, "dataset")
-        return X, y, None, "given dataset"
-    fit = getattr(model, "fit_data", None)
-    if fit is None:
-        raise ValueError("Pass dataset= to measure the edit on: this model holds no cached features from fit_sparse_head.")
-    feats = fit.features
-    y = prepare_labels(feats.labels, model.config, family, "cached features")
-    return feats.features.float(), y, feats.indices, "eval" if fit.eval_features is not None else "train"
+def edited_weights(model, factors: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's (W, b) on raw features (float64, CPU) after scaling each standardized weight of feature j by
+    `factors[j]` (one factor per class), with the bias moved so that the feature is held at its training mean.
 
-
-def _metrics(model, X, y, family) -> dict:
-    with torch.no_grad():
-        logits = model.sparse_head(X.to(model.sparse_head.values))
-    out = head_metrics(logits, y, family)
-    out.update(nnz=model.sparse_head.nnz, n_features=int(model.sparse_head.active_features.numel()))
-    return _clean(out)
-
-
-def slice_accuracies(model, X, y, rows, family) -> dict:
-    """{slice rank: accuracy over its members} for recorded error slices found on the same cached data."""
-    reports = getattr(model, "audit_reports", None) or {}
-    slices = reports.get("error_slices")
-    if slices is None or rows is None:
-        return {}
-    where = {int(r): i for i, r in enumerate(rows.tolist())}
-    with torch.no_grad():
-        logits = model.sparse_head(X.to(model.sparse_head.values)).double()
-    out = {}
-    for s in slices:
-        members = [where[r] for r in s.member_indices if r in where]
-        if len(members) != len(s.member_indices) or not members:
-            continue
-        idx = torch.tensor(members)
-        out[str(s.rank)] = head_metrics(logits[idx], y[idx], family)["accuracy"]
-    return out
+    Example:
+        >>> W, b = edited_weights(model, {12: torch.zeros(model.config.num_labels, dtype=torch.float64)})
+    """
+    head = model.sparse_head
+    W = head.weight.detach().double().cpu()
+    b = head.bias.detach().double().cpu()
+    mean = model.feature_mean.detach().double().cpu()
+    for j, f in factors.items():
+        b = b + (1 - f) * W[:, j] * mean[j]
+        W[:, j] = W[:, j] * f
+    return W, b
 
 
 def _refit(model, W: torch.Tensor, b: torch.Tensor):
     from hf_sparse.solver.path import PathPoint
 
-    path = getattr(model, "regularization_path", None)
-    fit = getattr(model, "fit_data", None)
+    path = model.regularization_path
+    fit = model.fit_data
     if path is None or fit is None:
         raise ValueError("refit=True needs the regularization path and training features of fit_sparse_head in this "
                          "session (they are not saved with the model); call fit_sparse_head first, or edit without refit.")
-    refit = path._refit
+    refit = path.refitter
     if refit is None:
-        from hf_sparse.solver.fit import make_refitter
+        from hf_sparse.solver.refit import make_refitter
 
         y = prepare_labels(fit.train_features.labels, model.config, family_for(model.config), "training features")
         refit = make_refitter(path, fit.train_features.features.float(), y)
@@ -164,127 +125,14 @@ def _refit(model, W: torch.Tensor, b: torch.Tensor):
     return point.weight, point.bias, lam
 
 
-def _refit_notes(before: dict, after: dict, alone: dict, slices_before: dict, slices_after: dict) -> list[str]:
-    """Notes for a refit that lowered accuracy, or the worst error slice's accuracy, below the removal alone."""
-    notes = []
-    figures = [("accuracy", before.get("accuracy"), alone.get("accuracy"), after.get("accuracy"))]
-    if slices_after and alone.get("worst_slice_accuracy") is not None:
-        worst_after = [v for v in slices_after.values() if v is not None]
-        figures.append(("worst error-slice accuracy", min(slices_before.values()) if slices_before else None,
-                        alone["worst_slice_accuracy"], min(worst_after) if worst_after else None))
-    for name, start, removal, refit in figures:
-        if removal is None or refit is None or not refit < removal - 1e-12:
-            continue
-        undid = ("undid part of the removal's gain" if start is not None and removal > start
-                 else "made it worse than the removal alone")
-        notes.append(f"The refit {undid} on {name}: {_pct(start)} before the edit, {_pct(removal)} after the "
-                     f"removal without refit, {_pct(refit)} after the refit. The refit is kept; to keep the removal "
-                     "alone, make this edit with refit=False instead.")
-    return notes
+def refit_weights(model, W: torch.Tensor, b: torch.Tensor, removed: list[int]):
+    """Refit the nonzero weights of (W, b) on the cached training features, support fixed; returns (W, b, lambda).
+    Nothing is installed: a refit that cannot run changes nothing.
 
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def edit_features(
-    model,
-    remove=None,
-    reweight=None,
-    *,
-    refit: bool = False,
-    dataset=None,
-    audit: bool = True,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    batch_size: int = 64,
-    max_length: int | None = 128,
-    record: bool = True,
-):
-    """Remove and/or reweight features of the sparse head; returns an `EditReport` (before/after).
-
-    Args:
-        remove: feature indices whose standardized weights become 0 in every class (the feature held at its mean).
-        reweight: {feature: factor} or {feature: {class name or id: factor}} scaling standardized weights.
-        refit: refit the remaining weights on the cached training features, support fixed (removals only); the
-            removal alone is measured too (`report.no_refit`), and a note says when the refit does worse than it.
-        dataset: measure accuracy and loss on this dataset (`text_column`, `label_column`) instead of the cached
-            evaluation features.
-        audit: recompute the recorded identity audit's summary and error slices' accuracy before and after.
-        record: append the edit to `model.config.edits` and the report to `model.audit_reports["edits"]`.
+    Example:
+        >>> W, b, lam = refit_weights(model, *edited_weights(model, factors), removed=[12])
     """
-    from hf_sparse.audit.report import EditReport, record_report
-
-    removed, factors, reweighted = _factors(model, remove, reweight)
-    if refit and reweighted:
-        raise ValueError("refit=True refits every remaining weight, which would undo reweight=. Reweight without "
-                         "refit, or remove features and refit.")
-    family = family_for(model.config)
-    X, y, rows, split = _evaluation_data(model, dataset, text_column, label_column, batch_size, max_length)
-    identity = (getattr(model, "audit_reports", None) or {}).get("identity") if audit else None
-    if identity is not None and identity._cache is None:
-        identity = None
-
-    from hf_sparse.audit.identity import rescore
-
-    before = _metrics(model, X, y, family)
-    audit_before = rescore(model, identity).summary() if identity is not None else None
-    slices_before = slice_accuracies(model, X, y, rows, family) if audit else {}
-
-    head = model.sparse_head
-    W = head.weight.detach().double().cpu()
-    b = head.bias.detach().double().cpu()
-    mean = model.feature_mean.detach().double().cpu()
-    selection = copy.deepcopy(model.config.selection)
-    notes = []
-    no_refit = None
-    for j, f in factors.items():
-        b = b + (1 - f) * W[:, j] * mean[j]
-        W[:, j] = W[:, j] * f
-    if refit:
-        W_refit, b_refit, lam = _refit(model, W, b)  # before any install: a refit that cannot run changes nothing
-        if removed and bool((W_refit[:, removed] != 0).any()):
-            raise RuntimeError(f"the refit gave removed features {removed} nonzero weights; the edit was not applied.")
-        model.install_sparse_head(W.float(), b.float(), selection=selection)  # the removal alone, to compare
-        alone = _metrics(model, X, y, family)
-        alone_slices = slice_accuracies(model, X, y, rows, family) if audit else {}
-        no_refit = {"accuracy": alone.get("accuracy"), "loss": alone.get("loss"),
-                    "worst_slice_accuracy": min(alone_slices.values()) if alone_slices else None,
-                    "slice_accuracy": alone_slices}
-        W, b = W_refit, b_refit
-        notes.append(f"The remaining weights were refit on the cached training features at lambda {lam:.4g} "
-                     "(support fixed).")
-    model.install_sparse_head(W.float(), b.float(), selection=selection)
-
-    after = _metrics(model, X, y, family)
-    audit_after = rescore(model, identity).summary() if identity is not None else None
-    slices_after = slice_accuracies(model, X, y, rows, family) if audit else {}
-    slice_accuracy = {r: {"before": slices_before[r], "after": slices_after.get(r)} for r in slices_before}
-    if no_refit is not None:
-        notes += _refit_notes(before, after, no_refit, slices_before, slices_after)
-    config = model.config
-    sparse_metrics = dict(config.sparse_metrics or {})
-    if sparse_metrics.get("split") == split and dataset is None:
-        sparse_metrics.update(accuracy=after.get("accuracy"), loss=after.get("loss"), nnz=after["nnz"],
-                              n_features=after["n_features"], edited=True)
-        config.sparse_metrics = _clean(sparse_metrics)
-    entry = {"removed": removed, "reweighted": reweighted, "refit": bool(refit), "split": split,
-             "n_examples": int(X.shape[0])}
-    for key in ("accuracy", "loss", "nnz"):
-        entry[f"{key}_before"], entry[f"{key}_after"] = before.get(key), after.get(key)
-    if no_refit is not None:
-        entry["accuracy_no_refit"] = no_refit["accuracy"]
-    entry = _clean(entry)
-    edits = list(config.edits or [])
-    if record:
-        edits.append(entry)
-        config.edits = edits
-    report = EditReport(
-        removed=removed, reweighted=reweighted, refit=bool(refit), split=split, n_examples=int(X.shape[0]),
-        before=before, after=after, audit_before=audit_before, audit_after=audit_after,
-        slice_accuracy=_clean(slice_accuracy), notes=notes, index=max(1, len(edits)),
-        no_refit=_clean(no_refit),
-    )
-    if record:
-        record_report(model, "edits", report)
-    return report
+    W_refit, b_refit, lam = _refit(model, W, b)
+    if removed and bool((W_refit[:, removed] != 0).any()):
+        raise RuntimeError(f"the refit gave removed features {removed} nonzero weights; the edit was not applied.")
+    return W_refit, b_refit, lam

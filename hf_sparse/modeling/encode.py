@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,6 +22,9 @@ class FitData:
     text_column: str = "text"
     image_column: str = "image"
     label_column: str = "label"
+    #: Features of counterfactual texts already encoded for `augment=` ({max_length: {text: feature row}}), so
+    #: that trying several fixes encodes each text once.
+    counterfactuals: dict = field(default_factory=dict)
 
     @property
     def features(self):
@@ -47,9 +50,9 @@ def processor_inputs(model, items: list, processor=None, max_length: int | None 
     """Tokenize texts or preprocess images for `model`, on the model's device."""
     processor = processor if processor is not None else model.processor
     if processor is None:
-        kind = "tokenizer" if model._modality == "text" else "image_processor"
+        kind = "tokenizer" if model.modality == "text" else "image_processor"
         raise ValueError(f"This model has no {kind}: set model.processor = <{kind}> first.")
-    if model._modality == "text":
+    if model.modality == "text":
         if not all(isinstance(t, str) for t in items):
             raise TypeError("a text model takes a string or a list of strings")
         # the tokenizer's padding/truncation settings are state of the object: one hf_sparse call at a time

@@ -129,7 +129,7 @@ class EncoderClassifier(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _output_class: ClassVar[type] = SequenceClassifierOutput
-    _modality: ClassVar[str] = ""
+    modality: ClassVar[str] = ""
 
     def __init__(self, config, encoder: PreTrainedModel | None = None, pooling: str | None = None):
         super().__init__(config)
@@ -143,12 +143,12 @@ class EncoderClassifier(PreTrainedModel):
         if getattr(encoder, "main_input_name", None) != self.main_input_name:
             raise ValueError(
                 f"{type(encoder).__name__} takes {getattr(encoder, 'main_input_name', None)!r} inputs, not "
-                f"{self.main_input_name!r}: it is not a {self._modality} encoder."
+                f"{self.main_input_name!r}: it is not a {self.modality} encoder."
             )
-        self.pooling = check_pooling(pooling, self._modality)
+        self.pooling = check_pooling(pooling, self.modality)
         self.encoder = encoder
-        self.n_special_tokens = special_token_count(encoder) if self._modality == "image" else 0
-        if self.pooling == "cls" and self._modality == "image" and self.n_special_tokens == 0:
+        self.n_special_tokens = special_token_count(encoder) if self.modality == "image" else 0
+        if self.pooling == "cls" and self.modality == "image" and self.n_special_tokens == 0:
             raise ValueError(
                 f"pooling='cls': {type(encoder).__name__} has no CLS token (its output is feature maps or patch "
                 "tokens only); use pooling='mean'."
@@ -188,7 +188,7 @@ class EncoderClassifier(PreTrainedModel):
             return pooled.flatten(1) if pooled is not None else hidden.mean(dim=(2, 3))
         if self.pooling == "cls":
             return hidden[:, 0]
-        if self._modality == "image":
+        if self.modality == "image":
             return hidden[:, self.n_special_tokens :].mean(dim=1)
         if attention_mask is None:
             return hidden.mean(dim=1)
@@ -212,7 +212,7 @@ class EncoderForSequenceClassification(EncoderClassifier):
     """A text encoder (BERT, DistilBERT, RoBERTa, MPNet, ...) + pooling + a linear `classifier`."""
 
     main_input_name = "input_ids"
-    _modality = "text"
+    modality = "text"
     _output_class = SequenceClassifierOutput
 
     def forward(
@@ -239,7 +239,7 @@ class EncoderForImageClassification(EncoderClassifier):
     """An image encoder (ViT, DeiT, DINOv2, ConvNeXt, ResNet, ...) + pooling + a linear `classifier`."""
 
     main_input_name = "pixel_values"
-    _modality = "image"
+    modality = "image"
     _output_class = ImageClassifierOutput
 
     def forward(

@@ -1,141 +1,33 @@
-"""`fit_sparse_head`: cache features, fit the elastic-net path, select a point, install it as the head."""
+"""`fit_sparse_head`: cache features, fit the elastic-net path, select a point, install it as the head.
+
+The labels and metrics are in `labels.py`, the groups, counterfactuals and worst-group scores in `fit_groups.py`
+(their names are importable from here too); the options are declared in `fit_config.py`.
+
+Example:
+    >>> path = fit_sparse_head(model, train_ds, eval_dataset=val_ds, features_per_class=5)
+    >>> refit_sparse_head(model, groups="has_shortcut", balance="groups")
+"""
 
 from __future__ import annotations
-
-import math
-from typing import Any
 
 import torch
 
 from hf_sparse.features.collapse import check_feature_collapse
+from hf_sparse.solver.target import FeatureCounts, SparsityTarget
 
+from ..utils import json_safe
 from .encode import FitData
+from .encoder_head import BASE_KIND_ENCODER, HEAD_NAME
+from .fit_config import FIT, REFIT, FitConfig, declared_options
+from .fit_groups import augmented_examples, cell_groups, reusable_groups, worst_group_scorer
 from .groups import Groups, resolve_groups
+from .labels import FAMILY_OF_PROBLEM, family_for, head_metrics, labels_of, prepare_labels
 
-FAMILY_OF_PROBLEM = {
-    "multi_label_classification": "multilabel",
-    "regression": "gaussian",
-    "single_label_classification": "multinomial",
-}
-
-
-def family_for(config) -> str:
-    """The solver family for a model's `problem_type` (multilabel, gaussian for regression, else multinomial)."""
-    if config.problem_type in FAMILY_OF_PROBLEM:
-        return FAMILY_OF_PROBLEM[config.problem_type]
-    return "gaussian" if config.num_labels == 1 else "multinomial"
-
-
-def prepare_labels(raw, config, family: str, where: str, *, every_class: bool = False) -> torch.Tensor:
-    """Check labels against the model's labels and return them as the solver wants them.
-
-    Class ids must lie in `[0, num_labels)`; label names are mapped through `config.label2id`; multi-label targets
-    must be (n, num_labels) 0/1; regression targets are floats with `num_labels` columns. `every_class=True`
-    (training labels): every class of a single-label model must occur, else the head would have classes it never
-    learned (e.g. labels {3, 7} on an 8-class model).
-    """
-    k = config.num_labels
-    names = {int(i): n for i, n in (config.id2label or {}).items()}
-    if raw is None:
-        raise ValueError(f"{where} has no labels: pass label_column= naming the column that holds them.")
-    if isinstance(raw, torch.Tensor):
-        values = raw
-    else:
-        values = list(raw)
-        if values and isinstance(values[0], str):
-            label2id = dict(config.label2id or {})
-            unknown = sorted({v for v in values if v not in label2id})
-            if unknown:
-                raise ValueError(
-                    f"{where} has label values {unknown[:10]} that are not labels of this model "
-                    f"({sorted(label2id)}). Map them to the model's labels first."
-                )
-            values = [label2id[v] for v in values]
-        values = torch.as_tensor(values)
-    if family == "multinomial":
-        if values.dim() != 1:
-            raise ValueError(
-                f"{where}: a single-label classifier needs one class id per example; got labels of shape "
-                f"{tuple(values.shape)}. Is the model's problem_type multi_label_classification?"
-            )
-        if values.is_floating_point():
-            if not bool(torch.all(values == values.round())):
-                raise ValueError(f"{where}: labels must be class ids (integers); got non-integer values.")
-        values = values.long()
-        bad = values[(values < 0) | (values >= k)]
-        if bad.numel():
-            raise ValueError(
-                f"{where} has label values {sorted(set(bad.tolist()))[:10]} outside this model's labels "
-                f"0..{k - 1} ({names}). Map them to the model's labels (or fine-tune a model with these labels)."
-            )
-        absent = sorted(set(range(k)) - set(values.unique().tolist())) if every_class and k > 1 else []
-        if absent:
-            present = sorted(set(values.unique().tolist()))
-            raise ValueError(
-                f"{where} has no example of {len(absent)} of this model's {k} classes ({[names.get(c, c) for c in absent][:10]}"
-                f"{'...' if len(absent) > 10 else ''}): its labels are only {present[:10]}, so the head would never "
-                "predict those classes. Give training data with every class, or a model with only these classes "
-                f"(e.g. from_encoder(..., num_labels={len(present)}) with the labels renumbered 0..{len(present) - 1})."
-            )
-        return values
-    if family == "multilabel":
-        if values.dim() != 2 or values.shape[1] != k:
-            raise ValueError(
-                f"{where}: a multi-label model with {k} labels needs (n, {k}) 0/1 targets; got shape "
-                f"{tuple(values.shape)}."
-            )
-        values = values.float()
-        if bool(((values < 0) | (values > 1)).any()):
-            raise ValueError(f"{where}: multi-label targets must be 0/1 (or probabilities in [0, 1]).")
-        return values
-    values = values.float()
-    if k > 1 and (values.dim() != 2 or values.shape[1] != k):
-        raise ValueError(f"{where}: a regression model with {k} outputs needs (n, {k}) targets; got {tuple(values.shape)}.")
-    if k == 1 and values.dim() == 2:
-        if values.shape[1] != 1:
-            raise ValueError(f"{where}: a regression model with one output needs (n,) targets; got {tuple(values.shape)}.")
-        values = values[:, 0]
-    return values
-
-
-def _labels_of(feats, config, family, where, every_class: bool = False):
-    try:
-        labels = feats.labels
-    except (TypeError, ValueError, RuntimeError):  # e.g. a column of label names
-        labels = feats.dataset["label"]
-    return prepare_labels(labels, config, family, where, every_class=every_class)
-
-
-def head_metrics(logits: torch.Tensor, y: torch.Tensor, family: str) -> dict[str, float]:
-    """Accuracy and loss (classification) or mean squared error and R^2 (regression) of logits."""
-    logits = logits.double()
-    if family == "multinomial":
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        return {"accuracy": float((logits.argmax(1) == y).double().mean()), "loss": float(loss)}
-    if family == "multilabel":
-        yd = y.double()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yd)
-        acc = ((logits > 0) == (yd > 0.5)).double().mean()
-        exact = ((logits > 0) == (yd > 0.5)).all(1).double().mean()
-        return {"accuracy": float(acc), "exact_match": float(exact), "loss": float(loss)}
-    pred = logits[:, 0] if logits.shape[1] == 1 and y.dim() == 1 else logits
-    yd = y.double().reshape(pred.shape)
-    mse = float(((pred - yd) ** 2).mean())
-    var = float(((yd - yd.mean(0)) ** 2).mean())
-    return {"mse": mse, "r2": 1.0 - mse / var if var > 0 else math.nan}
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy (floats that are NaN/inf become None)."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _clean(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
+__all__ = [
+    "fit_on_cached_features", "fit_sparse_head", "refit_sparse_head", "summarize_path",
+    # defined in labels.py and fit_groups.py, importable from here as before
+    "FAMILY_OF_PROBLEM", "cell_groups", "family_for", "head_metrics", "prepare_labels", "reusable_groups",
+]
 
 
 def summarize_path(path) -> list[dict]:
@@ -143,13 +35,14 @@ def summarize_path(path) -> list[dict]:
     rows = []
     for point in path:
         m = point.metrics
-        per_class = m.get("features_per_class") or []
+        counts = FeatureCounts(m.get("features_per_class") or [], m.get("n_features"), m.get("nnz"))
         rows.append(
-            _clean(
+            json_safe(
                 {
                     "lambda": float(point.lam),
-                    "features_per_class": (sum(per_class) / len(per_class)) if per_class else 0.0,
-                    "max_features_per_class": max(per_class) if per_class else 0,
+                    # saved key names (model configs, the card's plot): "features_per_class" is the mean here
+                    "features_per_class": counts.mean_per_class,
+                    "max_features_per_class": counts.max_per_class,
                     "n_features": m.get("n_features"),
                     "nnz": m.get("nnz"),
                     "train_accuracy": m.get("train_accuracy"),
@@ -175,14 +68,15 @@ def _extract(model, dataset, processor, columns, batch_size, max_length, cache_d
         cache_dir=cache_dir,
         show_progress=show_progress,
     )
-    if model._modality == "text":
+    if model.modality == "text":
         kwargs["max_length"] = max_length
     else:
         kwargs["image_processor"] = processor
     with model.dense_head_installed() as base:
-        return extract_features(base, dataset, processor if model._modality == "text" else None, **kwargs)
+        return extract_features(base, dataset, processor if model.modality == "text" else None, **kwargs)
 
 
+@declared_options
 def fit_sparse_head(
     model,
     train_dataset,
@@ -206,10 +100,10 @@ def fit_sparse_head(
     alpha: float = 0.99,
     n_lambdas: int = 100,
     lambda_min_ratio: float = 1e-3,
+    solver_kwargs: dict | None = None,
     max_length: int | None = None,
     batch_size: int = 64,
     cache_dir: str | None = None,
-    solver_kwargs: dict | None = None,
     progress: bool = False,
 ):
     """Fit the model's sparse head on its own features and install the selected point.
@@ -217,28 +111,15 @@ def fit_sparse_head(
     1. caches the input of the model's final linear layer over `train_dataset` (and `eval_dataset`) with
        `hf_sparse.features.extract_features` (a second call reuses the cache);
     2. fits the elastic-net path (`hf_sparse.solver.fit_path`, family from the model's `problem_type`:
-       multinomial, multilabel, or gaussian for regression) with `alpha`, `n_lambdas`, `lambda_min_ratio`;
-    3. selects one point: `features_per_class=k` (exactly k features per class, refit), `max_accuracy_drop=d`
-       (the sparsest point within d of the path's best validation accuracy), or `lam=x`; `relax=True` refits
-       the selected support with a light penalty and keeps it if better (see `RegularizationPath.select`);
+       multinomial, multilabel, or gaussian for regression);
+    3. selects the point of the sparsity target (exactly one of `features_per_class`, `max_accuracy_drop`, `lam`:
+       a `hf_sparse.solver.target.SparsityTarget`), with `relax` (see `RegularizationPath.select`);
     4. installs it as the head, records the fit in `model.config` (selection, path summary, dense and sparse
        metrics on `eval_dataset`, or on `train_dataset` without one) and returns the path.
 
-    Fixing a shortcut or a bias (last-layer retraining, Kirichenko et al. 2022):
-
-    - `groups`: which group each training example is in (a column name, one value per example, or a function of
-      the text/image such as `hf_sparse.audit.contains_word("tuesday")`); with `balance="groups"` every
-      (group, label) cell gets the same total weight (`"labels"`: every class; `"group"`: every group);
-    - `eval_groups`: the same for `eval_dataset` (default: `groups` when it is a column name or a function and
-      there is an `eval_dataset`); the
-      path then records worst-group accuracy, and `selection_metric="worst_group_accuracy"` (the default when
-      eval groups are known) makes `max_accuracy_drop` and `relax` judge points by it;
-    - `sample_weight`: your own row weights (multiplied with the balancing weights);
-    - `augment`: a function text -> list of counterfactual texts (e.g. `hf_sparse.audit.identity_swaps()`):
-      each is encoded and added to the training features with the original example's label and group
-      (only these new texts pass through the encoder).
-
-    The tokenizer (text) or image processor (images) is loaded from the model's path unless given.
+    `groups`, `balance`, `sample_weight` and `augment` fix a shortcut or a bias (last-layer retraining, Kirichenko
+    et al. 2022). The keyword options are the fields of `hf_sparse.modeling.fit_config.FitConfig`, documented
+    there (listed below); an unknown keyword is a TypeError listing them.
 
     Example:
         ```python
@@ -248,15 +129,16 @@ def fit_sparse_head(
         ...                       groups=contains_word("tuesday"), balance="groups")
         ```
     """
-    chosen = selection_target(features_per_class, max_accuracy_drop, lam)
+    config = FitConfig(**{name: value for name, value in locals().items() if name in FitConfig.names(FIT)})
+    target = config.target()
     train_dataset, eval_dataset = _as_dataset(train_dataset), _as_dataset(eval_dataset)
-    processor = tokenizer if model._modality == "text" else image_processor
+    processor = tokenizer if model.modality == "text" else image_processor
     if processor is None:
         processor = tokenizer if tokenizer is not None else image_processor
     if processor is None:
         processor = model.processor
     if processor is None:
-        arg = "tokenizer" if model._modality == "text" else "image_processor"
+        arg = "tokenizer" if model.modality == "text" else "image_processor"
         raise ValueError(f"No {arg} was found with this model (in its folder or its base model's); pass {arg}=.")
     model.processor = processor
 
@@ -265,12 +147,7 @@ def fit_sparse_head(
     train = _extract(model, train_dataset, processor, columns, where="train_dataset", **extract)
     val = _extract(model, eval_dataset, processor, columns, where="eval_dataset", **extract)
     fit = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
-    return fit_on_cached_features(
-        model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
-        sample_weight=sample_weight, augment=augment, selection_metric=selection_metric, alpha=alpha,
-        n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio, solver_kwargs=solver_kwargs, progress=progress,
-        batch_size=batch_size, max_length=max_length,
-    )
+    return fit_on_cached_features(model, fit, target, config)
 
 
 def _as_dataset(data):
@@ -282,92 +159,38 @@ def _as_dataset(data):
     return data
 
 
-def selection_target(features_per_class=None, max_accuracy_drop=None, lam=None) -> dict:
-    """{name: value} of the one selection rule given; a clear error otherwise."""
-    chosen = {k: v for k, v in dict(features_per_class=features_per_class, max_accuracy_drop=max_accuracy_drop,
-                                    lam=lam).items() if v is not None}
-    if len(chosen) != 1:
-        raise ValueError(
-            "Pass exactly one of features_per_class= (e.g. 5), max_accuracy_drop= (e.g. 0.01) or lam= to choose "
-            f"the point of the path to install; got {sorted(chosen) or 'none'}."
-        )
-    if features_per_class is not None and (int(features_per_class) != features_per_class or features_per_class < 1):
-        raise ValueError(f"features_per_class must be a positive integer, got {features_per_class!r}")
-    return chosen
-
-
-def reusable_groups(groups):
-    """`groups` when it also names the groups of another dataset (a column name or a function of the text or
-    image), else None (values given row by row belong to one dataset)."""
-    return groups if isinstance(groups, str) or callable(groups) else None
-
-
-def cell_groups(groups: Groups, y: torch.Tensor, label_names: dict) -> Groups:
-    """(group, label) cells as groups, named "group / label": what worst-group accuracy is taken over."""
-    cells, ids = {}, []
-    for g, c in zip(groups.ids.tolist(), y.tolist()):
-        ids.append(cells.setdefault((g, int(c)), len(cells)))
-    names = [None] * len(cells)
-    for (g, c), i in cells.items():
-        names[i] = f"{groups.name_of(g)} / {label_names.get(c, c)}"
-    return Groups(torch.tensor(ids, dtype=torch.long), names)
-
-
-def _augmented(model, fit: FitData, augment, y, groups, weights, batch_size, max_length):
-    """Counterfactual texts of each training example, encoded, with its label, group and weight."""
-    if model._modality != "text":
-        raise TypeError("augment= makes counterfactual texts: it needs a text model.")
-    texts = fit.train_dataset[fit.text_column]
-    rows = fit.train_features.indices.tolist()
-    new_texts, source = [], []
-    for i, r in enumerate(rows):
-        for t in augment(str(texts[r])) or []:
-            if t != texts[r]:
-                new_texts.append(t)
-                source.append(i)
-    if not new_texts:
-        return None
-    X_new = model.encode(new_texts, batch_size=batch_size, max_length=max_length)
-    src = torch.tensor(source)
-    return (X_new, y[src], None if groups is None else groups[src], None if weights is None else weights[src],
-            len(new_texts))
-
-
-def _worst_group_scorer(X_val, y_val, cells: Groups):
-    """point -> the worst (group, label) cell's accuracy of its head on the evaluation features."""
-    from hf_sparse.solver.balance import worst_group_accuracy
-
-    def score(point) -> float:
-        correct = (X_val @ point.weight.T.float() + point.bias.float()).argmax(1) == y_val
-        return worst_group_accuracy(correct, cells.ids)
-
-    return score
-
-
-def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, groups=None, eval_groups=None,
-                           balance=None, sample_weight=None, augment=None, selection_metric=None, alpha=0.99,
-                           n_lambdas=100, lambda_min_ratio=1e-3, solver_kwargs=None, progress=False,
-                           batch_size=64, max_length=None):
+def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, fit_config: FitConfig | None = None,
+                           **options):
     """Steps 2-4 of `fit_sparse_head` on features already cached (`fit`: a `FitData`); returns the path.
 
-    `model.refit_sparse_head(...)` calls this with the features of the last fit: a fix costs no encoder pass
-    over rows already cached.
+    `target`: the sparsity target (a `SparsityTarget` or `{rule: value}`); `fit_config`: the options (a
+    `FitConfig`), with `options` (its field names) replacing some. `model.refit_sparse_head(...)` calls this with
+    the features of the last fit: a fix costs no encoder pass over rows already cached.
+
+    Example:
+        >>> fit_on_cached_features(model, model.fit_data, {"features_per_class": 2}, groups="group", balance="groups")
     """
     from hf_sparse.solver import fit_path
-    from hf_sparse.solver.balance import BALANCE_MODES, group_balanced_weights, worst_group_accuracy
+    from hf_sparse.solver.balance import group_balanced_weights, worst_group_accuracy
+    from hf_sparse.solver.select import select_point
 
+    target = SparsityTarget.coerce(target)
+    fit_config = FitConfig.build(fit_config, where="fit_on_cached_features", **options)
+    relax, groups, eval_groups, balance = fit_config.relax, fit_config.groups, fit_config.eval_groups, fit_config.balance
+    sample_weight, augment, alpha = fit_config.sample_weight, fit_config.augment, fit_config.alpha
+    progress = fit_config.progress
     config = model.config
     family = family_for(config)
     train, val = fit.train_features, fit.eval_features
-    y = _labels_of(train, config, family, "train_dataset", every_class=True)
+    y = labels_of(train, config, family, "train_dataset", every_class=True)
     X = train.features.float()
     X_val = y_val = None
     if val is not None:
-        y_val = _labels_of(val, config, family, "eval_dataset")
+        y_val = labels_of(val, config, family, "eval_dataset")
         X_val = val.features.float()
     if eval_groups is None and val is not None:
         eval_groups = reusable_groups(groups)
-    where = dict(modality=model._modality, text_column=fit.text_column, image_column=fit.image_column)
+    where = dict(modality=model.modality, text_column=fit.text_column, image_column=fit.image_column)
     train_groups = None if groups is None else resolve_groups(groups, fit.train_dataset, train.indices,
                                                               where="groups", **where)
     val_groups = None
@@ -385,8 +208,6 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
                              "examples.")
         weights = weights[train.indices]
     if balance is not None:
-        if balance not in BALANCE_MODES:
-            raise ValueError(f"balance must be one of {BALANCE_MODES} or None; got {balance!r}.")
         if family != "multinomial":
             raise ValueError("balance= needs a single-label classifier (one class id per example).")
         if balance != "labels" and train_groups is None:
@@ -394,55 +215,56 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
                              "each training example is in), e.g. groups=contains_word('tuesday').")
     augmented = None
     if augment is not None:
-        augmented = _augmented(model, fit, augment, y, None if train_groups is None else train_groups.ids,
-                               weights, batch_size, max_length)
+        augmented = augmented_examples(model, fit, augment, y, None if train_groups is None else train_groups.ids,
+                               fit_config.batch_size, fit_config.max_length)
         if augmented is not None:
-            X_new, y_new, g_new, w_new, _ = augmented
+            X_new, y_new, g_new, source = augmented
+            # An example and its counterfactuals share the example's weight: versions of one text must not
+            # multiply its weight (that would upweight whatever mentions the swapped terms, shifting calibration).
+            share = 1.0 / (1.0 + torch.bincount(source, minlength=X.shape[0]).double())
+            base = torch.ones(X.shape[0], dtype=torch.float64) if weights is None else weights
+            weights = torch.cat([base * share, base[source] * share[source]])
             X, y = torch.cat([X, X_new]), torch.cat([y, y_new])
             if train_groups is not None:
                 train_groups = Groups(torch.cat([train_groups.ids, g_new]), train_groups.names)
-            if weights is not None:
-                weights = torch.cat([weights, w_new])
     if balance is not None:
-        balanced = group_balanced_weights(None if train_groups is None else train_groups.ids, y, balance=balance)
-        weights = balanced if weights is None else weights * balanced
+        weights = group_balanced_weights(None if train_groups is None else train_groups.ids, y, balance=balance,
+                                         base_weight=weights)
 
     label_names = {int(i): str(n) for i, n in (config.id2label or {}).items()}
-    metric = selection_metric or ("worst_group_accuracy" if val_groups is not None else "accuracy")
-    if metric not in ("accuracy", "worst_group_accuracy"):
-        raise ValueError(f"selection_metric must be 'accuracy' or 'worst_group_accuracy'; got {metric!r}.")
+    metric = fit_config.selection_metric or ("worst_group_accuracy" if val_groups is not None else "accuracy")
     val_cells = None
     if val_groups is not None and family == "multinomial":
         val_cells = cell_groups(val_groups, y_val, label_names)
-        score = _worst_group_scorer(X_val, y_val, val_cells)
+        score = worst_group_scorer(X_val, y_val, val_cells)
     elif metric == "worst_group_accuracy":
         raise ValueError("selection_metric='worst_group_accuracy' needs eval_groups= (and eval_dataset=) on a "
                          "single-label classifier.")
 
     else:
         score = None
-    fit_kwargs = dict(solver_kwargs or {})
+    fit_kwargs = dict(fit_config.solver_kwargs or {})
     if family == "multinomial":
         fit_kwargs.setdefault("n_classes", config.num_labels)
-    if "features_per_class" in chosen:  # the denser rest of the path is not needed
-        fit_kwargs.setdefault("stop_at_features_per_class", chosen["features_per_class"])
+    if target.features_per_class is not None:  # the denser rest of the path is not needed
+        fit_kwargs.setdefault("stop_at_features_per_class", target.features_per_class)
     path = fit_path(
-        X, y, family=family, alpha=alpha, n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio,
+        X, y, family=family, alpha=alpha, n_lambdas=fit_config.n_lambdas, lambda_min_ratio=fit_config.lambda_min_ratio,
         X_val=X_val, y_val=y_val, sample_weight=weights, progress=progress, **fit_kwargs,
     )
     if score is not None:
         for point in path:
             point.metrics["val_worst_group_accuracy"] = score(point)
     use_score = score if metric == "worst_group_accuracy" else None
-    index = path.select(**chosen, relax=relax, score=use_score, score_name="val_worst_group_accuracy")
+    index = select_point(path, target, relax=relax, score=use_score, score_name="val_worst_group_accuracy")
     point = path.selected if path.selected is not None else path[index]
 
-    selection = {"method": next(iter(chosen)), "value": next(iter(chosen.values())), "index": int(index)}
-    selection.update(_clean({k: v for k, v in (path.selection or {}).items() if k not in selection}))
+    selection = {"method": target.rule, "value": target.value, "index": int(index)}
+    selection.update(json_safe({k: v for k, v in (path.selection or {}).items() if k not in selection}))
     if balance is not None or augmented is not None or sample_weight is not None:
-        selection["training"] = _clean({
+        selection["training"] = json_safe({
             "balance": balance, "groups": None if train_groups is None else train_groups.names,
-            "augmented_examples": 0 if augmented is None else augmented[4],
+            "augmented_examples": 0 if augmented is None else len(augmented[3]),
             "sample_weight": sample_weight is not None, "selection_metric": metric})
     model.install_sparse_head(point.weight, point.bias, feature_mean=path.mean, feature_std=path.std, selection=selection)
 
@@ -467,9 +289,17 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
     config.alpha = float(alpha)
     config.selected_lambda = float(point.lam)
     config.path_summary = summarize_path(path)
-    config.dense_metrics = _clean(dense_metrics)
-    config.sparse_metrics = _clean(sparse_metrics)
+    config.dense_metrics = json_safe(dense_metrics)
+    config.sparse_metrics = json_safe(sparse_metrics)
     config.feature_source = f"input of {config.head_module} (the final nn.Linear of {config.base_architecture})"
+    if getattr(config, "base_kind", None) == BASE_KIND_ENCODER:
+        # The dense classifier of an encoder is the zero placeholder of `from_encoder`: there is no dense head to
+        # compare with, so only where the metrics were taken is kept (the card reads it from here). Here rather than
+        # in the model's method, so that a refit (`refit_sparse_head`, `balanced_refit`) does the same.
+        config.dense_metrics = {k: dense_metrics[k] for k in ("split", "n_examples")} | {
+            "note": "no dense head: a pretrained encoder (from_encoder)"}
+        config.feature_source = (f"{config.pooling} pooling of the {config.base_architecture} encoder's output (the "
+                                 f"input of its linear {HEAD_NAME})")
     config.standardization = {
         "method": "train mean/std, folded into the head's weights (the head takes raw features)",
         "buffers": ["feature_mean", "feature_std"],
@@ -477,7 +307,7 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
         "n_eval": None if X_val is None else int(X_val.shape[0]),
     }
     collapse = check_feature_collapse(train.features, model.sparse_head.active_features.tolist())
-    config.feature_health = _clean({"top_direction_share": collapse.top_share,
+    config.feature_health = json_safe({"top_direction_share": collapse.top_share,
                                     "participation_ratio": collapse.participation_ratio,
                                     "collapsed": collapse.collapsed,
                                     "near_duplicate_features": collapse.duplicate_groups})
@@ -486,6 +316,7 @@ def fit_on_cached_features(model, fit: FitData, chosen: dict, *, relax=False, gr
     return path
 
 
+@declared_options
 def refit_sparse_head(
     model,
     *,
@@ -503,20 +334,21 @@ def refit_sparse_head(
     n_lambdas: int = 100,
     lambda_min_ratio: float = 1e-3,
     solver_kwargs: dict | None = None,
-    progress: bool = False,
-    batch_size: int = 64,
     max_length: int | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
 ):
     """Fit the head again on the features cached by the last `fit_sparse_head` (no encoder pass), e.g. with
-    group-balanced weights; the arguments are `fit_sparse_head`'s. Without a selection rule, the last fit's
-    (`features_per_class`, `max_accuracy_drop` or `lam`) is reused. Returns the new path.
+    group-balanced weights; returns the new path. The options are `fit_sparse_head`'s (`FitConfig`'s fields), except
+    two defaults: without a sparsity target the last fit's is reused, and `alpha=None` is the last fit's alpha.
 
     Example:
         ```python
         >>> model.refit_sparse_head(groups="has_shortcut", balance="groups", relax=True)
         ```
     """
-    fit = getattr(model, "fit_data", None)
+    values = {name: value for name, value in locals().items() if name in FitConfig.names(REFIT)}
+    fit = model.fit_data
     if fit is None:
         raise ValueError("refit_sparse_head works on the features cached by fit_sparse_head in this session; call "
                          "model.fit_sparse_head(train_dataset, eval_dataset, ...) first (its features are cached, so "
@@ -526,13 +358,12 @@ def refit_sparse_head(
         method, value = last.get("method"), last.get("value")
         if method not in ("features_per_class", "max_accuracy_drop", "lam"):
             raise ValueError("Pass features_per_class=, max_accuracy_drop= or lam=: the last fit's rule is unknown.")
-        chosen = {method: value}
-    else:
-        chosen = selection_target(features_per_class, max_accuracy_drop, lam)
-    return fit_on_cached_features(
-        model, fit, chosen, relax=relax, groups=groups, eval_groups=eval_groups, balance=balance,
-        sample_weight=sample_weight, augment=augment, selection_metric=selection_metric,
-        alpha=model.config.alpha if alpha is None and getattr(model.config, "alpha", None) else (alpha or 0.99),
-        n_lambdas=n_lambdas, lambda_min_ratio=lambda_min_ratio, solver_kwargs=solver_kwargs, progress=progress,
-        batch_size=batch_size, max_length=max_length,
-    )
+        values[method] = value
+    if alpha is None:
+        values["alpha"] = model.config.alpha if getattr(model.config, "alpha", None) else FitConfig.default("alpha")
+    config = FitConfig(**values)
+    return fit_on_cached_features(model, fit, config.target(), config)
+
+
+fit_sparse_head.__doc__ += "\n" + FitConfig.docs(FIT)
+refit_sparse_head.__doc__ += "\n" + FitConfig.docs(REFIT)

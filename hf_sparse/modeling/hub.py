@@ -11,7 +11,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .constants import MODEL_CARD_NAME
+from ..constants import MODEL_CARD_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`SparseHeadForImageClassification`: an image classifier whose final linear layer is sparse."""
+"""`SparseHeadImageModel`: a transformers image classifier whose final linear layer is sparse (the model half of
+`hf_sparse.SparseHeadForImageClassification`, which adds the explain, audit and card methods)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .base import SparseHeadPreTrainedModel
 from .outputs import SparseImageClassifierOutput
 
 
-class SparseHeadForImageClassification(SparseHeadPreTrainedModel):
+class SparseHeadImageModel(SparseHeadPreTrainedModel):
     """A transformers image classifier (ViT, ConvNeXt, ResNet, ...) with a sparse final linear layer.
 
     Example:
@@ -22,7 +23,7 @@ class SparseHeadForImageClassification(SparseHeadPreTrainedModel):
     """
 
     main_input_name = "pixel_values"
-    _modality = "image"
+    modality = "image"
     _output_class = SparseImageClassifierOutput
 
     _base_auto_class = AutoModelForImageClassification

@@ -1,4 +1,5 @@
-"""`SparseHeadForSequenceClassification`: a text classifier whose final linear layer is sparse."""
+"""`SparseHeadTextModel`: a transformers text classifier whose final linear layer is sparse (the model half of
+`hf_sparse.SparseHeadForSequenceClassification`, which adds the explain, audit and card methods)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from .base import SparseHeadPreTrainedModel
 from .outputs import SparseSequenceClassifierOutput
 
 
-class SparseHeadForSequenceClassification(SparseHeadPreTrainedModel):
+class SparseHeadTextModel(SparseHeadPreTrainedModel):
     """A transformers text classifier (BERT, DistilBERT, RoBERTa, MPNet, ...) with a sparse final linear layer.
 
     Example:
@@ -24,7 +25,7 @@ class SparseHeadForSequenceClassification(SparseHeadPreTrainedModel):
     """
 
     main_input_name = "input_ids"
-    _modality = "text"
+    modality = "text"
     _output_class = SparseSequenceClassifierOutput
 
     _base_auto_class = AutoModelForSequenceClassification

@@ -27,6 +27,9 @@ def softmax(Z: torch.Tensor) -> torch.Tensor:
     return E / E.sum(1, keepdim=True)
 
 
+_PROFILE_ENTRIES = 1 << 22  # rows x classes per chunk in Multinomial.conjugate_profile
+
+
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p * torch.log(p.clamp_min(_EPS)), torch.zeros_like(p))
 
@@ -57,9 +60,13 @@ class Family:
         raise NotImplementedError
 
     def conjugate_profile(self, D: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor):
-        """``t -> sum_i weight_i ell_i^*(t D_i)`` (float64), for the dual-scale search."""
+        """``t -> sum_i weight_i ell_i^*(t D_i)`` (float64), for the dual-scale search. ``D`` may be a
+        function ``(start, stop) -> rows of D``."""
+        if callable(D):
+            D = D(0, Y.shape[0])
+
         def profile(t: float) -> torch.Tensor:
-            return (weight.double() * self.row_conjugate(D, Y, t).double()).sum()
+            return (weight.double() * self.row_conjugate(D, Y, t).double()).sum()  # (n,) float64 only
         return profile
 
     def intercept_at_zero(self, mean_Y: torch.Tensor) -> torch.Tensor:
@@ -69,8 +76,8 @@ class Family:
     def bias_newton(self, Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor):
         """The gradient (k,) and Hessian (k, k) of the weighted loss in the bias, float64, over
         this process's rows."""
-        wc = (weight[:, None] * self.curvature(Z)).double()
-        return (weight[:, None] * self.gradient(Z, Y)).double().sum(0), torch.diag(wc.sum(0))
+        wc = (weight[:, None] * self.curvature(Z)).sum(0, dtype=torch.float64)
+        return (weight[:, None] * self.gradient(Z, Y)).sum(0, dtype=torch.float64), torch.diag(wc)
 
     def feasible_dual(self, r: torch.Tensor, mean_Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(s, v)``, (k,) each, such that ``D' = (1 - s) D - s Y + v`` is a dual point for the
@@ -98,7 +105,9 @@ class Multinomial(Family):
     name = "multinomial"
 
     def encode(self, y, n_outputs, dtype):
-        return torch.nn.functional.one_hot(y.long(), n_outputs).to(dtype)
+        # scattered straight into ``dtype`` (one_hot would first build an int64 n x k copy)
+        out = torch.zeros(len(y), n_outputs, dtype=dtype, device=y.device)
+        return out.scatter_(1, y.long()[:, None], 1.0)
 
     def row_loss(self, Z, Y):
         return torch.logsumexp(Z, dim=1) - (Z * Y).sum(1)
@@ -118,8 +127,18 @@ class Multinomial(Family):
         # q = y + t (p - y): the true class has 1 - t a with a = 1 - p_y, the others t p_c, so
         # sum_c q_c log q_c = (1 - t a) log(1 - t a) + a t log t + t sum_{c != y} p_c log p_c.
         w = weight.double()
-        a = -(D * Y).sum(1).double()
-        others = (_xlogx(D + Y) * (1 - Y)).sum(1).double()
+        # per row, in row chunks (no n x k temporaries beyond one chunk); ``D`` may be a function
+        # ``(start, stop) -> rows of D`` so that a dual point derived from another is never held whole
+        n, k = Y.shape
+        rows = max(1, _PROFILE_ENTRIES // max(k, 1))
+        a = torch.empty(n, dtype=torch.float64, device=Y.device)
+        others = torch.empty(n, dtype=torch.float64, device=Y.device)
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            Dc = D(start, stop) if callable(D) else D[start:stop]
+            Yc = Y[start:stop].to(Dc.dtype)
+            a[start:stop] = -(Dc * Yc).sum(1).double()
+            others[start:stop] = (_xlogx(Dc + Yc) * (1 - Yc)).sum(1).double()
         wa, w_others = float((w * a).sum()), float((w * others).sum())
 
         def profile(t: float) -> torch.Tensor:
@@ -134,9 +153,12 @@ class Multinomial(Family):
 
     def bias_newton(self, Z, Y, weight):
         P = softmax(Z)  # once, for both
-        wP = (weight[:, None] * P).double()
-        wY = (weight[:, None] * Y).double()
-        return wP.sum(0) - wY.sum(0), torch.diag(wP.sum(0)) - wP.T @ P.double()
+        # sums in float64 without n x k float64 copies (tens of GB at ImageNet shape on a GPU);
+        # the k x k product in the working precision (the Hessian only steers the step)
+        wP = weight[:, None].to(P.dtype) * P
+        p_sum = wP.sum(0, dtype=torch.float64)
+        y_sum = (weight[:, None].to(Y.dtype) * Y).sum(0, dtype=torch.float64)
+        return p_sum - y_sum, torch.diag(p_sum) - (wP.T @ P).double()
 
     def empty_class_shift(self, D, Y, mean_Y):
         empty = mean_Y <= 0

@@ -23,15 +23,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .bound_cd import FeatureGram, bound_solve
 from .design import Design
 from .distributed import Reducer
 from .newton import Iterate, newton_solve, polish_bias
 from .path import PathPoint, RegularizationPath
 from .penalty import ElasticNet
 from .problem import Problem
+from .refit import Refitter, raw_weights, validation_scores
+from .screening import golden_min, working_set
 from .validation import check_features, check_options, check_targets
 
 _MAX_ROUNDS = 20
+_BOUND_INNER = 1e-2  # the bound solver's inner tolerance, relative to the gap's (its steps converge linearly)
+# method="auto": the bound solver from this many classes. Measured on the loaded 2-core box, 10 and 6 lambdas
+# (deep_features, alpha 0.99): k=100 (n=5000, d=128, to 1e-2 lam_max) Newton 114 s, bound 247 s; k=300
+# (n=4000, d=64, to 1e-1 lam_max) Newton 41 s, bound 53 s: Newton's lead shrinks with k (its class blocks
+# grow with k, the bound solver's passes only linearly), the switch extrapolated to about 500 classes;
+# `bench_solver.py --proxy crossover` (and k=1000) measures it on a quiet machine.
+BOUND_MIN_CLASSES = 500
+BOUND_MAX_FEATURES = 8192  # ... and up to this many features (its Gram is 8 (d+1)^2 bytes)
 _MAX_STEPS = 100  # Newton steps per point before giving up on tol (reported as converged=False)
 
 
@@ -39,8 +50,13 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
              lambda_min_ratio: float = 1e-3, X_val=None, y_val=None, sample_weight=None, group: bool = False,
              *, tol: float = 1e-6, n_classes: int | None = None, device=None, dtype=None,
              chunk_rows: int | None = None, distributed: bool | None = None, max_features: int | None = None,
-             stop_at_features_per_class: int | None = None, progress: bool = False) -> RegularizationPath:
+             stop_at_features_per_class: int | None = None, progress: bool = False,
+             standardize: bool = True, method: str = "auto") -> RegularizationPath:
     """Fit the path of ``mean loss(W x + b, y) + lam * (alpha |W|_1 + (1 - alpha)/2 |W|_F^2)``.
+
+    With ``standardize=True`` (the default) ``x`` is the standardized feature vector and the
+    penalty is on the standardized weights: glm_saga's objective on standardized features (what
+    the paper's code feeds it). ``standardize=False`` penalizes the raw-space weights instead.
 
     Args:
         X: (n, d) features: a torch tensor, NumPy array or memory-mapped array. Standardized
@@ -69,6 +85,26 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         stop_at_features_per_class: stop at the first point where every class uses at least
             this many features (all ``select(features_per_class=k)`` needs, for ``k`` up to it).
         progress: show a progress bar over the path.
+        standardize: solve on standardized columns (penalty on standardized weights; returned
+            weights still take raw features); ``False``: the raw-space objective, columns as given.
+        method: ``"newton"`` (proximal Newton on a working set: exact Hessians, best for few
+            classes), ``"bound"`` (the large-k solver of :mod:`.bound_cd`: one Gram of the
+            features, a class-coupling model, vectorized block coordinate descent; multinomial
+            without ``group`` only) or ``"auto"`` (``"bound"`` for multinomial heads with at least
+            :data:`BOUND_MIN_CLASSES` classes and at most :data:`BOUND_MAX_FEATURES` features).
+
+    Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``, ``z``: bytes of the
+    predictions, 8 on the CPU and ``b`` on a GPU; ``m``: the working set's features):
+
+        peak ~ n d b + n m b + n k (b + 10 z) + 8 (d+1)^2        (method="bound"; no Gram for "newton")
+
+    the standardized copy of X, the working set's gathered columns, the one-hot targets (in
+    ``dtype``), the predictions ``Z`` plus up to nine ``n x k`` temporaries of the duality-gap
+    check (probabilities, residual, loss terms; the feasible dual point is made row chunk by row
+    chunk), and the Gram. On a GPU the ``n x k`` arrays are in ``dtype`` (row sums accumulate in
+    float64 without float64 copies). Example: n=20,000, d=768,
+    k=1000 on the CPU, float32: 61 MB + 61 MB + 1.7 GB + 5 MB. ``tests/test_solver_large_k.py``
+    measures it. Proximal Newton adds its coupled Hessian (up to 128 MB) or class blocks.
     """
     reducer = Reducer.auto(distributed)
     n, d = check_features(X)
@@ -88,9 +124,18 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         val = (torch.as_tensor(np.asarray(X_val)) if not isinstance(X_val, torch.Tensor) else X_val, yv)
 
     started = time.perf_counter()
-    design = Design.build(X, device=device, dtype=dtype, reducer=reducer, chunk_rows=chunk_rows)
+    if method not in ("auto", "newton", "bound"):
+        raise ValueError(f"method must be 'auto', 'newton' or 'bound'; got {method!r}.")
+    if method == "bound" and (family != "multinomial" or group or k < 3):
+        raise ValueError("method='bound' solves multinomial heads of 3 or more classes without group=True; "
+                         f"got family={family!r}, group={group}, {k} classes. Use method='newton' (or 'auto').")
+    design = Design.build(X, device=device, dtype=dtype, reducer=reducer, chunk_rows=chunk_rows,
+                          standardize=standardize)
     problem = Problem.build(design, y_t, family=family, n_outputs=k, sample_weight=w)
-    fitter = _PathFitter(problem, alpha=alpha, group=group, tol=tol, val=val)
+    if method == "auto":
+        method = ("bound" if family == "multinomial" and not group and k >= BOUND_MIN_CLASSES
+                  and d <= BOUND_MAX_FEATURES else "newton")
+    fitter = _PathFitter(problem, alpha=alpha, group=group, tol=tol, val=val, method=method)
 
     lam_max = fitter.lam_max()
     if lambdas is None:
@@ -119,9 +164,11 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             "certified path.", RuntimeWarning, stacklevel=2)
     info = {"n_rows": int(reducer.sum(torch.tensor([float(n)], dtype=torch.float64))[0]), "n_features": d,
             "n_outputs": k, "dtype": str(dtype).replace("torch.", ""), "device": str(device),
-            "tol": tol, "world_size": reducer.world_size, "seconds": time.perf_counter() - started}
+            "tol": tol, "world_size": reducer.world_size, "seconds": time.perf_counter() - started,
+            "method": method, "standardize": bool(standardize)}
     return RegularizationPath(points, family=family, alpha=alpha, group=group, mean=design.mean.to(dtype),
-                              std=design.std.to(dtype), lam_max=lam_max, info=info, refit=fitter.refit)
+                              std=design.std.to(dtype), lam_max=lam_max, info=info,
+                              refit=Refitter(problem, alpha=alpha, group=group, tol=tol, val=val))
 
 
 @dataclass
@@ -135,8 +182,11 @@ class _Check:
 class _PathFitter:
     """Keeps the iterate and screening state between the points of one path."""
 
-    def __init__(self, problem: Problem, *, alpha: float, group: bool, tol: float, val):
+    def __init__(self, problem: Problem, *, alpha: float, group: bool, tol: float, val, method: str = "newton"):
         self.problem, self.alpha, self.group, self.tol, self.val = problem, alpha, group, tol, val
+        self.method = method
+        self.gram = FeatureGram.build(problem) if method == "bound" else None
+        self._stall = 1e-14 if method == "bound" else max(1e-14, 1e-2 * tol)
         self.state = Iterate.zeros(problem)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
@@ -151,14 +201,14 @@ class _PathFitter:
         """Smallest lambda with all weights zero: the largest gradient at W = 0, optimal bias."""
         p = self.problem
         k = p.internal_outputs
-        mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).double().sum(0))
+        mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).sum(0, dtype=torch.float64))
         b0 = p.family.intercept_at_zero(mean_Y).to(p.design.dtype)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
         self.state.b = b0.double()
         self.state.Z = torch.zeros_like(self.state.Z) + b0
-        newton_solve(p, self.state, p.penalty(1.0, self.alpha, self.group),
-                     torch.zeros(0, dtype=torch.long, device=p.design.device),
-                     torch.zeros(k, 0, dtype=torch.bool), tol=1e-12)
+        self._inner(p, self.state, p.penalty(1.0, self.alpha, self.group),
+                    torch.zeros(0, dtype=torch.long, device=p.design.device),
+                    torch.zeros(k, 0, dtype=torch.bool), tol=1e-12)
         G = p.design.gradient(p.residual(self.state.Z))
         self.prev_gradient = G
         score = float(p.penalty(1.0, self.alpha, self.group).scores(G).max())
@@ -173,14 +223,16 @@ class _PathFitter:
         pen = p.penalty(lam, self.alpha, self.group)
         prev_l1 = p.penalty(self.prev_lam, self.alpha, self.group).l1
         # strong rule (Tibshirani et al. 2012) plus everything already active
-        working = _working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0)
+        working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
+                               limit=self.method == "newton")
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
         previous, reuse = math.inf, True
         while True:
             rounds += 1
             cols = torch.nonzero(working.any(0)).flatten()
-            steps += newton_solve(p, self.state, pen, cols, working[:, cols], tol=tol * 1e-3, reuse_hessian=reuse)
+            inner_tol = tol * (_BOUND_INNER if self.method == "bound" else 1e-3)
+            steps += self._inner(p, self.state, pen, cols, working[:, cols], tol=inner_tol, reuse_hessian=reuse)
             check = self._check(pen)
             violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
             if self.group:
@@ -192,9 +244,11 @@ class _PathFitter:
                 break
             elif self.state.stale_model:
                 reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
-            elif previous - check.objective <= max(1e-14, 1e-2 * self.tol) * abs(check.objective):
+            elif previous - check.objective <= self._stall * abs(check.objective):
                 # The last round gained less than a hundredth of the tolerance: at this
-                # precision the gap is what it can be (it has a floor in float32).
+                # precision the gap is what it can be (it has a floor in float32). The bound
+                # solver's linear steps leave the gradient (so the gap) loose long after the
+                # objective has settled: it goes on to the float64 floor.
                 break
             else:
                 tol *= 0.1
@@ -210,6 +264,12 @@ class _PathFitter:
         point = self._point(lam, check, steps, time.perf_counter() - started)
         point.metrics["converged"] = bool(0 <= check.gap <= self.tol * scale)
         return point
+
+    def _inner(self, *args, **kwargs) -> int:
+        """The working-set solver of this path: proximal Newton, or the large-k bound solver."""
+        if self.method == "bound":
+            return bound_solve(*args, gram=self.gram, **kwargs)
+        return newton_solve(*args, **kwargs)
 
     def _check(self, pen: ElasticNet, polish: bool = True) -> _Check:
         """Full gradient, objective and duality gap (not clipped: see :meth:`solve`).
@@ -243,8 +303,11 @@ class _PathFitter:
         conj_one = reducer.scalar(profile_D(1.0))
         # the feasible dual point and its X^T product
         mix, v = shift
-        Dp = D if M is None else D - M
-        Dp = (1 - mix).to(D) * Dp - mix.to(D) * p.Y + v.to(D)
+        keep, shift_Y, add = (1 - mix).to(D), mix.to(D), v.to(D)
+
+        def Dp(start: int, stop: int) -> torch.Tensor:  # the feasible dual point's rows, made on demand
+            rows = D[start:stop] if M is None else D[start:stop] - M[start:stop]
+            return keep * rows - shift_Y * p.Y[start:stop].to(D) + add
         Gp = G if M is None else G - p.design.gradient(M * p.row_weight[:, None])
         Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
         profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
@@ -260,7 +323,7 @@ class _PathFitter:
             best, t_best = gap(1.0), 1.0
             if best > self.tol * abs(objective):
                 # the best scale sits just below 1: search log10(1 - s) in [-9, -1]
-                value, u = _golden_min(lambda u: gap(1.0 - 10.0 ** u), -9.0, -1.0)
+                value, u = golden_min(lambda u: gap(1.0 - 10.0 ** u), -9.0, -1.0)
                 if value < best:
                     best, t_best = value, 1.0 - 10.0 ** u
         tol_abs = self.tol * abs(objective)
@@ -291,15 +354,15 @@ class _PathFitter:
         mean_Y = p.dual_data()[0]
         D = p.family.gradient(s.Z, p.Y)
         R = D * p.row_weight[:, None]
-        r = reducer.sum(R.double().sum(0))
+        r = reducer.sum(R.sum(0, dtype=torch.float64))
         M = p.family.empty_class_shift(D, p.Y, mean_Y)
-        r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).double().sum(0))
+        r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).sum(0, dtype=torch.float64))
         return D, R, r, M, p.family.feasible_dual(r_left, mean_Y)
 
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
         p, s = self.problem, self.state
         W_std, b_std = p.to_public(s.W, s.b)
-        W, b = (t.to(p.design.dtype) for t in _unstandardize(W_std, b_std, p.design.mean.double(),
+        W, b = (t.to(p.design.dtype) for t in raw_weights(W_std, b_std, p.design.mean.double(),
                                                               p.design.std.double()))
         correct = p.design.reducer.scalar(p.family.correct(s.Z, p.Y).sum()) if p.family.is_classification else math.nan
         n_total = p.design.reducer.scalar(torch.tensor(float(p.design.n_rows)))
@@ -312,101 +375,5 @@ class _PathFitter:
             "gap": check.gap / max(abs(check.objective), 1e-300), "iterations": steps, "seconds": seconds,
         }
         if self.val is not None:
-            metrics.update(_score(p, W, b, *self.val))
+            metrics.update(validation_scores(p, W, b, *self.val))
         return PathPoint.from_dense(lam, W, b, metrics)
-
-    # -- refit on a fixed support (selection)
-    def refit(self, lam: float, support: torch.Tensor, start: PathPoint, alpha: float | None = None) -> PathPoint:
-        """Solve at ``lam`` with weights outside ``support`` (k, d public) held at zero (``alpha``: the
-        penalty's L1 share, default the path's; 0 gives a ridge refit that keeps every supported weight)."""
-        p = self.problem
-        W0 = start.weight.to(p.design.device, p.design.dtype)
-        b0 = start.bias.to(p.design.device, p.design.dtype)
-        W_std, b_std = _standardize((W0 * support.to(W0)).double(), b0.double(), p.design.mean, p.design.std)
-        W_int, b_int = p.to_internal(W_std, b_std)
-        support_int = p.support_to_internal(support.to(W0.device))
-        self.state.W, self.state.b = W_int.double(), b_int.double()
-        self.state.refresh(p)
-        pen = p.penalty(lam, self.alpha if alpha is None else alpha, self.group)
-        cols = torch.nonzero(support_int.any(0)).flatten()
-        steps = newton_solve(p, self.state, pen, cols, support_int[:, cols].to(p.design.device),
-                             tol=self.tol * 0.1, max_steps=200)
-        check = self._check(pen)
-        point = self._point(lam, check, steps, 0.0)
-        point.metrics["gap"] = None  # restricted problem: the full-problem gap does not apply
-        return point
-
-
-_MAX_NEW_SHARE = 0.4  # strong-rule candidates admitted at once, as a share of the active weights
-
-
-def _working_set(scores: torch.Tensor, threshold: float, active: torch.Tensor) -> torch.Tensor:
-    """The active weights plus the strongest strong-rule candidates (Tibshirani et al. 2012).
-
-    The strong rule admits about twice the weights that end up active near the dense
-    end; a Newton step costs the square of the working set, so only the candidates
-    with the largest scores join now (at least 10, or a quarter of the active set), and
-    the KKT check brings in any others that turn out to be needed.
-    """
-    candidates = (scores >= threshold) & ~active
-    limit = max(10, int(_MAX_NEW_SHARE * int(active.sum())))
-    if int(candidates.sum()) > limit:
-        cutoff = torch.topk(scores[candidates], limit).values[-1]
-        candidates &= scores >= cutoff
-    return active | candidates
-
-
-def make_refitter(path: RegularizationPath, X, y, *, device=None, dtype=None, sample_weight=None):
-    """A refit function over new training data (optionally weighted), with the path's own standardization."""
-    reducer = Reducer.auto(None)
-    n, _ = check_features(X)
-    k = path[0].shape[0]
-    y_t, _ = check_targets(y, n, path.family, reducer, k if path.family == "multinomial" else None)
-    device = device or (X.device if isinstance(X, torch.Tensor) else "cpu")
-    design = Design.build(X, device=device, dtype=dtype or torch.float32, reducer=reducer,
-                          stats=(path.mean, path.std))
-    w = None if sample_weight is None else check_options(path.alpha, sample_weight, n, None, 2, 1e-3, 1e-6)
-    problem = Problem.build(design, y_t, family=path.family, n_outputs=k, sample_weight=w)
-    tol = path.info.get("tol", 1e-6)
-    return _PathFitter(problem, alpha=path.alpha, group=path.group, tol=tol, val=None).refit
-
-
-def _golden_min(f, lo: float, hi: float, iterations: int = 16) -> tuple[float, float]:
-    """The smallest value of a unimodal ``f`` on ``[lo, hi]`` found by golden-section search, and where."""
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = f(c), f(d)
-    for _ in range(iterations):
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - ratio * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + ratio * (b - a)
-            fd = f(d)
-    return (fc, c) if fc < fd else (fd, d)
-
-
-def _unstandardize(W, b, mean, std):
-    W_raw = W / std
-    return W_raw, b - W_raw @ mean
-
-
-def _standardize(W_raw, b_raw, mean, std):
-    return W_raw * std, b_raw + W_raw @ mean
-
-
-def _score(problem: Problem, W: torch.Tensor, b: torch.Tensor, X_val, y_val) -> dict:
-    """Validation loss and accuracy of raw-space weights, in the public family."""
-    from .families import get_family
-
-    fam = get_family(problem.public_family)
-    Xv = X_val.to(device=W.device, dtype=W.dtype)
-    Z = Xv @ W.to(Xv).T + b.to(Xv)
-    Y = fam.encode(y_val.to(W.device), problem.n_outputs, W.dtype)
-    out = {"val_loss": float(fam.row_loss(Z, Y).double().mean())}
-    if fam.is_classification:
-        out["val_accuracy"] = float(fam.correct(Z, Y).double().mean())
-    return out

@@ -100,7 +100,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     for steps in range(1, max_steps + 1):
         R = problem.residual(state.Z)
         grad_W = block.rmatvec(R)
-        grad_b = reducer.sum(R.double().sum(0))
+        grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
         if problem.family.name == "multinomial":
             # Softmax is unchanged by adding one constant to every bias, so the exact gradient
             # sums to zero over classes; float32 rounding leaves a residue along that flat

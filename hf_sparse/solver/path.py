@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -20,8 +19,10 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-WEIGHTS_NAME = "path.safetensors"
-CONFIG_NAME = "path.json"
+from ..constants import PATH_CONFIG_NAME as CONFIG_NAME
+from ..constants import PATH_WEIGHTS_NAME as WEIGHTS_NAME
+from ..utils import file_sha256 as _sha256
+
 FORMAT_VERSION = 1
 
 
@@ -84,6 +85,12 @@ class RegularizationPath:
         self.selected: PathPoint | None = None
         self.selection: dict[str, Any] | None = None
         self._refit = refit  # solves on a fixed support; present while the training data is
+
+    @property
+    def refitter(self) -> Callable | None:
+        """The support-restricted refit on this path's training data, `refit(lam, support, start) -> PathPoint`;
+        None for a path loaded from disk (it does not hold the data)."""
+        return self._refit
 
     def __len__(self) -> int:
         return len(self.points)
@@ -205,14 +212,6 @@ def _atomic_write(target: Path, write: Callable[[str], Any]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_default(value):

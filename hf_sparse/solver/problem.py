@@ -90,7 +90,7 @@ class Problem:
         if self._dual is None:
             w = self.row_weight[:, None]
             XtM = self.design.gradient(torch.cat([w, w * self.Y], dim=1))
-            mean_Y = self.design.reducer.sum((w * self.Y).double().sum(0))
+            mean_Y = self.design.reducer.sum((w * self.Y).sum(0, dtype=torch.float64))
             self._dual = (mean_Y, XtM[0], XtM[1:])
         return self._dual
 

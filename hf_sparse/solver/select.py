@@ -1,7 +1,7 @@
-"""Choosing one point of a path: a sparsity target, an accuracy budget or a lambda.
+"""Choosing one point of a path by a sparsity target (:class:`~.target.SparsityTarget`).
 
 Example:
-    >>> i = select_point(path, features_per_class=5)     # same as path.select(...)
+    >>> i = select_point(path, SparsityTarget(features_per_class=5))   # same as path.select(features_per_class=5)
     >>> path.selected.metrics["features_per_class"]
     [5, 5]
 """
@@ -10,39 +10,42 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import torch
 
-from .path import PathPoint, RegularizationPath
+from .refit import make_refitter
+from .target import FeatureCounts, SparsityTarget
+
+if TYPE_CHECKING:
+    from .path import PathPoint, RegularizationPath
 
 _RELAX_FACTOR = 0.01  # the relaxed refit's lambda, as a share of the selected one
 _MAX_HALVINGS = 20
 
 
-def select_point(path: RegularizationPath, *, features_per_class=None, max_accuracy_drop=None, lam=None,
-                 relax: bool = False, X=None, y=None, score=None, score_name: str = "score") -> int:
-    """See `RegularizationPath.select`. `score(point) -> float` (higher is better) replaces validation accuracy
-    in the accuracy budget and the relaxed refit's comparison, e.g. worst-group accuracy on held-out data."""
-    given = [name for name, v in (("features_per_class", features_per_class),
-                                  ("max_accuracy_drop", max_accuracy_drop), ("lam", lam)) if v is not None]
-    if len(given) != 1:
-        raise ValueError("Pass exactly one of features_per_class=, max_accuracy_drop= or lam= "
-                         f"(got {given or 'none'}).")
+def select_point(path: RegularizationPath, target: SparsityTarget | None = None, *, features_per_class=None,
+                 max_accuracy_drop=None, lam=None, relax: bool = False, X=None, y=None, score=None,
+                 score_name: str = "score") -> int:
+    """See `RegularizationPath.select`. The target is a :class:`~.target.SparsityTarget` or, as there, exactly one
+    of the keywords ``features_per_class``, ``max_accuracy_drop``, ``lam``. `score(point) -> float` (higher is
+    better) replaces validation accuracy in the accuracy budget and the relaxed refit's comparison, e.g.
+    worst-group accuracy on held-out data."""
+    target = SparsityTarget.coerce(target, features_per_class=features_per_class,
+                                   max_accuracy_drop=max_accuracy_drop, lam=lam)
     if len(path) == 0:
         raise ValueError("The path has no points.")
-    refit = _refit_function(path, X, y) if (features_per_class is not None or relax) else None
-    if features_per_class is not None:
-        index, point, info = _by_features(path, int(features_per_class), refit)
-    elif max_accuracy_drop is not None:
-        index, info = _by_accuracy(path, float(max_accuracy_drop), score, score_name)
+    refit = _refit_function(path, X, y) if (target.features_per_class is not None or relax) else None
+    if target.features_per_class is not None:
+        index, point, info = _by_features(path, target.features_per_class, refit)
+    elif target.max_accuracy_drop is not None:
+        index, info = _by_accuracy(path, target.max_accuracy_drop, score, score_name)
         point = path[index]
     else:
-        if lam <= 0:
-            raise ValueError(f"lam must be positive; got {lam}.")
-        distances = (torch.log(path.lambdas) - math.log(lam)).abs()
+        distances = (torch.log(path.lambdas) - math.log(target.lam)).abs()
         index = int(torch.argmin(distances))
         point = path[index]
-        info = {"rule": "lam", "requested_lam": float(lam)}
+        info = {"rule": "lam", "requested_lam": target.lam}
     info.update({"index": index, "lam": point.lam})
     if relax:
         point, info["relax_gain"] = _relax(path, point, refit, score, score_name)
@@ -51,16 +54,15 @@ def select_point(path: RegularizationPath, *, features_per_class=None, max_accur
 
 
 def _by_features(path, k: int, refit):
-    if k < 1:
-        raise ValueError(f"features_per_class must be at least 1; got {k}.")
     n_features = path[0].shape[1]
     if k > n_features:
         raise ValueError(f"features_per_class={k} is more than the {n_features} features there are.")
-    index = next((i for i, p in enumerate(path) if min(p.metrics["features_per_class"]) >= k), None)
+    counts = [_counts(p) for p in path]
+    index = next((i for i, c in enumerate(counts) if c.min_per_class >= k), None)
     if index is None:
         index = len(path) - 1
         warnings.warn(f"No point of the path has {k} features in every class (the densest has "
-                      f"{path[index].metrics['features_per_class']}): using it as it is. Extend the path "
+                      f"{counts[index].per_class}): using it as it is. Extend the path "
                       "with a smaller lambda_min_ratio.", stacklevel=3)
     point = path[index]
     support = _top_k_support(point, k, path.group, path.std)
@@ -79,6 +81,12 @@ def _by_features(path, k: int, refit):
                                 "refit_lam": lam}
 
 
+def _counts(point: PathPoint) -> FeatureCounts:
+    """The point's feature counts, from its metrics (what `fit_path` measured; saved with the path)."""
+    m = point.metrics
+    return FeatureCounts(list(m["features_per_class"]), m["n_features"], m["nnz"])
+
+
 def _top_k_support(point: PathPoint, k: int, group: bool, scale: torch.Tensor) -> torch.Tensor:
     """The ``k`` largest weights of each class (of each feature column, in group mode)."""
     W = point.weight.abs() * scale  # weights on standardized features: comparable across features
@@ -93,8 +101,6 @@ def _top_k_support(point: PathPoint, k: int, group: bool, scale: torch.Tensor) -
 
 
 def _by_accuracy(path, drop: float, score=None, score_name: str = "score"):
-    if not drop >= 0:  # also refuses NaN
-        raise ValueError(f"max_accuracy_drop must be a non-negative number; got {drop}.")
     metric = "val_accuracy" if score is None else score_name
     values = path.metric(metric) if score is None else [float(score(p)) for p in path]
     if score is None and any(v is None for v in values):
@@ -127,10 +133,8 @@ def _relax(path, point: PathPoint, refit, score=None, score_name: str = "score")
 
 def _refit_function(path, X, y):
     if X is not None and y is not None:
-        from .fit import make_refitter
-
         return make_refitter(path, X, y)
-    if path._refit is None:
+    if path.refitter is None:
         raise ValueError("This selection refits on the chosen support, which needs the training data: "
                          "pass X= and y= (the path was loaded from disk, so it does not hold them).")
-    return path._refit
+    return path.refitter
