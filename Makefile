@@ -16,7 +16,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/hf-sparse demo
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The solver benchmark's references (adelie) need numpy<2: a separate environment.
 .venv-bench/.installed: pyproject.toml scripts/install.sh

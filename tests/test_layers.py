@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "hf_sparse"
 
 #: The layers, from the bottom: each may import only the ones before it.
-LAYERS = ("solver", "features", "modeling", "explain", "audit", "card", "cli")
+LAYERS = ("solver", "features", "modeling", "explain", "metrics", "audit", "card", "cli")
 #: Modules under hf_sparse/ that every layer may use; they import no layer themselves.
 SHARED = ("constants", "utils", "text_safety", "plotting", "tables", "data_paths")
 #: Modules that compose the layers (the public model classes, the demo): only the command line, the last layer,

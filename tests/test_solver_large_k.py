@@ -23,7 +23,7 @@ from hf_sparse.solver.bound_cd import _solve_block, block_cd
 from hf_sparse.solver.fit import BOUND_MIN_CLASSES
 
 from solver_reference import fista, objective, standardize, targets
-from test_solver import make_data, sklearn_logistic, suboptimality
+from solver_helpers import make_data, sklearn_logistic, suboptimality
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,6 +208,7 @@ def peak_bytes_formula(n, d, k, m, b=4):
     return n * d * b + n * m * b + n * k * (b + 10 * 8) + 8 * (d + 1) ** 2
 
 
+@pytest.mark.slow  # over 20 s on 2 cores
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs "
                     "to reset the peak resident size")
 def test_peak_memory_is_within_the_formula():

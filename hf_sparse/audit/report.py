@@ -160,7 +160,7 @@ def record_report(model, key: str, report) -> None:
     """Store `report` on the model as `model.audit_reports[key]`; edits are appended to an `EditHistory`."""
     if key not in REPORT_KEYS:
         raise ValueError(f"unknown report key {key!r}; one of {REPORT_KEYS}")
-    reports = getattr(model, "audit_reports", None) or {}
+    reports = model.audit_reports or {}
     if key == "edits":
         history_class = report_class("EditHistory")
         history = reports.get("edits")

@@ -127,7 +127,7 @@ class ErrorSliceReport(_ReportList, _Report):
     def group_values(self, model, dataset=None, *, batch_size: int = 64, max_length: int | None = 128) -> list:
         """One slice rank per example of `dataset` (default: the training data of the model's last fit, read from
         its cached features with no forward pass), usable as `groups=` in `balanced_refit` / `fit_sparse_head`."""
-        fit = getattr(model, "fit_data", None)
+        fit = model.fit_data
         if dataset is None or (fit is not None and dataset is fit.train_dataset):
             if fit is None:
                 raise ValueError("group_values needs dataset= or a model with the features of a fit_sparse_head.")

@@ -10,8 +10,9 @@ For each identity subgroup `s` (examples that mention it), with labels `y` (1 = 
 
 The generalized mean `M_p(m) = (mean_s m_s^p)^(1/p)` with `p = -5` leans towards the worst subgroups; the final score
 is `w0 * overall AUC + sum over the three metrics of w * M_p`, with all weights 0.25 (the Jigsaw Unintended Bias in
-Toxicity Classification metric). AUCs come from `sklearn.metrics.roc_auc_score`; an AUC whose data lacks a class is
-undefined (None) and left out of the means.
+Toxicity Classification metric). The figures are computed by the `bias_auc` evaluate module shipped in
+`hf_sparse.metrics` (AUCs from `sklearn.metrics.roc_auc_score`); an AUC whose data lacks a class is undefined (None)
+and left out of the means.
 
 Each head is scored on the same features; `report.disagreements` lists where the sparse head and the dense one
 (the model the user started from) tell different stories: an AUC on opposite sides of 0.5, or any figure more than
@@ -25,18 +26,18 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from .. import metrics
+from ..metrics.bias_auc.bias_auc import (  # the formulas, re-exported as before (see __all__)
+    METRICS, auc_or_none, bias_aucs, final_bias_score, generalized_mean)
 from . import scoring
 from .report import record_report
 from .subgroup_report import SubgroupReport
 from .terms import find_terms, resolve_groups
 
-METRICS = ("subgroup_auc", "bpsn_auc", "bnsp_auc")
 #: Two heads disagree on a figure (an AUC, a generalized mean, the final score) when they differ by more than this.
 DISAGREEMENT_MARGIN = 0.05
 #: ... or on an AUC when one is above 0.5 and the other below, one of them at least this far from 0.5.
@@ -46,45 +47,7 @@ _NAMES = {"overall_auc": "overall AUC", "subgroup_auc": "subgroup AUC", "bpsn_au
 
 
 # ------------------------------------------------------------------------------------------- the formulas
-def auc_or_none(y: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC AUC, or None when `y` holds only one class (the AUC is undefined)."""
-    y = np.asarray(y)
-    if y.size == 0 or y.min() == y.max():
-        return None
-    return float(roc_auc_score(y, scores))
-
-
-def bias_aucs(y, scores, in_subgroup) -> dict[str, float | None]:
-    """{subgroup_auc, bpsn_auc, bnsp_auc} for one subgroup (a boolean mask over the examples)."""
-    y = np.asarray(y).astype(int)
-    scores = np.asarray(scores, dtype=float)
-    s = np.asarray(in_subgroup, dtype=bool)
-    bpsn = (s & (y == 0)) | (~s & (y == 1))
-    bnsp = (s & (y == 1)) | (~s & (y == 0))
-    return {"subgroup_auc": auc_or_none(y[s], scores[s]),
-            "bpsn_auc": auc_or_none(y[bpsn], scores[bpsn]),
-            "bnsp_auc": auc_or_none(y[bnsp], scores[bnsp])}
-
-
-def generalized_mean(values, power: float = -5.0) -> float | None:
-    """`(mean v^p)^(1/p)` over the values that are not None; None if there are none. A zero with p < 0 gives 0."""
-    v = np.array([x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))], dtype=float)
-    if v.size == 0:
-        return None
-    if power == 0:
-        return float(np.exp(np.log(v).mean()))
-    if power < 0 and (v == 0).any():
-        return 0.0
-    return float(np.mean(v ** power) ** (1.0 / power))
-
-
-def final_bias_score(overall_auc: float | None, means: Mapping[str, float | None], weights=None) -> float | None:
-    """`w0 * overall_auc + sum_m w_m * means[m]` (all weights 0.25 by default); None if a term is undefined."""
-    weights = dict(weights or {"overall": 0.25, **{m: 0.25 for m in METRICS}})
-    terms = [(weights["overall"], overall_auc)] + [(weights[m], means.get(m)) for m in METRICS]
-    if any(v is None for _, v in terms):
-        return None
-    return float(sum(w * v for w, v in terms))
+# They live in the `bias_auc` evaluate module (hf_sparse/metrics/bias_auc), which the audit computes through.
 
 
 def _compare(first: str, other: str, x, y, *, what: str, subgroup, measure: str, auc: bool, margin: float,
@@ -299,17 +262,23 @@ def subgroup_metrics(
             raise ValueError(f"subgroup {name!r} has {m.shape[0]} entries but there are {n} examples")
 
     kept = {k: m for k, m in masks.items() if int(m.sum()) >= min_size}
+    weights = dict(weights or {"overall": 0.25, **{m: 0.25 for m in METRICS}})
+    # Through the `bias_auc` evaluate module: one list of (kept) subgroup names per example.
+    member_of = [[] for _ in range(n)]
+    for name, m in kept.items():
+        for i in np.flatnonzero(m):
+            member_of[i].append(name)
+    results = {h: metrics.compute("bias_auc", predictions=s, references=y, subgroups=member_of, power=float(power),
+                                  weights=weights, min_size=1) for h, s in scores.items()}
     rows = []
     for name, m in kept.items():
         row = {"subgroup": name, "n": int(m.sum()), "n_positive": int(y[m].sum())}
-        per_head = {h: bias_aucs(y, s, m) for h, s in scores.items()}
         for metric in METRICS:
-            row[metric] = {h: per_head[h][metric] for h in scores}
+            row[metric] = {h: results[h][metric][name] for h in scores}
         rows.append(row)
-    overall = {h: auc_or_none(y, s) for h, s in scores.items()}
-    gmeans = {h: {m: generalized_mean([r[m][h] for r in rows], power) for m in METRICS} for h in scores}
-    weights = dict(weights or {"overall": 0.25, **{m: 0.25 for m in METRICS}})
-    final = {h: final_bias_score(overall[h], gmeans[h], weights) for h in scores}
+    overall = {h: results[h]["overall_auc"] for h in scores}
+    gmeans = {h: dict(results[h]["generalized_mean"]) for h in scores}
+    final = {h: results[h]["final_score"] for h in scores}
     report = SubgroupReport(
         heads=list(scores), target_label=target_name, source=source, overall_auc=overall, rows=rows,
         generalized_mean=gmeans, final_score=final, power=float(power), weights=weights, n_examples=int(n),
@@ -320,3 +289,8 @@ def subgroup_metrics(
     if record and is_model:
         record_report(model_or_scores, "subgroup", report)
     return report
+
+
+__all__ = ["DISAGREEMENT_MARGIN", "METRICS", "SIDE_MIN", "auc_or_none", "bias_aucs", "binary_labels",
+           "detected_subgroups", "final_bias_score", "find_subgroup_disagreements", "generalized_mean",
+           "subgroup_metrics"]

@@ -138,7 +138,7 @@ def _assets(model, tables):
 
 
 def _audit_sections(model, redact_text, images=True):
-    reports = getattr(model, "audit_reports", None) or {}
+    reports = model.audit_reports or {}
     return [report.to_markdown(ASSETS_DIR if images else None, redact=redact_text) for report in reports.values()]
 
 
@@ -193,7 +193,7 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     config = model.config
     summary = model.head_summary()
     tables = class_features(model)
-    descriptions = getattr(model, "feature_descriptions", None) or {}
+    descriptions = model.feature_descriptions or {}
     pipeline_tag = PIPELINE_TAGS.get(config.modality, "text-classification")
     figures = _assets(model, tables) if images else {}
     dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
@@ -293,7 +293,7 @@ def write_model_card(model, directory: str | os.PathLike, *, dpi: int = 110, **k
     for name, fig in figures.items():
         save(fig, (directory / name).parent, Path(name).name, dpi=dpi, tight=False)
         written.append(name)
-    reports = (getattr(model, "audit_reports", None) or {}) if kwargs.get("images", True) else {}
+    reports = (model.audit_reports or {}) if kwargs.get("images", True) else {}
     for report in reports.values():
         written += [f"{ASSETS_DIR}/{name}" for name in report.save_plots(directory / ASSETS_DIR)]
     readme = directory / "README.md"

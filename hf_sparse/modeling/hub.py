@@ -30,6 +30,32 @@ def existing_card(api, repo_id: str, revision: str | None = None) -> str | None:
     return Path(path).read_text(encoding="utf-8")
 
 
+def _tag_list(tags) -> list[str]:
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    if not all(isinstance(tag, str) and tag.strip() for tag in tags):
+        raise TypeError(f"tags must be a string or a list of non-empty strings, got {tags!r}")
+    return tags
+
+
+def add_card_tags(readme: str | Path, tags: list[str] | str) -> list[str]:
+    """Add `tags` to the `tags` of the model card `readme` (kept in order, no duplicates; a card holding only this
+    metadata is written when there is none). Returns the card's tags.
+
+    Example:
+        >>> add_card_tags("out/README.md", ["sentiment", "minilm"])
+        ['hf_sparse', 'sparse-linear-head', 'interpretability', 'transformers', 'sentiment', 'minilm']
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    tags = _tag_list(tags)
+    readme = Path(readme)
+    card = ModelCard(readme.read_text(encoding="utf-8")) if readme.is_file() else ModelCard.from_template(ModelCardData())
+    merged = list(dict.fromkeys([*(card.data.tags or []), *tags]))
+    card.data.tags = merged
+    readme.write_text(str(card), encoding="utf-8")
+    return merged
+
+
 def push_to_hub(
     model,
     repo_id: str,
@@ -42,23 +68,27 @@ def push_to_hub(
     revision: str | None = None,
     create_pr: bool = False,
     card_kwargs: dict | None = None,
+    tags: list[str] | str | None = None,
     **kwargs,
 ):
     """Create `repo_id` if needed, save the model (or the head) with its card and pictures, upload in one commit.
 
+    `tags` (a string or a list) are added to the card's metadata `tags`, after those the card already has.
     Returns the `CommitInfo` of the upload.
 
     Example:
         ```python
-        >>> push_to_hub(model, "user/sst2-minilm-sparse", private=True, card_kwargs={"dataset_name": "sst2"})
+        >>> push_to_hub(model, "user/sst2-minilm-sparse", private=True, tags=["sentiment"],
+        ...             card_kwargs={"dataset_name": "sst2"})
         ```
     """
     from huggingface_hub import HfApi
 
-    for key in ("max_shard_size", "safe_serialization", "tags"):
+    for key in ("max_shard_size", "safe_serialization"):
         kwargs.pop(key, None)
     if kwargs:
         raise TypeError(f"push_to_hub got unexpected arguments {sorted(kwargs)}")
+    tags = _tag_list(tags) if tags is not None else None
     base = model.config.base_model_name_or_path
     if head_only and base and Path(base).expanduser().exists():
         warnings.warn(
@@ -72,6 +102,8 @@ def push_to_hub(
         if current is not None:
             (Path(tmp) / MODEL_CARD_NAME).write_text(current, encoding="utf-8")
         model.save_pretrained(tmp, head_only=head_only, card_kwargs={"repo_id": repo_id, **(card_kwargs or {})})
+        if tags:
+            add_card_tags(Path(tmp) / MODEL_CARD_NAME, tags)
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=tmp,

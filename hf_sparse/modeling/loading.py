@@ -93,8 +93,9 @@ class LoadingMixin(EncoderLoadingMixin):
             # A base classifier's config given explicitly.
             return cls._from_base_classifier(path, config, dtype, device_map, hub_kwargs, kwargs)
         sparse_config = _is_sparse_checkpoint(path, hub_kwargs)
-        if sparse_config is None:
+        if sparse_config is None:  # `attn_implementation` and the other keywords go to the base's from_pretrained
             return cls._from_base_classifier(path, None, dtype, device_map, hub_kwargs, kwargs)
+        attn_implementation = kwargs.pop("attn_implementation", None)
         if kwargs:
             unknown = sorted(k for k in kwargs if not k.startswith("_") and k != "trust_remote_code")
             if unknown:
@@ -118,6 +119,8 @@ class LoadingMixin(EncoderLoadingMixin):
                                         allow_base_mismatch=allow_base_mismatch)
             processor_path = path
         load_artifacts(model, manifest["local_files"])
+        if attn_implementation is not None:
+            model._use_attn_implementation(attn_implementation)
         model._trust_remote_code = bool(kwargs.get("trust_remote_code"))
         model._processor_source = (processor_path, hub_kwargs.get("revision"))
         model._fallback_processor_source = (
@@ -295,6 +298,27 @@ class LoadingMixin(EncoderLoadingMixin):
             for name in FEATURE_BUFFERS:
                 model.get_buffer(name).copy_(tensors[name])
         return model
+
+    def _use_attn_implementation(self, attn_implementation: str | dict) -> None:
+        """Use `attn_implementation` (`"eager"`, `"sdpa"`, `"flash_attention_2"`, ...) in the encoder, as
+        `from_pretrained(..., attn_implementation=...)` does; raises `ValueError` when the encoder does not support it.
+
+        Example:
+            >>> model._use_attn_implementation("eager"); model.model.config._attn_implementation
+            'eager'
+        """
+        base = self.model
+        base.set_attn_implementation(attn_implementation)
+        encoder = getattr(base, "encoder", None)  # a bare encoder wrapped by `from_encoder`
+        if isinstance(encoder, PreTrainedModel):
+            encoder.set_attn_implementation(attn_implementation)
+        wanted = attn_implementation if isinstance(attn_implementation, str) else attn_implementation.get("")
+        got = (encoder if isinstance(encoder, PreTrainedModel) else base).config._attn_implementation
+        if wanted is not None and got != wanted:
+            raise ValueError(
+                f"The encoder ({type(base).__name__}) cannot use attn_implementation={wanted!r} (it uses {got!r}): "
+                "it does not support switching its attention implementation. Load without attn_implementation."
+            )
 
     def _place(self, device_map) -> None:
         if device_map is None:

@@ -27,9 +27,13 @@ from .artifacts import artifact_files, artifacts_saved, save_artifacts
 from .atomic import atomic_folder
 from .configuration import SparseHeadConfig
 from .loading import FEATURE_BUFFERS
+from .remote_code import REMOTE_CODE_FILES, save_config, write_remote_code
 from .saving import base_fingerprint, base_tensors, save_tensors, saved_processor_files, write_manifest
 
 logger = logging.getLogger(__name__)
+
+#: `save_pretrained` keywords passed on to `push_to_hub` when `push_to_hub=True`.
+_PUSH_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "token", "revision", "create_pr", "tags")
 
 
 class SavingMixin:
@@ -52,7 +56,12 @@ class SavingMixin:
         manifest of these files is written too; the tokenizer / image processor is saved alongside when known; the
         feature descriptions and recorded audits (`feature_descriptions.json`, `audit.json`) and, unless
         `model_card=False`, the model card (README.md, updated in place if present, with its pictures; `card_kwargs`
-        go to `hf_sparse.card.write_model_card`). Returns the files written.
+        go to `hf_sparse.card.write_model_card`); `auto_map` and the remote-code files `configuration_hf_sparse.py` /
+        `modeling_hf_sparse.py` (`hf_sparse.modeling.remote_code`). Returns the files written.
+
+        With `push_to_hub=True` the folder is written, then the model is pushed with `push_to_hub` to `repo_id`
+        (default: the folder's name); `commit_message`, `private`, `token`, `revision`, `create_pr`, `tags`, ...
+        go to `push_to_hub`.
 
         The folder is written atomically: into a temporary folder beside it that then replaces it in one rename, so
         a crash leaves the old checkpoint or the new one; the folder's other files are kept (an older checkpoint's
@@ -63,11 +72,12 @@ class SavingMixin:
             ```python
             >>> model.save_pretrained("out")                       # whole model
             >>> model.save_pretrained("out-head", head_only=True)  # a few KB + pointer to the base model
+            >>> model.save_pretrained("sst2-sparse", push_to_hub=True, repo_id="user/sst2-sparse", tags=["sst2"])
             ```
         """
-        if push_to_hub:
-            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
-            return self.push_to_hub(repo_id, head_only=head_only, **kwargs)
+        push_kwargs = {k: kwargs.pop(k) for k in _PUSH_KWARGS if k in kwargs}
+        if push_kwargs and not push_to_hub:
+            raise TypeError(f"save_pretrained got {sorted(push_kwargs)}, which are used only with push_to_hub=True")
         for key in ("max_shard_size", "safe_serialization", "state_dict", "variant", "save_peft_format"):
             kwargs.pop(key, None)
         if kwargs:
@@ -79,13 +89,16 @@ class SavingMixin:
             raise ValueError(f"{directory} is a file; save_pretrained needs a folder")
         self._check_save_target(directory)
         self.sparse_head.check()
-        stale = (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME, *artifact_files())
+        stale = (WEIGHTS_NAME, HEAD_WEIGHTS_NAME, MANIFEST_NAME, *REMOTE_CODE_FILES, *artifact_files())
         options = {"head_only": head_only, "model_card": model_card, "card_kwargs": card_kwargs}
         # Written into a temporary folder that then replaces `directory` in one rename: a crash leaves the old
         # checkpoint or the new one. The folder's other files (a README.md's own text, the user's files) are kept.
         with atomic_folder(directory, drop=stale, seed=(MODEL_CARD_NAME,)) as tmp:
             written = self._save_files(tmp, head_only, save_processor, options)
         artifacts_saved(self, directory)
+        if push_to_hub:  # as transformers does: the folder is written first, then the model is pushed
+            repo_id = push_kwargs.pop("repo_id", None) or directory.resolve().name
+            self.push_to_hub(repo_id, head_only=head_only, card_kwargs=card_kwargs, **push_kwargs)
         return [str(directory / name) for name in written]
 
     def _check_save_target(self, directory: Path) -> None:
@@ -130,10 +143,10 @@ class SavingMixin:
             weights_name, kind = WEIGHTS_NAME, KIND_FULL
             tensors = self.state_dict()
         save_tensors(tensors, directory / weights_name, metadata={"hf_sparse_kind": kind})
-        config.save_pretrained(directory)
-        written = [CONFIG_NAME, weights_name]
+        save_config(config, directory)  # with `auto_map`, for loading with trust_remote_code=True
+        written = [CONFIG_NAME, weights_name, *write_remote_code(directory)]
         written += save_artifacts(self, directory, options, checked=True)
-        checked = [n for n in written if n.endswith((".json", ".safetensors"))]
+        checked = [n for n in written if n.endswith((".json", ".safetensors")) or n in REMOTE_CODE_FILES]
         if save_processor:  # before the manifest, which lists (and so checks) the tokenizer / image processor files
             processor = self._processor_for_saving()
             if processor is not None:

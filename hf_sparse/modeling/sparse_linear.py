@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 import warnings
 
 import torch
@@ -19,6 +20,17 @@ PRODUCTS = ("auto", "dense", "sparse")
 #: The `HeadCall` of the forward pass running in this thread / async task (None outside one). A context variable,
 #: not an attribute of the layer: concurrent calls on one model never see each other's state.
 _ACTIVE_CALL: contextvars.ContextVar["HeadCall | None"] = contextvars.ContextVar("hf_sparse_head_call", default=None)
+#: How many `HeadCall`s are open in the process, all threads together. `torch.compile` cannot trace
+#: `ContextVar.get`; it reads (and guards on) this count instead, so a compiled forward skips the look-up while no
+#: call is open anywhere, and is traced again, with the look-up, if one opens.
+_OPEN_CALLS = 0
+_OPEN_CALLS_LOCK = threading.Lock()
+
+
+def _count_open_calls(step: int) -> None:
+    global _OPEN_CALLS
+    with _OPEN_CALLS_LOCK:
+        _OPEN_CALLS += step
 
 
 class HeadCall:
@@ -47,11 +59,13 @@ class HeadCall:
         if self._token is not None:
             raise RuntimeError("a HeadCall is used by one forward pass at a time; make a new one per call")
         self._token = _ACTIVE_CALL.set(self)
+        _count_open_calls(+1)
         return self
 
     def __exit__(self, *exc) -> None:
         _ACTIVE_CALL.reset(self._token)
         self._token = None
+        _count_open_calls(-1)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -161,10 +175,19 @@ class SparseLinear(nn.Module):
         return "dense"
 
     def _cached(self, kind: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (kind, device, dtype, self.values.data_ptr(), self.indices.data_ptr(), self.nnz)
+        """The weight as a dense (or CSR) tensor on `device`, built once per set of weights.
+
+        The cache is valid while `indices` and `values` are the same tensor objects (the cache holds them, so an
+        object cannot be freed and its identity reused) and unchanged in place (their version counters). Inside
+        `torch.compile` the dense weight is built in the graph instead: no Python cache, nothing that breaks it.
+        """
+        if torch.compiler.is_compiling():
+            return self.weight.to(device=device, dtype=dtype)
+        values, indices = self.values, self.indices
+        key = (kind, device, dtype, values._version, indices._version)
         hit = self._cache.get(kind)
-        if hit is not None and hit[0] == key:
-            return hit[1]
+        if hit is not None and hit[0] == key and hit[1] is values and hit[2] is indices:
+            return hit[3]
         w = self.weight.to(device=device, dtype=dtype)
         if kind == "sparse":
             with warnings.catch_warnings():
@@ -172,20 +195,22 @@ class SparseLinear(nn.Module):
                 t = w.to_sparse_csr()
         else:
             t = w
-        self._cache[kind] = (key, t)
+        self._cache[kind] = (key, values, indices, t)
         return t
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        call = _ACTIVE_CALL.get()
-        if call is not None and call.head is self:
-            return call.run(x)
+        if _OPEN_CALLS or not torch.compiler.is_compiling():
+            call = _ACTIVE_CALL.get()
+            if call is not None and call.head is self:
+                return call.run(x)
         return self._sparse_forward(x)
 
     def _sparse_forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.values.dtype
         x = x.to(dtype)
         product = self.chosen_product()
-        if product == "sparse" and not (torch.is_grad_enabled() and x.requires_grad):
+        # Inside torch.compile the product is dense (CSR tensors do not compile); the same numbers, in one graph.
+        if product == "sparse" and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and x.requires_grad):
             flat = x.reshape(-1, self.in_features)
             out = torch.sparse.mm(self._cached("sparse", x.device, dtype), flat.t()).t()
             out = out.reshape(*x.shape[:-1], self.out_features)

@@ -1,0 +1,1 @@
+"""The `bias_auc` evaluate module (load it with `evaluate.load(hf_sparse.metrics.PATHS["bias_auc"])`)."""
