@@ -1,10 +1,11 @@
 # Two entry points do all the set-up on a fresh machine:
 #   make demo   installs into .venv and runs the whole pipeline on the embedded default
 #   make test   installs into .venv (with test extras) and runs the test suite
+#   make test-quick   the same without the tests marked slow (for development)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench install
+.PHONY: demo test test-quick bench install
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -17,6 +18,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q --durations=15 tests
+
+# For development: the tests not marked slow (`make test` stays the full suite).
+test-quick: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" --durations=10 tests
 
 # The solver benchmark's references (adelie) need numpy<2: a separate environment.
 .venv-bench/.installed: pyproject.toml scripts/install.sh

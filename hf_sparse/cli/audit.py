@@ -1,4 +1,7 @@
-"""``hf-sparse audit``: run an audit suite on a saved model, print the report and save it with the model.
+"""``hf-sparse audit``: run an audit suite on a saved model, print the report and record it with the model.
+
+The report goes into the model folder's ``audit.json`` (with its checksum in the manifest) and its card (README.md and
+its pictures); the weights are not written again unless ``--save-model`` or ``--output`` asks for a whole save.
 
 Example:
     $ hf-sparse audit runs/sparse --suite slices --dataset test.csv --text-column review
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,8 +24,9 @@ HELP = "audit a saved model: identity terms, subgroup metrics or error slices"
 SUITE_FUNCTIONS = {"identity": "identity_audit", "subgroup": "subgroup_metrics", "slices": "find_error_slices"}
 
 DESCRIPTION = """\
-Run one audit suite and print its report; the report is recorded in the model, which is saved again (to
-MODEL_DIR unless --output or --no-save is given), so that the model card shows it.
+Run one audit suite and print its report; the report is recorded in MODEL_DIR: its audit.json and its model card
+(README.md and pictures) are refreshed, the weights are left as they are. --output DIR (or --save-model) saves the
+whole model with the report instead; --no-save only prints it.
 
 suites:
   identity  swap identity terms in template sentences (or in the texts of --dataset) and measure how the
@@ -70,7 +75,11 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="DIR",
-                     help="save the model with its audit and refreshed card here (default: MODEL_DIR itself)")
+                     help="save the whole model with its audit and refreshed card here (default: record the audit "
+                          "in MODEL_DIR itself: audit.json and the card only)")
+    out.add_argument("--save-model", action="store_true",
+                     help="save the whole model again (weights included) instead of refreshing only audit.json and "
+                          "the card")
     out.add_argument("--no-save", action="store_true", help="only print the report; save nothing")
     out.add_argument("--json", metavar="FILE",
                      help="also write the report as JSON to FILE ('-': print JSON instead of the text report)")
@@ -153,11 +162,52 @@ def suite_arguments(args, dataset) -> tuple[tuple, dict]:
     return (dataset,), {k: v for k, v in kwargs.items() if v is not None}
 
 
+def record_audit(model, directory: str | os.PathLike) -> list[str]:
+    """Record `model`'s audit reports in its saved folder `directory` without saving the model again: write
+    `audit.json`, put its sha256 in the manifest and refresh the model card (README.md, its own text kept, and its
+    pictures). The folder is updated atomically (`atomic_folder`: the files not written again, the weights among
+    them, are carried over as hard links, so a crash leaves the old folder or the new one). Returns the files written.
+
+    Example:
+        >>> model, _ = load_checkpoint("runs/sparse"); identity_audit(model); record_audit(model, "runs/sparse")
+        ['audit.json', 'hf_sparse_manifest.json', 'README.md', ...]
+    """
+    from hf_sparse.constants import AUDIT_NAME, MANIFEST_NAME, MODEL_CARD_NAME
+    from hf_sparse.modeling.artifacts import artifacts
+    from hf_sparse.modeling.atomic import atomic_folder
+    from hf_sparse.utils import file_sha256
+
+    directory = Path(directory).expanduser()
+    manifest_path = directory / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CLIError(f"cannot record the audit in {directory}: its {MANIFEST_NAME} cannot be read ({err}); "
+                       "give --save-model to save the whole model again") from err
+    saving = [a for a in artifacts(checked=True) if AUDIT_NAME in a.files]
+    cards = artifacts(checked=False)
+    written: list[str] = []
+    with atomic_folder(directory, seed=(MODEL_CARD_NAME,)) as tmp:
+        for artifact in saving:
+            written += artifact.save(model, tmp, {})
+        if AUDIT_NAME in written:
+            files[AUDIT_NAME] = file_sha256(tmp / AUDIT_NAME)
+            text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+            (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+            written.append(MANIFEST_NAME)
+        for artifact in cards:  # the model card (after the manifest, which does not list it)
+            written += artifact.save(model, tmp, {"model_card": True})
+    return written
+
+
 def run_audit(args) -> int:
     from .models import load_checkpoint, require_checkpoint
     from .paths import check_output_file, looks_local, prepare_output_dir
 
     run_suite = _audit_function(args.suite)
+    if args.no_save and (args.save_model or args.output is not None):
+        raise UsageError("--no-save saves nothing: leave out --save-model / --output, or --no-save")
     output = None
     if not args.no_save:
         output = args.output
@@ -183,7 +233,14 @@ def run_audit(args) -> int:
     if args.json not in (None, "-"):
         Path(args.json).expanduser().write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n",
                                                 encoding="utf-8")
-    if out_dir is not None:
+    in_place = out_dir is not None and (args.output is None or (
+        os.path.isdir(args.model_dir) and os.path.samefile(args.model_dir, out_dir)))
+    if in_place and not args.save_model:
+        record_audit(model, out_dir)
+        if args.json != "-":
+            print(f"\nRecorded this audit in {out_dir / 'audit.json'} and refreshed its model card (README.md); "
+                  "the weights were not written again (--save-model saves the whole model)")
+    elif out_dir is not None:  # --save-model, or another folder: the whole model
         model.save_pretrained(out_dir, head_only=head_only)
         if args.json != "-":
             print(f"\nSaved the model with this audit and its refreshed card to {out_dir}")

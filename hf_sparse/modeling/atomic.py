@@ -17,6 +17,25 @@ import tempfile
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process's umask (read without changing it where /proc allows, else set and restored at once).
+
+    Example:
+        >>> oct(current_umask())
+        '0o22'
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 # ---------------------------------------------------------------------------------------------- atomic folder writes
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
@@ -107,6 +126,9 @@ def atomic_folder(directory: str | os.PathLike, *, drop: tuple[str, ...] = (), s
                             or not os.access(directory.parent, os.W_OK | os.X_OK))
     where = directory if in_place else directory.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.hf_sparse-tmp-", dir=where))
+    # mkdtemp makes a private folder (0700) that becomes `directory`: give it the existing folder's mode, else the
+    # mode of any new folder (0777 less the umask)
+    os.chmod(tmp, (directory.stat().st_mode & 0o7777) if existed else 0o777 & ~current_umask())
     try:
         for name in seed:
             if existed and (directory / name).is_file():

@@ -26,6 +26,7 @@ from ..constants import (
     WEIGHTS_NAME,
 )
 from ..utils import file_sha256
+from .atomic import current_umask
 
 
 class CheckpointError(OSError):
@@ -44,6 +45,10 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, meta
             seen.add(v.data_ptr())
         out[k] = v
     save_file(out, str(path), metadata={"format": "pt", **(metadata or {})})
+    # safetensors writes through a private temporary file (mode 0600): give the file the mode of any other file of
+    # the save (0666 less the umask), so a checkpoint shared with a group or served can be read like its config.json
+    os.chmod(path, 0o666 & ~current_umask())
+
 
 
 def write_manifest(directory: str | os.PathLike, kind: str, files: list[str], extra: dict | None = None) -> dict:
