@@ -18,7 +18,7 @@ from transformers import PreTrainedModel
 from ..constants import CONFIG_NAME
 from .configuration import SparseHeadConfig
 from .encoder_head import ENCODER_CLASSIFIERS, EncoderClassifier, check_pooling, encoder_classifier, label_maps
-from .saving import CheckpointError, resolve_file
+from .saving import CheckpointError, load_pointed_base, resolve_file
 from .wrap import UnsupportedModelError
 
 #: Keyword arguments that transformers' Auto classes and pipelines add and that mean nothing here.
@@ -197,24 +197,10 @@ class EncoderLoadingMixin:
         if isinstance(base_model, EncoderClassifier):
             return base_model
         if base_model is None or isinstance(base_model, (str, os.PathLike)):
-            base_path = str(base_model) if base_model is not None else config.base_model_name_or_path
-            if not base_path:
-                raise CheckpointError(
-                    "This head-only checkpoint has no base_model_name_or_path; pass base_model= (the encoder) to "
-                    "from_pretrained."
-                )
-            revision = None if base_model is not None else config.base_model_revision
-            base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("revision", "subfolder")}
-            if revision:
-                base_kwargs["revision"] = revision
-            try:
-                base_model, _ = cls._load_encoder(base_path, dtype, device_map, base_kwargs, {}, config.pooling)
-            except (OSError, ValueError) as err:
-                raise CheckpointError(
-                    f"This head-only checkpoint needs its encoder {base_path!r}"
-                    f"{f' (revision {revision})' if revision else ''}, which could not be loaded: {err}. "
-                    "Pass base_model= (a loaded encoder or a path) to from_pretrained."
-                ) from err
+            base_model, _ = load_pointed_base(
+                config, base_model, hub_kwargs,
+                lambda path, kwargs: cls._load_encoder(path, dtype, device_map, kwargs, {}, config.pooling),
+                needs="encoder", passing=" (the encoder)", loaded="encoder")
         if not isinstance(base_model, PreTrainedModel):
             raise TypeError(f"base_model must be a transformers model or a path, got {type(base_model).__name__}")
         if base_model.base_model is not base_model:

@@ -13,13 +13,9 @@ from .outputs import SparseImageClassifierOutput
 class SparseHeadImageModel(SparseHeadPreTrainedModel):
     """A transformers image classifier (ViT, ConvNeXt, ResNet, ...) with a sparse final linear layer.
 
-    Example:
-        ```python
-        >>> from hf_sparse import SparseHeadForImageClassification
-        >>> model = SparseHeadForImageClassification.from_pretrained("path/to/image-classifier")
-        >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, image_column="img", features_per_class=5)
-        >>> model(pixel_values=batch, output_contributions=True).contributions.shape
-        ```
+    The modeling part of `hf_sparse.SparseHeadForImageClassification` (wrapping, fitting, forward, loading,
+    saving); the public class adds the explain, audit and card mixins (`hf_sparse/models.py`), and its docstring
+    has the example.
     """
 
     main_input_name = "pixel_values"

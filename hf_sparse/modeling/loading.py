@@ -38,6 +38,7 @@ from .saving import (
     CheckpointError,
     base_tensors,
     check_base_fingerprint,
+    load_pointed_base,
     load_tensors,
     read_manifest,
 )
@@ -235,23 +236,10 @@ class LoadingMixin(EncoderLoadingMixin):
         if config.base_kind == BASE_KIND_ENCODER:
             base_model = cls._encoder_base(config, base_model, dtype, device_map, hub_kwargs)
         if base_model is None or isinstance(base_model, (str, os.PathLike)):
-            base_path = str(base_model) if base_model is not None else config.base_model_name_or_path
-            if not base_path:
-                raise CheckpointError(
-                    "This head-only checkpoint has no base_model_name_or_path; pass base_model= to from_pretrained."
-                )
-            revision = None if base_model is not None else config.base_model_revision
-            base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("revision", "subfolder")}
-            if revision:
-                base_kwargs["revision"] = revision
-            try:
-                base_model, _ = cls._load_base(base_path, None, dtype, device_map, base_kwargs, {})
-            except (OSError, ValueError) as err:
-                raise CheckpointError(
-                    f"This head-only checkpoint needs its base model {base_path!r}"
-                    f"{f' (revision {revision})' if revision else ''}, which could not be loaded: {err}. "
-                    "Pass base_model= (a loaded classifier or a path) to from_pretrained."
-                ) from err
+            base_model, _ = load_pointed_base(
+                config, base_model, hub_kwargs,
+                lambda path, kwargs: cls._load_base(path, None, dtype, device_map, kwargs, {}),
+                needs="base model", passing="", loaded="classifier")
         if not isinstance(base_model, PreTrainedModel):
             raise TypeError(f"base_model must be a transformers model or a path, got {type(base_model).__name__}")
         head_name = config.head_module or find_head(base_model)

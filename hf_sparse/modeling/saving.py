@@ -214,6 +214,30 @@ def resolve_file(path_or_repo: str, filename: str, hub_kwargs: dict, required: b
         return None
 
 
+def load_pointed_base(config, base_model, hub_kwargs: dict, load, *, needs: str, passing: str, loaded: str):
+    """The base model a head-only checkpoint points to, loaded by `load(path, kwargs)`: `base_model` when it is a
+    path, else the config's `base_model_name_or_path` at its recorded revision; a missing pointer or a failed load
+    raises a `CheckpointError` saying what to pass (`needs`: what the head needs, e.g. "encoder"; `passing`: how the
+    message names `base_model=`; `loaded`: what a loaded `base_model=` is)."""
+    base_path = str(base_model) if base_model is not None else config.base_model_name_or_path
+    if not base_path:
+        raise CheckpointError(
+            f"This head-only checkpoint has no base_model_name_or_path; pass base_model={passing} to from_pretrained."
+        )
+    revision = None if base_model is not None else config.base_model_revision
+    base_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("revision", "subfolder")}
+    if revision:
+        base_kwargs["revision"] = revision
+    try:
+        return load(base_path, base_kwargs)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(
+            f"This head-only checkpoint needs its {needs} {base_path!r}"
+            f"{f' (revision {revision})' if revision else ''}, which could not be loaded: {err}. "
+            f"Pass base_model= (a loaded {loaded} or a path) to from_pretrained."
+        ) from err
+
+
 def read_manifest(path_or_repo: str, hub_kwargs: dict) -> dict:
     """Load and check the manifest and every file it lists (sha256). Returns the manifest with `local_files`."""
     manifest_path = resolve_file(path_or_repo, MANIFEST_NAME, hub_kwargs, required=False)

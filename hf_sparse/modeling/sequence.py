@@ -13,15 +13,9 @@ from .outputs import SparseSequenceClassifierOutput
 class SparseHeadTextModel(SparseHeadPreTrainedModel):
     """A transformers text classifier (BERT, DistilBERT, RoBERTa, MPNet, ...) with a sparse final linear layer.
 
-    Example:
-        ```python
-        >>> from hf_sparse import SparseHeadForSequenceClassification
-        >>> model = SparseHeadForSequenceClassification.from_pretrained("path/to/fine-tuned-classifier")
-        >>> path = model.fit_sparse_head(train_ds, eval_dataset=val_ds, text_column="sentence", features_per_class=5)
-        >>> out = model(**model.processor(["a fine film"], return_tensors="pt"), output_contributions=True)
-        >>> out.logits, out.contributions.shape          # (1, num_labels), (1, num_labels, n_active_features)
-        >>> model.save_pretrained("out")
-        ```
+    The modeling part of `hf_sparse.SparseHeadForSequenceClassification` (wrapping, fitting, forward, loading,
+    saving); the public class adds the explain, audit and card mixins (`hf_sparse/models.py`), and its docstring
+    has the example.
     """
 
     main_input_name = "input_ids"

@@ -52,10 +52,10 @@ import numba
 import numpy as np
 import torch
 
+from .newton import armijo_backtrack
 from .penalty import ElasticNet
 from .problem import Problem
 
-_ARMIJO = 1e-4
 _MAX_HALVINGS = 30
 _MAX_SWEEPS = 500
 _LOSS_ROWS = 1 << 22  # entries (rows x classes) per chunk when evaluating the loss
@@ -370,13 +370,8 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         else:
             dZ = torch.zeros_like(state.Z)
         dZ += db.to(state.Z.dtype)
-        t, accepted, trial = 1.0, False, objective
-        for _ in range(_MAX_HALVINGS):
-            trial = _chunked_loss(problem, state.Z, dZ, t) + pen(V + t * dV)
-            if trial <= objective + _ARMIJO * t * predicted:
-                accepted = True
-                break
-            t *= 0.5
+        t, trial, accepted = armijo_backtrack(lambda t: _chunked_loss(problem, state.Z, dZ, t) + pen(V + t * dV),
+                                              objective, predicted, _MAX_HALVINGS)
         if not accepted:
             if boehning:
                 break  # float noise: nothing left this precision can gain
@@ -386,7 +381,7 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         V = V + t * dV
         state.Z += t * dZ
         objective = trial
-        del dZ
+        dZ = None  # release the n x k step before the next one is made
     state.W[:, cols] = torch.as_tensor(V[:, :m], device=state.W.device)
     state.b = torch.as_tensor(V[:, m], device=state.b.device)
     return steps

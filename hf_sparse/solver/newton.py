@@ -120,13 +120,8 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
         slow = not fresh and -predicted > _SLOW_RATE * last_decrease
         last_decrease = -predicted
         dZ = block.matvec(dW.to(problem.design.dtype)).to(state.Z.dtype) + db.to(state.Z.dtype)
-        t, accepted = 1.0, False
-        for _ in range(_MAX_HALVINGS):
-            trial = problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW))
-            if trial <= objective + _ARMIJO * t * predicted:
-                accepted = True
-                break
-            t *= 0.5
+        t, trial, accepted = armijo_backtrack(
+            lambda t: problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW)), objective, predicted)
         if not accepted:
             if fresh:
                 break
@@ -144,6 +139,23 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             break
     state.W[:, cols] = W_set
     return steps
+
+
+def armijo_backtrack(value_at, objective: float, predicted: float, max_halvings: int = _MAX_HALVINGS):
+    """Halve the step `t` from 1 until `value_at(t)` makes the Armijo decrease over `objective` (`predicted`: the
+    model's predicted change, negative); returns `(t, value, accepted)`.
+
+    Example:
+        >>> armijo_backtrack(lambda t: (1 - 2 * t) ** 2, 1.0, -4.0)
+        (0.5, 0.0, True)
+    """
+    t, value = 1.0, objective
+    for _ in range(max_halvings):
+        value = value_at(t)
+        if value <= objective + _ARMIJO * t * predicted:
+            return t, value, True
+        t *= 0.5
+    return t, value, False
 
 
 def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *, max_steps: int = 3) -> float | None:
