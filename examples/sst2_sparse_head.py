@@ -36,6 +36,14 @@ def main(argv=None) -> dict:
                              "refit with a light penalty, which recovers the accuracy shrinkage costs)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--cache-dir", default=None, help="feature cache (default: the datasets cache)")
+    parser.add_argument("--base-model", default="sentence-transformers/all-MiniLM-L6-v2",
+                        help="the card's base_model: the Hub id of the pretrained model --model was fine-tuned from")
+    parser.add_argument("--dataset-id", default="stanfordnlp/sst2", help="the card's dataset (a Hub dataset id)")
+    parser.add_argument("--license", default="apache-2.0", help="the card's license (a Hub license id)")
+    parser.add_argument("--language", default="en", help="the card's language (an ISO 639 code)")
+    parser.add_argument("--model-id", default=None,
+                        help="the Hub repo id the model will be pushed to, for the card's usage example (default: "
+                             "none; the card then says how to load it from its folder)")
     parser.add_argument("--card-copy", default=None,
                         help="also write the model card alone (README.md + pictures) into this folder, e.g. "
                              "model_cards/examples/minilm-sst2")
@@ -79,12 +87,17 @@ def main(argv=None) -> dict:
     print(f"[{seconds:.0f} s for features + path + selection]")
     model.describe_features(progress=True)  # words and examples behind each feature, for the card
     print(model.explain("a gorgeous, witty, moving film"))
-    model.save_pretrained(args.out, card_kwargs={"dataset_name": "sst2"})
+    # the card's metadata, saved in the model's config (so a later card refresh keeps it)
+    model.model_card_data.update(
+        base_model=args.base_model, datasets=[args.dataset_id], license=args.license, language=args.language,
+        model_id=args.model_id, eval_split="validation",
+        widget=["a gorgeous, witty, moving film", "the plot is paper-thin and the jokes fall flat"])
+    model.save_pretrained(args.out)
     if args.card_copy:
         from hf_sparse.card import write_model_card
 
         Path(args.card_copy).mkdir(parents=True, exist_ok=True)
-        write_model_card(model, args.card_copy, dataset_name="sst2")
+        write_model_card(model, args.card_copy)
     result = {
         "dense_accuracy": dense["accuracy"], "sparse_accuracy": sparse["accuracy"],
         "features_per_class": sparse["features_per_class"], "n_features": summary["n_features"],

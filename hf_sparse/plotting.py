@@ -69,11 +69,18 @@ def plot_path(lambdas: Sequence[float], *, features_mean: Sequence[float], train
               features_min=None, features_max=None, selected_lambda: float | None = None,
               dense_accuracy: float | None = None, title: str = "Regularization path", head_label: str = "",
               xlabel: str = "lambda (standardized features)", width: float = CARD_WIDTH_INCHES, height: float = 5.5,
-              ax=None):
+              ax=None, val_label: str = "validation accuracy", installed: dict | None = None,
+              note: str | None = None, dense_label: str | None = None):
     """The accuracy-sparsity path: accuracy (train dashed, validation solid, the dense head as a grey line) above,
     features per class (mean, with the min-to-max band or the max dotted) below, on a shared log-lambda axis that
     runs from the sparsest point; the selected lambda is a dotted vertical line. A list holding None (a metric not
     measured at some point) is left out. With `ax`, both panels share that axis (features on a twin axis).
+
+    `installed` marks the head installed now, which a refit may have moved off the path: a dict with `lambda` (the
+    path point it came from), `accuracy` (drawn as a star on the accuracy panel, None: not drawn),
+    `features_per_class` (a star on the features panel) and `label` (its legend entry). `note` is written under the
+    panels (e.g. that the path was stopped at a target). `val_label` names the solid curve's data, `dense_label` the
+    grey line.
 
     Example:
         >>> fig = plot_path(lams, train_accuracy=tr, val_accuracy=va, features_mean=m, features_min=lo,
@@ -88,15 +95,23 @@ def plot_path(lambdas: Sequence[float], *, features_mean: Sequence[float], train
     else:
         top, bottom, fig = ax, ax.twinx(), ax.figure
     suffix = f" ({head_label})" if head_label else ""
-    for values, label, style in ((val_accuracy, "validation", "-"), (train_accuracy, "train", "--")):
+    for values, label, style in ((val_accuracy, val_label, "-"), (train_accuracy, "train accuracy", "--")):
         values = _complete(values)
         if values is not None:
-            top.plot(lams, values, style, marker=".", label=f"{label} accuracy{suffix}")
+            top.plot(lams, values, style, marker=".", label=f"{label}{suffix}")
     if dense_accuracy is not None:
-        top.axhline(dense_accuracy, color="gray", lw=1, ls="--", label=f"dense head ({dense_accuracy:.1%})")
+        top.axhline(dense_accuracy, color="gray", lw=1, ls="--",
+                    label=dense_label or f"dense head ({dense_accuracy:.1%})")
+    if installed and installed.get("lambda"):
+        if installed.get("accuracy") is not None:
+            top.plot([installed["lambda"]], [installed["accuracy"]], marker="*", ms=14, ls="none", color="tab:red",
+                     label=installed.get("label") or "installed head", zorder=5)
+        if installed.get("features_per_class") is not None:
+            bottom.plot([installed["lambda"]], [installed["features_per_class"]], marker="*", ms=14, ls="none",
+                        color="tab:red", label="installed head", zorder=5)
     top.set_ylabel("accuracy")
     if top.get_legend_handles_labels()[0]:
-        top.legend(loc="lower right", fontsize=9)
+        top.legend(loc="best" if installed else "lower right", fontsize=8 if installed else 9)
     bottom.plot(lams, list(features_mean), color="tab:purple", marker=".", label="mean over classes")
     low, high = _complete(features_min), _complete(features_max)
     if low is not None and high is not None:
@@ -104,7 +119,7 @@ def plot_path(lambdas: Sequence[float], *, features_mean: Sequence[float], train
     elif high is not None:
         bottom.plot(lams, high, color="tab:purple", ls=":", label="max over classes")
     bottom.set_ylabel("features per class")
-    bottom.set_xlabel(xlabel)
+    bottom.set_xlabel(xlabel + (f"\n({note})" if note else ""))
     bottom.legend(loc="upper left", fontsize=9)
     for axis in (top, bottom):
         axis.set_xscale("log")

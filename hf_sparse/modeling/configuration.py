@@ -33,7 +33,9 @@ class SparseHeadConfig(PreTrainedConfig):
       `feature_std` of the model), `dense_metrics` and `sparse_metrics` on the evaluation features;
     - head edits (`edits`): one dict per `edit_features` call (features removed / reweighted, refit, accuracy and
       loss before and after);
-    - label maps (`id2label`, `label2id`) and `problem_type`, copied from the base model.
+    - label maps (`id2label`, `label2id`) and `problem_type`, copied from the base model;
+    - `card_data`: the model-card fields a user set (license, language, Hub ids of the base model and datasets,
+      ...; see `hf_sparse.card.SparseModelCardData`), kept so that a later card refresh keeps them.
 
     Example:
         ```python
@@ -67,6 +69,7 @@ class SparseHeadConfig(PreTrainedConfig):
     dense_metrics: dict | None = None
     sparse_metrics: dict | None = None
     edits: list | None = None
+    card_data: dict | None = None
     hf_sparse_version: str | None = None
 
     def __post_init__(self, **kwargs):

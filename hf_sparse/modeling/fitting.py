@@ -305,6 +305,7 @@ def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, f
         "buffers": ["feature_mean", "feature_std"],
         "n_train": int(X.shape[0]),
         "n_eval": None if X_val is None else int(X_val.shape[0]),
+        "label_counts": _label_counts(y[: train.features.shape[0]], family, label_names),
     }
     collapse = check_feature_collapse(train.features, model.sparse_head.active_features.tolist())
     config.feature_health = json_safe({"top_direction_share": collapse.top_share,
@@ -314,6 +315,17 @@ def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, f
     model.regularization_path = path
     model.fit_data = fit
     return path
+
+
+def _label_counts(y, family: str, names: dict) -> dict | None:
+    """{label name: training examples of it} (multilabel: examples carrying it); None for regression."""
+    if family == "multinomial":
+        counts = torch.bincount(y.long().flatten(), minlength=len(names)).tolist()
+    elif family == "multilabel":
+        counts = [int(c) for c in (y > 0.5).sum(0).tolist()]
+    else:
+        return None
+    return {names.get(i, str(i)): int(c) for i, c in enumerate(counts)}
 
 
 @declared_options
