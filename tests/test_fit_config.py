@@ -290,6 +290,8 @@ def test_cli_options_come_from_the_fit_config(capsys):
     # the CLI's own defaults: --relax on; no column given (the modality decides which one is the data's)
     assert (args.features_per_class, args.alpha, args.relax, args.text_column) == (3, 0.9, True, None)
     assert (args.n_lambdas, args.lambda_min_ratio, args.batch_size) == (100, 1e-3, 64)
+    assert args.whole_path is True
+    assert parser.parse_args(["fit", "m", "d", "-o", "out", "--lam", "0.1", "--no-whole-path"]).whole_path is False
     for argv, message in (
         (["--features-per-class", "0"], "argument --features-per-class: must be a positive integer (1 or more), got 0"),
         (["--features-per-class", "two"], "argument --features-per-class: must be a positive integer (1 or more), "

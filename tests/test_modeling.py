@@ -476,3 +476,27 @@ def test_remote_code_is_trusted_only_when_asked(folders, monkeypatch):
     SparseHeadForSequenceClassification.from_pretrained(folders["bert"])
     SparseHeadForSequenceClassification.from_pretrained(folders["bert"], trust_remote_code=True)
     assert seen == [None, True]
+
+
+def test_the_whole_path_is_recorded_past_the_target_unless_asked_to_stop(folders, text_data, tmp_path):
+    """The card's path plot needs the accuracy-sparsity trade-off beyond the installed point (issue #15 item 3):
+    by default the path runs to lambda_min_ratio; whole_path=False stops at the first point reaching the target."""
+    from hf_sparse import SparseHeadForSequenceClassification
+
+    train, val = text_data
+    model = SparseHeadForSequenceClassification.from_pretrained(folders["bert"])
+    options = dict(eval_dataset=val, text_column="sentence", features_per_class=2, n_lambdas=12, cache_dir=tmp_path)
+    whole = model.fit_sparse_head(train, **options)
+
+    def per_class(point):
+        return (point.weight != 0).sum(1).tolist()
+
+    assert len(whole) == 12 and len(model.config.path_summary) == 12
+    reached = next(i for i, p in enumerate(whole) if min(per_class(p)) >= 2)
+    assert reached < 11 and max(per_class(whole[-1])) > 2  # points past the target are kept, denser ones
+    installed_whole = model.sparse_head.weight.clone()
+
+    short = model.fit_sparse_head(train, whole_path=False, **options)
+    assert len(short) == reached + 1 and len(model.config.path_summary) == reached + 1
+    assert min(per_class(short[-1])) >= 2
+    assert torch.equal(model.sparse_head.weight, installed_whole)  # the installed head does not depend on it

@@ -130,6 +130,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     fit_option(solver, "alpha", type=mixing)
     fit_option(solver, "n_lambdas", type=positive_int)
     fit_option(solver, "lambda_min_ratio", type=open_fraction)
+    fit_option(solver, "whole_path", action=argparse.BooleanOptionalAction, note="default: --whole-path")
 
     run = p.add_argument_group("features and saving")
     fit_option(run, "batch_size", type=positive_int)

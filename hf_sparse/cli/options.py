@@ -109,7 +109,7 @@ def _float(text: str) -> float:
 # -- the fit_sparse_head options (declared once, in FitConfig) ----------------------------------------
 #: The options of `fit_sparse_head` that `hf-sparse fit` declares (from `FitConfig`: name, help, default, metavar).
 CLI_OPTIONS = ("text_column", "image_column", "label_column", *TARGET_OPTIONS, "relax", "alpha", "n_lambdas",
-               "lambda_min_ratio", "batch_size", "max_length", "cache_dir")
+               "lambda_min_ratio", "whole_path", "batch_size", "max_length", "cache_dir")
 
 
 def fit_option(group, name: str, *, note: str | None = None, **kwargs) -> None:

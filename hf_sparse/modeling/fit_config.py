@@ -93,6 +93,10 @@ class FitConfig:
                                 "the paper's setting")
     n_lambdas: int = option(100, "number of points on the regularization path", metavar="N")
     lambda_min_ratio: float = option(1e-3, "smallest lambda of the path as a fraction of the largest", metavar="R")
+    whole_path: bool = option(True, "compute the path to its end (lambda_min_ratio) even past the features_per_class "
+                                    "target, so the card's path plot shows the whole accuracy-sparsity trade-off; "
+                                    "False stops at the first point with the target in every class (faster with many "
+                                    "classes)")
     solver_kwargs: dict | None = option(None, "more keywords for hf_sparse.solver.fit_path (e.g. "
                                               "{'dtype': torch.float64, 'tol': 1e-7})")
     # ------------------------------------------------------------------ features

@@ -100,6 +100,7 @@ def fit_sparse_head(
     alpha: float = 0.99,
     n_lambdas: int = 100,
     lambda_min_ratio: float = 1e-3,
+    whole_path: bool = True,
     solver_kwargs: dict | None = None,
     max_length: int | None = None,
     batch_size: int = 64,
@@ -246,7 +247,7 @@ def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, f
     fit_kwargs = dict(fit_config.solver_kwargs or {})
     if family == "multinomial":
         fit_kwargs.setdefault("n_classes", config.num_labels)
-    if target.features_per_class is not None:  # the denser rest of the path is not needed
+    if target.features_per_class is not None and not fit_config.whole_path:  # the denser rest is not needed
         fit_kwargs.setdefault("stop_at_features_per_class", target.features_per_class)
     path = fit_path(
         X, y, family=family, alpha=alpha, n_lambdas=fit_config.n_lambdas, lambda_min_ratio=fit_config.lambda_min_ratio,
@@ -345,6 +346,7 @@ def refit_sparse_head(
     alpha: float | None = None,
     n_lambdas: int = 100,
     lambda_min_ratio: float = 1e-3,
+    whole_path: bool = True,
     solver_kwargs: dict | None = None,
     max_length: int | None = None,
     batch_size: int = 64,
