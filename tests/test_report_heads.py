@@ -287,7 +287,7 @@ def test_snippet_keeps_the_first_top_word_it_holds():
 def test_describe_features_cuts_example_texts_around_the_top_word(long_fit, monkeypatch):
     from hf_sparse.explain import descriptions
 
-    def words(model, out, order, dataset, rows, column, n_examples, method):   # attribution stand-in: "zebra"
+    def words(model, out, order, dataset, rows, column, n_examples, method, progress=False):  # stand-in: "zebra"
         for d in out.values():
             d.top_words = [("zebra", 1.0, 3)]
 

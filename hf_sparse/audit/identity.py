@@ -112,6 +112,7 @@ def identity_audit(
     top_features: int = 5,
     n_examples: int = 5,
     record: bool = True,
+    progress: bool = True,
 ) -> IdentityAuditReport:
     """Swap identity terms and measure, per group, term set and term, the change of the probability of
     `target_label`, for the sparse and the dense head side by side.
@@ -135,6 +136,9 @@ def identity_audit(
         target_label: the audited label (name, id, or a list); default class 1 of a two-class model, else a label
             named "toxic", "positive", ...
         record: store the report as `model.audit_reports["identity"]`.
+        progress: a progress bar over the encoding of the filled sentences (the slow part: every frame times every
+            term of its group, about 2,000 texts with the default groups); off with `progress=False` or
+            `datasets.disable_progress_bars()`.
 
     Returns an `IdentityAuditReport`; see `hf_sparse.audit.report` for its tables.
 
@@ -167,7 +171,8 @@ def identity_audit(
                          "need a {person} slot, adjective groups a {term} slot).")
     term_sets = audited_term_sets(groups)
     resolved = resolve_contrasts(contrasts, term_sets, groups, frames)
-    X = model.encode(batch, batch_size=batch_size, max_length=max_length)
+    X = scoring.encode_texts(model, batch, batch_size=batch_size, max_length=max_length, progress=progress,
+                             desc="identity audit: encoding sentences")
     meta = {"n_source_texts": len(texts) if texts is not None else None, "ambiguous_unswapped": unswapped,
             "swap_ambiguous": bool(swap_ambiguous) if texts is not None else None, "notes": notes}
     report = score_frames(model, X, frames, batch, mode=mode, ids=ids, target_name=target_name, heads=heads,

@@ -111,6 +111,40 @@ def margin_weights(model, ids: list[int]) -> torch.Tensor:
     return W[ids].mean(0) - W[others].mean(0)
 
 
+def progress_enabled(progress: bool) -> bool:
+    """Whether to show an audit's progress bars: `progress`, unless the `datasets` progress bars are switched off
+    globally (`datasets.disable_progress_bars()`, as the command line's `--no-progress` does)."""
+    if not progress:
+        return False
+    from datasets.utils import are_progress_bars_disabled
+
+    return not are_progress_bars_disabled()
+
+
+def encode_texts(model, texts, *, batch_size: int = 64, max_length: int | None = 128, progress: bool = True,
+                 desc: str = "encoding texts") -> torch.Tensor:
+    """`model.encode(texts)` with a progress bar in texts (the slow part of an audit that encodes its probes): the
+    same batches as one `model.encode` call, so the same features.
+
+    Example:
+        >>> X = encode_texts(model, ["a fine film", "a dull film"], desc="identity audit: encoding")
+    """
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    out = []
+    with tqdm(total=len(texts), desc=desc, unit="texts", disable=not progress_enabled(progress)) as bar:
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            out.append(model.encode(chunk, batch_size=batch_size, max_length=max_length))
+            bar.update(len(chunk))
+    if not out:
+        return model.encode([], batch_size=batch_size, max_length=max_length)
+    return torch.cat(out)
+
+
 def standardized(model, X: torch.Tensor) -> torch.Tensor:
     """Features standardized with the head's training mean and std (`model.feature_mean`, `feature_std`)."""
     mean = model.feature_mean.detach().double().cpu()

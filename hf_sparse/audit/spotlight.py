@@ -109,7 +109,8 @@ def _project(Zs: torch.Tensor, n_components: int | None, seed: int) -> tuple[tor
 
 
 # ------------------------------------------------------------------------------------------- data
-def _data(model, dataset, features, labels, texts, text_column, label_column, batch_size, max_length):
+def _data(model, dataset, features, labels, texts, text_column, label_column, batch_size, max_length,
+          progress=False):
     """(X, y, rows, texts, split) from explicit features, a dataset to encode, or the cached evaluation data."""
     from hf_sparse.modeling.fitting import prepare_labels
 
@@ -129,7 +130,8 @@ def _data(model, dataset, features, labels, texts, text_column, label_column, ba
         label_column = label_column or (fit.label_column if fit else "label")
         texts = [str(t) for t in _column(dataset, text_column, "text")]
         y = prepare_labels(_column(dataset, label_column, "label"), model.config, family, "dataset")
-        X = model.encode(texts, batch_size=batch_size, max_length=max_length)
+        X = scoring.encode_texts(model, texts, batch_size=batch_size, max_length=max_length, progress=progress,
+                                 desc="error slices: encoding texts")
         return X, y, torch.arange(len(texts)), texts, "given dataset"
     if fit is None:
         raise ValueError("Pass dataset= (or features= and labels=): this model holds no cached features from "
@@ -169,17 +171,20 @@ def find_error_slices(
     batch_size: int = 64,
     max_length: int | None = 128,
     record: bool = True,
+    progress: bool = True,
 ) -> ErrorSliceReport:
     """Find `n_slices` non-overlapping spotlights of `spotlight_size` (share of the data) with high loss.
 
     Data: `features=` and `labels=` (and optionally `texts=`); or `dataset=` (encoded once; `text_column`,
     `label_column`); by default the evaluation features cached by `fit_sparse_head` (no forward pass). Returns an
     `ErrorSliceReport` (iterate it for the `ErrorSlice`s), recorded as `model.audit_reports["error_slices"]`.
+    `progress`: progress bars over the encoding of `dataset` (texts) and over the search (`n_slices x n_starts`
+    spotlights of `steps` Adam steps each; its time grows with the number of examples).
     """
     if not 0 < spotlight_size < 1:
         raise ValueError(f"spotlight_size is a share of the data, in (0, 1); got {spotlight_size}")
     X, y, rows, texts, split = _data(model, dataset, features, labels, texts, text_column, label_column,
-                                     batch_size, max_length)
+                                     batch_size, max_length, progress)
     n = X.shape[0]
     size = spotlight_size * n
     if size < 2:
@@ -201,11 +206,17 @@ def find_error_slices(
     if head == "sparse" and family == "multinomial" and scoring.head_module(model, "dense") is not None:
         dense_correct = scoring.probabilities(model, X, "dense").argmax(1) == y
 
+    from tqdm.auto import tqdm
+
     remaining = losses.clone()
     slices = []
     m = max(2, int(round(size)))
+    bar = tqdm(total=n_slices * n_starts, desc="error slices: searching", unit="spotlight",
+               disable=not scoring.progress_enabled(progress))
     for rank in range(1, n_slices + 1):
-        if float(remaining.max()) <= 0:
+        if float(remaining.max()) <= 0:  # every example's loss is spent: no further slice to find
+            bar.set_description(f"error slices: {len(slices)} found, no loss left for more")
+            bar.total = bar.n
             break
         candidates = torch.argsort(remaining, descending=True)[: max(n_starts, 20)]
         scored = []
@@ -220,6 +231,8 @@ def find_error_slices(
             value = float((w * remaining).sum() / w.sum())
             if value > best_value:
                 best_value, best_center = value, center
+            bar.update(1)
+        bar.update(n_starts - len(starts))  # fewer candidates than starts (tiny data)
         w = _weights(Z, best_center, size)
         members = torch.argsort(w, descending=True)[:m]
         found = _describe(model, rank, w, members, X, Zs, y, pred, correct, losses, rows, texts, n_examples,
@@ -231,6 +244,7 @@ def find_error_slices(
         slices.append(found)
         remaining = remaining * (1 - w / w.max())
         remaining[members] = 0.0
+    bar.close()
     report = ErrorSliceReport(
         slices=slices, n_examples=int(n), spotlight_size=float(spotlight_size), space=space, head=head, split=split,
         overall_loss=float(losses.mean()), overall_accuracy=float(correct.double().mean()),

@@ -186,6 +186,7 @@ def subgroup_metrics(
     batch_size: int = 64,
     max_length: int | None = 128,
     record: bool = True,
+    progress: bool = True,
 ) -> SubgroupReport:
     """Subgroup, BPSN and BNSP AUC per subgroup, their generalized means and the final score, per head.
 
@@ -199,6 +200,7 @@ def subgroup_metrics(
     Subgroups with fewer than `min_size` examples are listed in `skipped`, not scored.
     With several heads (or score sets), `report.disagreements` lists where the first and another differ by more
     than `disagreement_margin` or, for an AUC, fall on opposite sides of 0.5 (`find_subgroup_disagreements`).
+    `progress`: a progress bar over the encoding of `dataset` (the slow part; the cached data needs none).
     """
     is_model = hasattr(model_or_scores, "sparse_head")
     target_name = "label 1"
@@ -225,7 +227,8 @@ def subgroup_metrics(
         else:
             text_column, label_column = text_column or "text", label_column or "label"
             texts = [str(t) for t in _column(dataset, text_column, "text")]
-            features = model.encode(texts, batch_size=batch_size, max_length=max_length)
+            features = scoring.encode_texts(model, texts, batch_size=batch_size, max_length=max_length,
+                                            progress=progress, desc="subgroup audit: encoding texts")
         scores = {h: scoring.target_probability(model, features, ids, h).numpy() for h in heads}
     else:
         scores = dict(model_or_scores) if isinstance(model_or_scores, Mapping) else {"scores": model_or_scores}

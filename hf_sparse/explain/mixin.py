@@ -16,15 +16,28 @@ from pathlib import Path
 from ..constants import DESCRIPTIONS_NAME
 from ..modeling.artifacts import Artifact, register_artifact
 from .class_features import class_features
-from .descriptions import FeatureDescriptions, describe_features
+from .descriptions import FeatureDescriptions, check_stale, describe_features
 from .explanation import explain
 
 
 class ExplainMixin:
     """Explanations on the model; `feature_descriptions` is saved with it and loaded back."""
 
-    #: `FeatureDescriptions` (from `describe_features`, or loaded with the checkpoint); None until then
-    feature_descriptions: FeatureDescriptions | None = None
+    @property
+    def feature_descriptions(self) -> FeatureDescriptions | None:
+        """`FeatureDescriptions` (from `describe_features`, or loaded with the checkpoint); None until then.
+
+        Reading it checks them against the encoder when a weight of the encoder changed since the last check
+        (`check_stale`): descriptions of an encoder trained further are marked `stale` and warn once.
+        """
+        descriptions = self.__dict__.get("_feature_descriptions")
+        if isinstance(descriptions, FeatureDescriptions):
+            check_stale(self, descriptions)
+        return descriptions
+
+    @feature_descriptions.setter
+    def feature_descriptions(self, value: FeatureDescriptions | None) -> None:
+        self.__dict__["_feature_descriptions"] = value
 
     def describe_features(self, features: list[int] | None = None, **kwargs):
         """Describe each feature the head uses from the cached data of the last fit: top and bottom examples, and
@@ -72,7 +85,9 @@ def _save(model, directory: Path, options: dict) -> list[str]:
 
 def _load(model, local_files: dict[str, str]) -> None:
     if DESCRIPTIONS_NAME in local_files:
-        model.feature_descriptions = FeatureDescriptions.load(Path(local_files[DESCRIPTIONS_NAME]).parent)
+        descriptions = FeatureDescriptions.load(Path(local_files[DESCRIPTIONS_NAME]).parent)
+        model.feature_descriptions = descriptions
+        check_stale(model, descriptions, force=True)  # against the loaded encoder: warns now when they are stale
 
 
 def _saved(model, directory: Path) -> None:

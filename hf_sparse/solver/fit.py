@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -33,6 +34,8 @@ from .problem import Problem
 from .refit import Refitter, raw_weights, validation_scores
 from .screening import golden_min, working_set
 from .validation import check_features, check_options, check_targets
+
+logger = logging.getLogger(__name__)
 
 _MAX_ROUNDS = 20
 _BOUND_INNER = 1e-2  # the bound solver's inner tolerance, relative to the gap's (its steps converge linearly)
@@ -84,7 +87,10 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         max_features: stop the path once more than this many features are used.
         stop_at_features_per_class: stop at the first point where every class uses at least
             this many features (all ``select(features_per_class=k)`` needs, for ``k`` up to it).
-        progress: show a progress bar over the path.
+        progress: show a progress bar over the path. An early stop (``max_features``,
+            ``stop_at_features_per_class``) closes it at the point reached with the reason in its
+            description; the stop is also logged (INFO, logger ``hf_sparse.solver.fit``) and kept in
+            ``path.info["stop_reason"]`` (None when the whole grid was solved).
         standardize: solve on standardized columns (penalty on standardized weights; returned
             weights still take raw features); ``False``: the raw-space objective, columns as given.
         method: ``"newton"`` (proximal Newton on a working set: exact Hessians, best for few
@@ -143,17 +149,28 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     else:
         grid = torch.as_tensor(lambdas, dtype=torch.float64).flatten().numpy()
     points = []
-    bar = tqdm(grid, desc="lambda path", unit="lam", disable=not progress or reducer.rank != 0)
-    for lam in bar:
+    stop_reason = None
+    bar = tqdm(total=len(grid), desc="lambda path", unit="lam", disable=not progress or reducer.rank != 0)
+    for lam in grid:
         point = fitter.solve(float(lam))
         points.append(point)
+        bar.update(1)
         m = point.metrics
         score = m.get("val_accuracy", m["train_accuracy"])
         bar.set_postfix(features=m["n_features"], **({"acc": f"{score:.3f}"} if score is not None else {}))
-        if max_features is not None and m["n_features"] > max_features:
+        stop_reason = _early_stop(m, max_features, stop_at_features_per_class)
+        if stop_reason is not None and len(points) < len(grid):
             break
-        if stop_at_features_per_class is not None and min(m["features_per_class"]) >= stop_at_features_per_class:
-            break
+        stop_reason = None
+    if stop_reason is not None:
+        where = f"lambda {len(points)} of {len(grid)}"
+        bar.set_description(f"lambda path: stopped at {where}, {stop_reason['short']}")
+        bar.total = bar.n  # complete where it stopped, not frozen part-way
+        bar.refresh()
+        if reducer.rank == 0:
+            logger.info("The lambda path stopped at %s (lambda %.4g) because %s; the remaining %d lambdas are not "
+                        "needed.", where, float(grid[len(points) - 1]), stop_reason["why"], len(grid) - len(points))
+    bar.close()
     if fitter.negative_gaps:
         worst = min(g for _, g in fitter.negative_gaps)
         warnings.warn(
@@ -165,10 +182,25 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     info = {"n_rows": int(reducer.sum(torch.tensor([float(n)], dtype=torch.float64))[0]), "n_features": d,
             "n_outputs": k, "dtype": str(dtype).replace("torch.", ""), "device": str(device),
             "tol": tol, "world_size": reducer.world_size, "seconds": time.perf_counter() - started,
-            "method": method, "standardize": bool(standardize)}
+            "method": method, "standardize": bool(standardize), "n_lambdas": int(len(grid)),
+            "stop_reason": None if stop_reason is None else stop_reason["why"]}
     return RegularizationPath(points, family=family, alpha=alpha, group=group, mean=design.mean.to(dtype),
                               std=design.std.to(dtype), lam_max=lam_max, info=info,
                               refit=Refitter(problem, alpha=alpha, group=group, tol=tol, val=val))
+
+
+def _early_stop(metrics: dict, max_features: int | None, stop_at_features_per_class: int | None) -> dict | None:
+    """Why the path stops after a point with these metrics (None: it goes on): {"short": for the bar, "why": for
+    the log and ``path.info["stop_reason"]``}."""
+    if max_features is not None and metrics["n_features"] > max_features:
+        return {"short": f"more than {max_features} features",
+                "why": f"it uses {metrics['n_features']} features, more than max_features={max_features}"}
+    per_class = metrics["features_per_class"]
+    if stop_at_features_per_class is not None and min(per_class) >= stop_at_features_per_class:
+        return {"short": f"target of {stop_at_features_per_class} features per class reached",
+                "why": f"the target of {stop_at_features_per_class} features per class was reached (every class "
+                       f"uses at least {stop_at_features_per_class}: {list(per_class)})"}
+    return None
 
 
 @dataclass
