@@ -172,9 +172,9 @@ def test_two_class_head_shows_one_table_and_one_plot(binary):
     try:
         assert text.count("\n### Class ") == 1
         assert "### Class `label\\_1` against `label\\_0`" in text
-        assert "Positive weights push towards\n`label\\_1`, negative weights towards `label\\_0`." in text
+        assert "A weight above 0 pushes towards class\n`label\\_1`, a weight below 0 towards class `label\\_0`." in text
         panels = [ax for ax in figures["card_assets/class_weights.png"].axes if ax.axison]
-        assert [ax.get_title() for ax in panels] == ["positive weights push towards label_1, negative towards label_0"]
+        assert [ax.get_title() for ax in panels] == ["weight > 0 pushes towards class 'label_1', weight < 0 towards class 'label_0'"]
     finally:
         from hf_sparse.plotting import close
 
@@ -211,11 +211,11 @@ def test_path_picture_marks_the_installed_head_with_the_results_table_figure(bin
     assert installed["lambda"] == config.path_summary[index]["lambda"]
     assert installed["features_per_class"] == model.head_summary()["mean_features_per_class"]
     assert data["lambdas"] == [r["lambda"] for r in config.path_summary]  # every recorded point
-    # the path stopped at its target: the plot and the card say so
-    assert index == len(config.path_summary) - 1 and "denser points were not fitted" in data["note"]
+    # the whole path is recorded by default (whole_path=True): points past the installed one, and no stop note
+    assert index < len(config.path_summary) - 1 and not data["note"]
     card = model.create_model_card().content
     assert _results_row(card, "sparse (this model)")[1] == f"{accuracy:.2%}"
-    assert f"now:\n{accuracy:.2%} eval accuracy (" in card and "denser points were not fitted" in card
+    assert f"now:\n{accuracy:.2%} eval accuracy (" in card and "denser points were not fitted" not in card
     fig = plot_path_data(data)
     try:
         top = fig.axes[0]
@@ -225,6 +225,17 @@ def test_path_picture_marks_the_installed_head_with_the_results_table_figure(bin
         assert installed["text"].startswith(f"{accuracy:.2%} eval accuracy (") and "relaxed refit)" in installed["text"]
     finally:
         close([fig])
+
+
+def test_a_path_stopped_at_its_target_says_so(three):
+    from hf_sparse.card.render import path_plot_data
+
+    model, _ = three
+    model.refit_sparse_head(whole_path=False)
+    data = path_plot_data(model)
+    assert model.config.selection["index"] == len(model.config.path_summary) - 1
+    assert "denser points were not fitted" in data["note"]
+    assert "denser points were not fitted" in model.create_model_card().content
 
 
 class _Report:
