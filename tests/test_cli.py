@@ -409,6 +409,10 @@ def test_audit_slices_prints_a_report(fitted, cli):
               "--n-slices", "2", "--spotlight-size", "0.2", "--no-save")
     assert run.returncode == 0, run
     assert "Slice 1" in run.stdout or "slice" in run.stdout.lower()
+    assert "error slices: searching" in run.stderr  # the search has a progress bar ...
+    quiet = cli("audit", "out", "--suite", "slices", "--dataset", "eval.jsonl", "--text-column", "review",
+                "--n-slices", "2", "--spotlight-size", "0.2", "--no-save", "--no-progress")
+    assert quiet.returncode == 0 and "error slices" not in quiet.stderr, quiet  # ... that --no-progress hides
 
 
 @needs_audit

@@ -81,6 +81,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
                      help="save the whole model again (weights included) instead of refreshing only audit.json and "
                           "the card")
     out.add_argument("--no-save", action="store_true", help="only print the report; save nothing")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("--json", metavar="FILE",
                      help="also write the report as JSON to FILE ('-': print JSON instead of the text report)")
     p.set_defaults(run=run_audit)
