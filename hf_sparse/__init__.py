@@ -16,6 +16,7 @@ a plain ``import hf_sparse``.
 Example:
     >>> import hf_sparse
     >>> model = hf_sparse.SparseHeadForSequenceClassification.from_pretrained("out")
+    >>> hf_sparse.finetune_text_classifier(train_ds, text_column="sentence", out_dir="clf")   # no classifier yet
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _LAZY = {
     "SparseHeadForImageClassification": "hf_sparse.models",
     "SparseHeadForSequenceClassification": "hf_sparse.models",
     "SparseLinear": "hf_sparse.modeling.sparse_linear",
+    "finetune_text_classifier": "hf_sparse.modeling.finetune",
 }
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "SparseHeadForSequenceClassification",
     "SparseLinear",
     "__version__",
+    "finetune_text_classifier",
 ]
 
 

@@ -1,4 +1,4 @@
-"""The ``hf-sparse`` command line: ``fit``, ``explain``, ``audit``, ``card``, ``push`` and ``demo``.
+"""The ``hf-sparse`` command line: ``finetune``, ``fit``, ``explain``, ``audit``, ``card``, ``push`` and ``demo``.
 
 Every subcommand has ``--help``. Errors print one line, ``hf-sparse <command>: error: <what and what to do>``,
 and exit with status 2 (the arguments are wrong) or 1 (the run failed); ``--debug`` shows the traceback instead.
@@ -15,11 +15,11 @@ import os
 import sys
 import warnings
 
-from . import audit, card, demo, explain, fit, push
+from . import audit, card, demo, explain, finetune, fit, push
 from .errors import CLIError, describe, one_line
 
 #: The subcommand modules, in the order `--help` lists them; each has `add_parser(commands)`.
-COMMANDS = (fit, explain, audit, card, push, demo)
+COMMANDS = (finetune, fit, explain, audit, card, push, demo)
 
 DESCRIPTION = """\
 Debuggable transformers classifiers: replace a fine-tuned classifier's final layer by a sparse linear layer,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .cache import FeatureCache, default_cache_root, feature_schema, make_batch
 from .fingerprint import features_fingerprint
 from .inputs import check_column, check_dataset, load_preprocessor, modality_of, resolve_dtype, resolve_max_length
-from .locate import FeatureExtractor, FeatureSpec
+from .locate import FeatureExtractor, FeatureSpec, wrapped_classifier
 from .processes import Processes
 from .result import FeatureSet
 
@@ -228,8 +228,12 @@ def extract_features(
     attention mask), ``"cls"`` or ``"pooler"``, and optionally ``layer=`` (an
     index into ``hidden_states``).
 
+    For an hf_sparse model the features are the sparse head's input (its own tokenizer or image processor is
+    used unless one is given): the cache entry ``fit_sparse_head`` wrote for the same data and options, and
+    ``model.sparse_head(feats.features)`` gives the model's logits.
+
     Args:
-        model: a transformers text or image classifier, or a bare encoder.
+        model: a transformers text or image classifier, a bare encoder, or an hf_sparse model.
         dataset: one ``datasets.Dataset`` split.
         tokenizer: for text models; loaded from ``model.name_or_path`` when omitted.
         text_column / image_column / label_column: columns to read
@@ -256,7 +260,19 @@ def extract_features(
         >>> feats = extract_features(model, dataset, tokenizer, text_column="sentence")
         >>> torch.allclose(model.classifier(feats.features), logits, atol=1e-5)
         True
+        >>> feats = extract_features(sparse_model, dataset, text_column="sentence")   # an hf_sparse model
+        >>> logits = sparse_model.sparse_head(feats.features)
     """
+    inner = wrapped_classifier(model)
+    if inner is not None:
+        if device is not None:  # moved here: the wrapped classifier shares the model's modules, not its root
+            model.to(device)
+        return _extract_sparse_model(
+            model, inner, dataset, tokenizer, text_column=text_column, image_column=image_column,
+            label_column=label_column, image_processor=image_processor, pooling=pooling, layer=layer,
+            max_length=max_length, batch_size=batch_size, dtype=dtype, cache_dir=cache_dir, shard_size=shard_size,
+            accelerator=accelerator, model_fingerprint=model_fingerprint, show_progress=show_progress,
+        )
     dataset = check_dataset(dataset)
     modality = modality_of(model)
     data_column = text_column if modality == "text" else image_column
@@ -346,3 +362,23 @@ def extract_features(
             cache.finalize(ranges, meta)
         procs.barrier()
     return FeatureSet(cache.load(), cache.read_meta() or meta, cache.final_path)
+
+
+def _extract_sparse_model(model: nn.Module, inner: nn.Module, dataset: Dataset, tokenizer: Any, *,
+                          image_processor: Any, **kwargs) -> FeatureSet:
+    """`extract_features` of an hf_sparse `model`: the features of the classifier it wraps (`inner`), with the
+    model's own tokenizer or image processor when none is given. As `fit_sparse_head` calls it, so a fitted
+    model's cache entry is found again."""
+    modality = modality_of(model)
+    given = (image_processor if image_processor is not None else tokenizer) if modality == "image" else tokenizer
+    if given is None:
+        given = getattr(model, "processor", None)
+    if given is None:
+        argument = "tokenizer" if modality == "text" else "image_processor"
+        raise ValueError(
+            f"{type(model).__name__} has no {argument} (none was given, and none was saved with it or its base "
+            f"model): pass {argument}= (or set model.processor)."
+        )
+    if modality == "text":
+        return extract_features(inner, dataset, given, **kwargs)
+    return extract_features(inner, dataset, None, image_processor=given, **kwargs)

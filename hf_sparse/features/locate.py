@@ -10,6 +10,10 @@ model can serve other threads during an extraction).
 Bare encoders (``AutoModel``) have no classifier: pass ``pooling=`` (``"cls"``,
 ``"mean"`` over the attention mask, or ``"pooler"``) and optionally ``layer=``.
 
+An hf_sparse model (``SparseHeadForSequenceClassification`` / ``...ImageClassification``) is read through the
+classifier it wraps (:func:`wrapped_classifier`): its features are the sparse head's input, the same cache entry
+``fit_sparse_head`` writes.
+
 Example::
 
     >>> spec = FeatureSpec.resolve(model)                # classifier input
@@ -100,6 +104,28 @@ def find_classifier_layer(model: nn.Module) -> tuple[str, nn.Linear] | None:
         if isinstance(module, nn.Linear) and module.out_features == num_labels:
             found = (name, module)
     return found
+
+
+def wrapped_classifier(model: nn.Module) -> nn.Module | None:
+    """For an hf_sparse model, the classifier it wraps with its dense final layer (``model.dense_classifier()``,
+    sharing every weight); ``None`` for any other model.
+
+    Its final layer is the one whose input the sparse head reads, so extracting from it gives the sparse head's
+    input features, under the same cache key as ``fit_sparse_head``. An hf_sparse model is recognised by what it
+    offers (``dense_classifier()``, ``sparse_head`` and ``config.head_module``), since this layer cannot import the
+    model classes.
+
+    Example::
+
+        >>> wrapped_classifier(sparse_model)(**inputs).logits     # the dense head's logits
+        >>> wrapped_classifier(bert_classifier) is None
+        True
+    """
+    make = getattr(type(model), "dense_classifier", None)
+    head_module = getattr(getattr(model, "config", None), "head_module", None)
+    if not callable(make) or not isinstance(head_module, str) or not hasattr(type(model), "sparse_head"):
+        return None
+    return model.dense_classifier()
 
 
 @dataclass(frozen=True)
