@@ -5,7 +5,8 @@
   the shared modules (constants, utils, ...) import no layer;
 - `import hf_sparse.solver` does not import transformers, and `hf-sparse --help` does not import torch (subprocesses);
 - transformers' Auto classes still know the model classes after a plain `import hf_sparse`;
-- the checkpoint-artifact registry: a registered artifact is saved, listed in the manifest and loaded back.
+- the checkpoint-artifact registry: a registered artifact is saved, listed in the manifest and loaded back;
+- every module stays small (issue #14): no .py file in hf_sparse/ is over MAX_LINES lines.
 """
 
 from __future__ import annotations
@@ -138,6 +139,35 @@ def test_the_checker_finds_upward_imports_hidden_in_functions():
     assert layer_violations("import hf_sparse.solver", "hf_sparse.utils") == [
         "hf_sparse.utils:1 imports hf_sparse.solver (solver is not below utils)"
     ]
+
+
+#: Issue #14: one concept per file, none over this many lines (split a file that grows past it).
+MAX_LINES = 400
+
+
+def long_files(root: Path, limit: int = MAX_LINES) -> list[str]:
+    """'path: N lines (more than limit)' for every .py file under `root` longer than `limit` lines."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        n = len(path.read_text(encoding="utf-8").splitlines())
+        if n > limit:
+            found.append(f"{path.relative_to(root.parent).as_posix()}: {n} lines (more than {limit}; split it along "
+                         "its concepts)")
+    return found
+
+
+def test_no_module_is_over_400_lines():
+    assert len(list(PACKAGE.rglob("*.py"))) > 50  # the walk saw the package
+    assert long_files(PACKAGE) == []
+
+
+def test_the_line_check_names_the_file_and_its_length(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "small.py").write_text("x = 1\n" * 400, encoding="utf-8")  # exactly the limit: fine
+    (package / "sub" / "big.py").write_text("x = 1\n" * 401, encoding="utf-8")
+    (package / "notes.txt").write_text("x\n" * 1000, encoding="utf-8")  # not Python
+    assert long_files(package) == ["pkg/sub/big.py: 401 lines (more than 400; split it along its concepts)"]
 
 
 # ------------------------------------------------------------------------------------------ import time

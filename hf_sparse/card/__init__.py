@@ -9,7 +9,8 @@ Example:
 
 from ..text_safety import escape_markdown, redact_text
 from .card_data import SparseModelCardData
-from .render import ASSETS_DIR, create_model_card, merge_card, render_model_card, write_model_card
+from .readme_merge import merge_card
+from .render import ASSETS_DIR, create_model_card, render_model_card, write_model_card
 
 __all__ = ["ASSETS_DIR", "SparseModelCardData", "create_model_card", "escape_markdown", "merge_card", "redact_text",
            "render_model_card", "write_model_card"]

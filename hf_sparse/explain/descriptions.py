@@ -7,13 +7,9 @@ and what drives it: for text, the words whose removal lowers the feature most, a
 (`image_attribution.occlusion_heatmaps`). Saved beside the model as `feature_descriptions.json` (plus
 PNG files for images), so a loaded model explains itself without its data.
 
-The file records a fingerprint of the encoder the features were described on (`encoder_fingerprint`: sha256 of
-every tensor of the wrapped model except its final layer, the head). When the encoder changes afterwards (trained
-further, e.g. by `Trainer`, or a checkpoint whose encoder weights differ), `check_stale` marks the descriptions
-`stale = True` with a `stale_reason` and warns once; it runs when a model is loaded and whenever
-`model.feature_descriptions` is read after a weight of the encoder changed (explanations, the model card).
-`stale` is False when the encoder is the described one, and None when that is unknown: a file from an older
-hf_sparse without a fingerprint, or an encoder loaded in a dtype its fingerprint cannot be compared in.
+The file records a fingerprint of the encoder the features were described on; when the encoder changes afterwards
+the descriptions are marked `stale` (`stale_descriptions`: `encoder_fingerprint`, `check_stale`). The word and
+heatmap passes that find what drives each feature are in `feature_drivers`. Their names stay importable from here.
 
 Example:
     >>> descriptions = model.describe_features()          # after fit_sparse_head
@@ -28,16 +24,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
-from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..constants import DESCRIPTIONS_NAME
+from .feature_drivers import ATTRIBUTION_CHUNK_WORDS, IMAGES_DIR, _thumbnail, add_heatmaps, add_top_words
+from .feature_drivers import _word_chunks  # noqa: F401  (imported from here by callers and tests)
+from .stale_descriptions import (NO_FINGERPRINT, STALE_WARNING, _signature, check_stale, compare_encoder,
+                                 encoder_fingerprint)
 
-IMAGES_DIR = "feature_images"
+__all__ = ["ATTRIBUTION_CHUNK_WORDS", "IMAGES_DIR", "NO_FINGERPRINT", "SNIPPET_CHARS", "STALE_WARNING",
+           "FeatureDescription", "FeatureDescriptions", "FeatureExample", "check_stale",
+           "compare_encoder", "describe_features", "encoder_fingerprint"]
+
 SNIPPET_CHARS = 240
 
 
@@ -178,116 +179,6 @@ class FeatureDescriptions(dict):
         return out
 
 
-# ------------------------------------------------------------------------------------------ stale descriptions
-STALE_WARNING = ("the feature descriptions were computed for a different encoder (it was trained further after "
-                 "describe_features); run model.describe_features(...) again")
-NO_FINGERPRINT = ("these feature descriptions record no fingerprint of the encoder they were computed for (written "
-                  "by an older hf_sparse), so whether they still match it is unknown; run model.describe_features() "
-                  "again to record one")
-
-
-def _producer(model):
-    """(the wrapped model, the name prefix of its final layer) or None when `model` is not a sparse-head model."""
-    base, head = getattr(model, "model", None), getattr(getattr(model, "config", None), "head_module", None)
-    if not isinstance(base, torch.nn.Module) or not head:
-        return None
-    return base, f"{head}."
-
-
-def _encoder_tensors(model) -> dict[str, torch.Tensor]:
-    """The tensors that make the head's input features: the wrapped model's state dict without its final layer."""
-    base, prefix = _producer(model)
-    return {k: v for k, v in base.state_dict().items() if not k.startswith(prefix)}
-
-
-def _signature(model) -> tuple | None:
-    """Identity and in-place version of every encoder tensor: changes whenever one is replaced or written to (an
-    optimizer step, `load_state_dict`), at the cost of a walk over the parameters, not a hash."""
-    found = _producer(model)
-    if found is None:
-        return None
-    base, prefix = found
-    named = chain(base.named_parameters(remove_duplicate=False), base.named_buffers(remove_duplicate=False))
-    return tuple((name, id(t), t._version) for name, t in named if not name.startswith(prefix))
-
-
-def encoder_fingerprint(model) -> dict | None:
-    """The fingerprint of the encoder that produces `model`'s features (every tensor of the wrapped model but its
-    final layer): the whole-base fingerprint of `hf_sparse.modeling.saving.base_fingerprint` (sha256 in float32,
-    bfloat16 and float16, and the dtype). About 0.1 s for all-MiniLM-L6-v2 (90 MB). None for a model without one
-    (or whose weights are offloaded to the meta device).
-
-    Example:
-        >>> encoder_fingerprint(model)["sha256"]["float32"][:12]
-        '3f1c0b2a9e4d'
-    """
-    from ..modeling.saving import base_fingerprint
-
-    if _producer(model) is None:
-        return None
-    tensors = _encoder_tensors(model)
-    if any(t.device.type == "meta" for t in tensors.values()):  # offloaded weights: nothing to hash
-        return None
-    return base_fingerprint(tensors)
-
-
-def compare_encoder(recorded: dict | None, model) -> tuple[bool | None, str | None]:
-    """(stale, reason) of descriptions whose encoder fingerprint is `recorded`, against `model`'s encoder now.
-
-    Example:
-        >>> compare_encoder(model.feature_descriptions.encoder, model)
-        (False, None)
-    """
-    from ..modeling.saving import _floating_dtype, _hash_base
-
-    if recorded is None:
-        return None, NO_FINGERPRINT
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), dict):
-        return None, (f"the recorded encoder fingerprint is malformed ({str(recorded)[:80]}), so whether the "
-                      "descriptions match the encoder is unknown; run model.describe_features() again")
-    if _producer(model) is None:
-        return None, "this model has no encoder to compare the descriptions with"
-    tensors = _encoder_tensors(model)
-    if any(t.device.type == "meta" for t in tensors.values()):
-        return None, "the encoder's weights are not loaded (meta device), so they could not be compared"
-    saved, loaded = recorded.get("dtype"), _floating_dtype(tensors)
-    target = "float32" if saved == loaded else next(
-        (t for t in ("bfloat16", "float16") if {saved, loaded} <= {"float32", t}), None)
-    if target is None or target not in recorded["sha256"]:
-        return None, (f"the descriptions were computed on a {saved} encoder and this one is {loaded}: weights cannot "
-                      f"be compared across these two types, so whether they match is unknown (load the model with "
-                      f"dtype=torch.{saved} to check)")
-    if len(tensors) != recorded.get("tensors"):
-        return True, (f"{STALE_WARNING} (the encoder has {len(tensors)} tensors, the described one had "
-                      f"{recorded.get('tensors')})")
-    digest = _hash_base(tensors, [target])[target]
-    if digest != recorded["sha256"][target]:
-        return True, (f"{STALE_WARNING} (sha256 of the encoder's {len(tensors)} tensors in {target}: "
-                      f"{digest[:12]}... instead of {recorded['sha256'][target][:12]}...)")
-    return False, None
-
-
-def check_stale(model, descriptions: "FeatureDescriptions | None" = None, *, force: bool = False):
-    """Compare `descriptions` (default: the model's) with `model`'s encoder and set their `stale` and
-    `stale_reason`; warn once (per descriptions) when they are stale. The hash is only recomputed when a tensor of
-    the encoder was replaced or written to since the last check (or with `force=True`). Returns the descriptions.
-
-    Example:
-        >>> check_stale(model).stale          # True after the encoder was trained further
-    """
-    d = descriptions if descriptions is not None else getattr(model, "feature_descriptions", None)
-    if not isinstance(d, FeatureDescriptions):
-        return d
-    signature = _signature(model)
-    if signature is None or (signature == d._signature and not force):
-        return d
-    d.stale, d.stale_reason = compare_encoder(d.encoder, model)
-    d._signature = signature
-    if d.stale and not d._warned:
-        d._warned = True
-        warnings.warn(d.stale_reason, UserWarning, stacklevel=3)
-    return d
-
 
 def _snippet(text: str, words=(), width: int | None = SNIPPET_CHARS) -> str:
     """`text` with its whitespace collapsed, cut to `width` characters around the first of `words` (in their order,
@@ -303,12 +194,6 @@ def _snippet(text: str, words=(), width: int | None = SNIPPET_CHARS) -> str:
     text = " ".join(str(text).split())
     around = next((w for w in words if w and re.search(r"(?<!\w)" + re.escape(str(w)) + r"(?!\w)", text, re.I)), None)
     return excerpt(text, around=around, width=width)
-
-
-def _thumbnail(image, size: int = 96):
-    image = image.convert("RGB")
-    image.thumbnail((size, size))
-    return image
 
 
 @torch.no_grad()
@@ -388,78 +273,13 @@ def describe_features(
             for ex in d.top_examples + d.bottom_examples:
                 ex.text = _snippet(ex.text, words)
     else:
-        _add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps, progress)
+        add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps, progress)
     model.feature_descriptions = out
     return out
 
 
-#: The word-attribution pass of `describe_features` runs in chunks of texts holding about this many words (one
-#: occluded variant per word: 8 batches of 64), so that its progress bar moves every few seconds.
-ATTRIBUTION_CHUNK_WORDS = 512
-
-
-def _word_chunks(texts: list[str], words: int | None = None) -> list[tuple[int, int]]:
-    """(start, stop) runs of consecutive `texts` of about `words` (default `ATTRIBUTION_CHUNK_WORDS`) words and
-    texts (a text counts its whitespace-separated words plus one), at least one text each.
-
-    Example:
-        >>> _word_chunks(["a b", "c d e", "f"], words=4)
-        [(0, 2), (2, 3)]
-    """
-    words = ATTRIBUTION_CHUNK_WORDS if words is None else words
-    chunks, start, count = [], 0, 0
-    for i, text in enumerate(texts):
-        count += len(text.split()) + 1  # its words and the full text
-        if count >= words:
-            chunks.append((start, i + 1))
-            start, count = i + 1, 0
-    if start < len(texts):
-        chunks.append((start, len(texts)))
-    return chunks
-
-
 def _add_words(model, out, order, dataset, rows, column, n_examples, method, progress=False):
-    from tqdm.auto import tqdm
-
-    from .attribution import top_words, word_attributions
-
-    # One attribution run over the union of every feature's top examples, for all features at once, in chunks of
-    # texts for the progress bar (each text is attributed on its own: chunking changes no score beyond rounding).
-    wanted = sorted({i for top, _ in order.values() for i in top[:n_examples]})
-    if not wanted:
-        return
-    texts = [str(dataset[int(rows[i])][column]) for i in wanted]
-    features = sorted(order)
-    attributions = []
-    desc = f"describing features: word {method}"
-    with tqdm(total=len(texts), desc=desc, unit="texts", disable=not progress) as bar, torch.enable_grad():
-        for start, stop in _word_chunks(texts):
-            attributions += word_attributions(model, texts[start:stop], features, method=method)
-            bar.update(stop - start)
-    position = {i: p for p, i in enumerate(wanted)}
-    for j in features:
-        mine = [attributions[position[i]] for i in order[j][0][:n_examples]]
-        out[j].top_words = [(w, float(s), int(n)) for w, s, n in top_words(mine, j, k=10)]
-
-
-def _add_heatmaps(model, out, order, dataset, rows, column, n_heatmaps, progress=False):
-    from tqdm.auto import tqdm
-
-    from .image_attribution import heatmap_overlay, occlusion_heatmaps
-
-    total = sum(len(top[:n_heatmaps]) for top, _ in order.values())
-    bar = tqdm(total=total, desc="describing features: occlusion heatmaps", unit="images", disable=not progress)
-    for j, (top, _) in order.items():
-        chosen = top[:n_heatmaps]
-        if not chosen:
-            continue
-        images = [dataset[int(rows[i])][column].convert("RGB") for i in chosen]
-        with torch.enable_grad():
-            maps = occlusion_heatmaps(model, images, [j])
-        bar.update(len(chosen))
-        for rank, (image, heat) in enumerate(zip(images, maps[:, 0])):
-            name = f"{IMAGES_DIR}/feature_{j}_heatmap_{rank}.png"
-            out.pending_images[name] = _thumbnail(heatmap_overlay(image, heat), 128)
-            if rank < len(out[j].top_examples):
-                out[j].top_examples[rank].heatmap = name
-    bar.close()
+    """`feature_drivers.add_top_words` in chunks of this module's `ATTRIBUTION_CHUNK_WORDS` (set it here to change
+    the chunk size `describe_features` uses)."""
+    add_top_words(model, out, order, dataset, rows, column, n_examples, method, progress,
+                  chunk_words=ATTRIBUTION_CHUNK_WORDS)

@@ -1,0 +1,241 @@
+"""The state of one regularization path between its points (`_PathFitter`), and how one point is solved.
+
+At each lambda: strong-rule screening proposes a working set from the previous point's gradient, the working-set
+solver (proximal Newton, or the large-k bound solver) solves the problem on it, one pass over all features checks
+the KKT conditions (violators join the working set) and computes the duality gap at a dual point made feasible
+for the unpenalized bias, until the gap is below ``tol`` relative to the objective. ``fit_path`` drives it.
+
+Example:
+    >>> fitter = _PathFitter(problem, alpha=0.99, group=False, tol=1e-6, val=None)
+    >>> lam_max = fitter.lam_max()                 # the smallest lambda with all weights zero
+    >>> fitter.solve(0.5 * lam_max).metrics["converged"]
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .bound_cd import FeatureGram, bound_solve
+from .newton import Iterate, newton_solve, polish_bias
+from .path import PathPoint
+from .penalty import ElasticNet
+from .problem import Problem
+from .refit import raw_weights, validation_scores
+from .screening import golden_min, working_set
+
+_MAX_ROUNDS = 20
+_BOUND_INNER = 1e-2  # the bound solver's inner tolerance, relative to the gap's (its steps converge linearly)
+_MAX_STEPS = 100  # Newton steps per point before giving up on tol (reported as converged=False)
+
+
+@dataclass
+class _Check:
+    gradient: torch.Tensor  # (k, d) full gradient of the mean loss
+    objective: float
+    loss: float
+    gap: float
+
+
+class _PathFitter:
+    """Keeps the iterate and screening state between the points of one path."""
+
+    def __init__(self, problem: Problem, *, alpha: float, group: bool, tol: float, val, method: str = "newton"):
+        self.problem, self.alpha, self.group, self.tol, self.val = problem, alpha, group, tol, val
+        self.method = method
+        self.gram = FeatureGram.build(problem) if method == "bound" else None
+        self._stall = 1e-14 if method == "bound" else max(1e-14, 1e-2 * tol)
+        self.state = Iterate.zeros(problem)
+        self.prev_lam: float | None = None
+        self.prev_gradient: torch.Tensor | None = None
+        self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
+        # the gap's rounding floor, relative to the objective: with float64 predictions (the CPU)
+        # the gap is computed to about 1e-12; with float32 ones (a GPU) the dual point's entries,
+        # and so its feasibility, hold only float32's digits (a negative gap of a few 1e-9 seen)
+        self.gap_floor = 1e-12 if self.state.Z.dtype == torch.float64 else 1e-8
+
+    # -- the start of the path
+    def lam_max(self) -> float:
+        """Smallest lambda with all weights zero: the largest gradient at W = 0, optimal bias."""
+        p = self.problem
+        k = p.internal_outputs
+        mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).sum(0, dtype=torch.float64))
+        b0 = p.family.intercept_at_zero(mean_Y).to(p.design.dtype)
+        # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
+        self.state.b = b0.double()
+        self.state.Z = torch.zeros_like(self.state.Z) + b0
+        self._inner(p, self.state, p.penalty(1.0, self.alpha, self.group),
+                    torch.zeros(0, dtype=torch.long, device=p.design.device),
+                    torch.zeros(k, 0, dtype=torch.bool), tol=1e-12)
+        G = p.design.gradient(p.residual(self.state.Z))
+        self.prev_gradient = G
+        score = float(p.penalty(1.0, self.alpha, self.group).scores(G).max())
+        # The margin covers float rounding, so the first point is all zeros for sure.
+        self.prev_lam = p.lambda_from_score(score, self.alpha, self.group) * (1 + 1e-6)
+        return self.prev_lam
+
+    # -- one point
+    def solve(self, lam: float) -> PathPoint:
+        p = self.problem
+        started = time.perf_counter()
+        pen = p.penalty(lam, self.alpha, self.group)
+        prev_l1 = p.penalty(self.prev_lam, self.alpha, self.group).l1
+        # strong rule (Tibshirani et al. 2012) plus everything already active
+        working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
+                               limit=self.method == "newton")
+        self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
+        steps, rounds, tol = 0, 0, self.tol
+        previous, reuse = math.inf, True
+        while True:
+            rounds += 1
+            cols = torch.nonzero(working.any(0)).flatten()
+            inner_tol = tol * (_BOUND_INNER if self.method == "bound" else 1e-3)
+            steps += self._inner(p, self.state, pen, cols, working[:, cols], tol=inner_tol, reuse_hessian=reuse)
+            check = self._check(pen)
+            violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
+            if self.group:
+                violators &= self.state.W == 0
+            reuse = True  # the last Hessian, grown to any new coordinates
+            if bool(violators.any()):
+                working |= violators
+            elif check.gap <= self.tol * abs(check.objective) or rounds >= _MAX_ROUNDS or steps >= _MAX_STEPS:
+                break
+            elif self.state.stale_model:
+                reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
+            elif previous - check.objective <= self._stall * abs(check.objective):
+                # The last round gained less than a hundredth of the tolerance: at this
+                # precision the gap is what it can be (it has a floor in float32). The bound
+                # solver's linear steps leave the gradient (so the gap) loose long after the
+                # objective has settled: it goes on to the float64 floor.
+                break
+            else:
+                tol *= 0.1
+            previous = check.objective
+        self.prev_lam, self.prev_gradient = lam, check.gradient
+        scale = abs(check.objective)
+        if check.gap < -self.gap_floor * scale:
+            # weak duality says this cannot happen: the certificate failed (rounding beyond its
+            # resolution); the point is reported, not accepted
+            self.negative_gaps.append((lam, check.gap / max(scale, 1e-300)))
+        elif check.gap < 0:
+            check.gap = 0.0  # rounding: the gap is zero to the precision it is computed in
+        point = self._point(lam, check, steps, time.perf_counter() - started)
+        point.metrics["converged"] = bool(0 <= check.gap <= self.tol * scale)
+        return point
+
+    def _inner(self, *args, **kwargs) -> int:
+        """The working-set solver of this path: proximal Newton, or the large-k bound solver."""
+        if self.method == "bound":
+            return bound_solve(*args, gram=self.gram, **kwargs)
+        return newton_solve(*args, **kwargs)
+
+    def _check(self, pen: ElasticNet, polish: bool = True) -> _Check:
+        """Full gradient, objective and duality gap (not clipped: see :meth:`solve`).
+
+        The dual point is the residual, made feasible for the unpenalized bias (its weighted
+        rows must sum to zero per output): :meth:`~.families.Family.feasible_dual` mixes a
+        share ``s`` of it into a constant, exactly (``D' = (1 - s) D - s Y + v``, whose ``X^T``
+        product follows from ``X^T R`` and :meth:`~.problem.Problem.dual_data` without another
+        pass over the features). To first order that removes the bias term of the Fenchel-Young
+        gap; where the gap is still above ``tol`` and ``s`` is not negligible, Newton steps on the
+        bias alone (:func:`~.newton.polish_bias`, ``n k`` each) shrink ``s`` and the gap is
+        computed again.
+        The gap at ``D`` itself comes from the Fenchel-Young identity (sums of small terms, no
+        cancellation of the loss) and the change to ``D'`` is added. The dual point is then
+        scaled by ``t`` in (0, 1]: with the small L2 weight of alpha near 1, ``t = 1`` is a loose
+        certificate, so ``t`` is tuned by a golden-section search (the dual is concave in ``t``),
+        often tightening the gap by an order of magnitude.
+        """
+        p, s = self.problem, self.state
+        reducer = p.design.reducer
+        mean_Y, a, B = p.dual_data()
+        D, R, r, M, shift = self._dual_point()
+        loss = p.loss(s.Z)
+        penalty = float(pen.value(s.W))
+        G = p.design.gradient(R)
+        objective = loss + penalty
+        bias_term = float((s.b.double() * r).sum())
+        conj_G = float(pen.conjugate(-G))
+        gap_at_one = float((s.W.double() * G).sum()) + bias_term + penalty + conj_G
+        profile_D = p.family.conjugate_profile(D, p.Y, p.row_weight)
+        conj_one = reducer.scalar(profile_D(1.0))
+        # the feasible dual point and its X^T product
+        mix, v = shift
+        keep, shift_Y, add = (1 - mix).to(D), mix.to(D), v.to(D)
+
+        def Dp(start: int, stop: int) -> torch.Tensor:  # the feasible dual point's rows, made on demand
+            rows = D[start:stop] if M is None else D[start:stop] - M[start:stop]
+            return keep * rows - shift_Y * p.Y[start:stop].to(D) + add
+        Gp = G if M is None else G - p.design.gradient(M * p.row_weight[:, None])
+        Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
+        profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
+
+        def gap(t: float) -> float:
+            return (gap_at_one - conj_one + reducer.scalar(profile(t))
+                    + float(pen.conjugate(-t * Gp)) - conj_G)
+
+        scale = pen.dual_scale(Gp)
+        if scale < 1.0:
+            best, t_best = gap(scale), scale
+        else:
+            best, t_best = gap(1.0), 1.0
+            if best > self.tol * abs(objective):
+                # the best scale sits just below 1: search log10(1 - s) in [-9, -1]
+                value, u = golden_min(lambda u: gap(1.0 - 10.0 ** u), -9.0, -1.0)
+                if value < best:
+                    best, t_best = value, 1.0 - 10.0 ** u
+        tol_abs = self.tol * abs(objective)
+        if polish and M is None and best > tol_abs:
+            # The mixing removes the Fenchel-Young gap's bias term to first order; what it costs
+            # beyond that (up to about s log k, far less where no probability is below s) pushed
+            # the gap over tol where, without the bias term, it would be below: polish the bias
+            # and look again (cheaper than another Newton round).
+            without_bias = (gap_at_one - bias_term - conj_one + reducer.scalar(profile_D(t_best))
+                            + float(pen.conjugate(-t_best * G)) - conj_G)
+            if without_bias > tol_abs:
+                return _Check(G, objective, loss, best)
+            limit = 1e-2 * tol_abs / max(math.log(max(p.internal_outputs, 2)), 1.0)
+
+            def small(r_now: torch.Tensor) -> bool:
+                return float(p.family.feasible_dual(r_now, mean_Y)[0].max()) <= limit
+
+            movable = (mean_Y > 0) & ((mean_Y < 1) | (p.family.name == "multinomial"))
+            if float(mix.max()) > limit and polish_bias(p, s, movable, small) is not None:
+                return self._check(pen, polish=False)
+        return _Check(G, objective, loss, best)
+
+    def _dual_point(self):
+        """The residual ``D`` (and ``R = w D``), its weighted column sums ``r``, and the changes that
+        make it dual-feasible: ``M`` for outputs without examples, ``(s, v)`` for the rest."""
+        p, s = self.problem, self.state
+        reducer = p.design.reducer
+        mean_Y = p.dual_data()[0]
+        D = p.family.gradient(s.Z, p.Y)
+        R = D * p.row_weight[:, None]
+        r = reducer.sum(R.sum(0, dtype=torch.float64))
+        M = p.family.empty_class_shift(D, p.Y, mean_Y)
+        r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).sum(0, dtype=torch.float64))
+        return D, R, r, M, p.family.feasible_dual(r_left, mean_Y)
+
+    def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
+        p, s = self.problem, self.state
+        W_std, b_std = p.to_public(s.W, s.b)
+        W, b = (t.to(p.design.dtype) for t in raw_weights(W_std, b_std, p.design.mean.double(),
+                                                              p.design.std.double()))
+        correct = p.design.reducer.scalar(p.family.correct(s.Z, p.Y).sum()) if p.family.is_classification else math.nan
+        n_total = p.design.reducer.scalar(torch.tensor(float(p.design.n_rows)))
+        support = W != 0
+        per_class = support.sum(1).tolist()
+        metrics = {
+            "lam": lam, "nnz": int(support.sum()), "n_features": int(support.any(0).sum()),
+            "features_per_class": per_class, "objective": check.objective, "train_loss": check.loss,
+            "train_accuracy": correct / n_total if p.family.is_classification else None,
+            "gap": check.gap / max(abs(check.objective), 1e-300), "iterations": steps, "seconds": seconds,
+        }
+        if self.val is not None:
+            metrics.update(validation_scores(p, W, b, *self.val))
+        return PathPoint.from_dense(lam, W, b, metrics)
