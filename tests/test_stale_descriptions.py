@@ -78,9 +78,16 @@ def test_a_checkpoint_whose_encoder_changed_is_stale_with_one_warning(saved, tmp
     assert "sha256 of the encoder's" in d.stale_reason
     with warnings.catch_warnings(record=True) as later:
         warnings.simplefilter("always")
-        again.explain("good and warm")  # reading them again: still stale, no second warning
+        explanation = again.explain("good and warm")  # reading them again: still stale, no second warning
         assert again.feature_descriptions.stale is True
     assert _stale_warnings(later) == []
+    # the explanation itself says so, in text and HTML (a fresh model's says nothing)
+    assert explanation.descriptions_note.startswith("the feature descriptions ('what drives it') were computed for "
+                                                    "a different encoder")
+    assert str(explanation).splitlines()[-1] == f"note: {explanation.descriptions_note}"
+    assert "<b>Note:</b> the feature descriptions" in explanation.to_html()
+    fresh = _load(folder).explain("good and warm")
+    assert fresh.descriptions_note is None and "note:" not in str(fresh) and "Note:" not in fresh.to_html()
 
 
 def test_an_encoder_trained_in_memory_is_stale_and_the_head_does_not_count(saved):

@@ -45,6 +45,9 @@ class Explanation:
     logit: float
     contributions: list[Contribution] = field(default_factory=list)
     family: str = "multinomial"
+    #: Set when the feature descriptions were computed for another encoder (trained further since): read the
+    #: "what drives it" column with care, or run `model.describe_features()` again.
+    descriptions_note: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +63,7 @@ class Explanation:
             f"probabilities: {probs}",
             f"logit of {shown} = {self.logit:+.3f} = bias {self.bias:+.3f} + the contributions below",
             text_table(*_right_aligned(["feature", "value", "weight", "contrib", "what drives it"], rows, 4)),
-        ])
+        ] + ([f"note: {self.descriptions_note}"] if self.descriptions_note else []))
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -90,7 +93,9 @@ class Explanation:
             f"<table><tr><th>label</th><th>probability</th></tr>{probs}</table>"
             f"<p>Logit of {esc(self.prediction)} = {self.logit:+.3f}: bias {self.bias:+.3f} plus</p>"
             "<table><tr><th>feature</th><th>value</th><th>weight</th><th>contribution</th><th></th>"
-            f"<th>what drives it</th></tr>{''.join(rows)}</table></div>"
+            f"<th>what drives it</th></tr>{''.join(rows)}</table>"
+            + (f"<p><b>Note:</b> {esc(self.descriptions_note)}</p>" if self.descriptions_note else "")
+            + "</div>"
         )
 
 
@@ -136,6 +141,11 @@ def explain(model, inputs, *, target: int | str | None = None):
     probs = probabilities_from_logits(logits, family)
     weight, bias = head.weight.float().cpu(), head.bias.float().cpu()
     descriptions = model.feature_descriptions or {}
+    note = None
+    if getattr(descriptions, "stale", False):
+        note = ("the feature descriptions ('what drives it') were computed for a different encoder: "
+                f"{getattr(descriptions, 'stale_reason', None) or 'it changed since'}; run model.describe_features() "
+                "again")
     out = []
     for n, item in enumerate(items):
         c = int(logits[n].argmax()) if target is None else _target_id(model.config, target)
@@ -153,6 +163,7 @@ def explain(model, inputs, *, target: int | str | None = None):
             input=shown, prediction=label_name(model.config, c), prediction_id=c,
             probabilities={label_name(model.config, k): float(p) for k, p in enumerate(probs[n])},
             bias=float(bias[c]), logit=float(logits[n, c]), contributions=rows, family=family,
+            descriptions_note=note,
         ))
     single = isinstance(inputs, str) or hasattr(inputs, "convert")
     return out[0] if single else out
