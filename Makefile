@@ -8,15 +8,18 @@ PY := $(VENV)/bin/python
 .PHONY: demo test test-quick bench install
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
+	@echo "make: first set-up of $(VENV) (about 4 minutes on a fresh machine; later runs skip it)"
 	bash scripts/install.sh $(VENV)
 	touch $@
 
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
+	@echo "make demo: running hf-sparse demo (about 30 s on a 2-core CPU; it lists its steps first)"
 	$(VENV)/bin/hf-sparse demo
 
 test: $(VENV)/.installed
+	@echo "make test: running the whole test suite, slow tests included (make test-quick skips them)"
 	$(PY) -m pytest -q --durations=15 tests
 
 # For development: the tests not marked slow (`make test` stays the full suite).

@@ -60,7 +60,8 @@ class EditReport(_Report):
         extra = (lambda value: [value]) if self.no_refit else (lambda value: [])  # noqa: E731
         rows = [[k, self.before.get(k), self.after.get(k)] + extra(alone.get(k) if k in ("accuracy", "loss")
                                                                      else self.after.get(k)) for k in keys]
-        rows += [[f"accuracy in error slice {r}", v.get("before"), v.get("after")] + extra(alone_slices.get(str(r)))
+        rows += [[f"accuracy over the members of error slice {r}", v.get("before"), v.get("after")]
+                 + extra(alone_slices.get(str(r)))
                  for r, v in self.slice_accuracy.items()]
         return rows
 

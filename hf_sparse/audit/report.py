@@ -162,6 +162,12 @@ def record_report(model, key: str, report) -> None:
         raise ValueError(f"unknown report key {key!r}; one of {REPORT_KEYS}")
     reports = model.audit_reports or {}
     if key == "edits":
+        # Recorded error slices describe the head before this edit: say so where they are shown (once: the first
+        # edit after they were found).
+        slices = reports.get("error_slices")
+        if slices is not None and hasattr(slices, "before_edit") and slices.before_edit is None:
+            name = "Fix" if type(report).__name__ == "FixReport" else "Head edit"
+            slices.before_edit = f"{name} {getattr(report, 'index', 1)}"
         history_class = report_class("EditHistory")
         history = reports.get("edits")
         if not isinstance(history, history_class):

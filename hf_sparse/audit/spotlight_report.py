@@ -57,7 +57,8 @@ class ErrorSlice(_Report):
         """`str(slice)`, with the example texts whole or shortened around `around` (see `examples_table`)."""
         err = self.main_error or {}
         text = (f"Slice {self.rank}: {self.size:.1f} examples ({100 * self.share:.1f}%), loss {self.loss:.3f}, "
-                f"accuracy {self.accuracy:.3f}; labels {self.label_counts}, predicted {self.predicted_counts}"
+                f"accuracy {self.accuracy:.3f} (kernel-weighted); labels {self.label_counts}, "
+                f"predicted {self.predicted_counts}"
                 + (f"; main error {err.get('true')} -> {err.get('predicted')}" if err else "")
                 + (f"\nAccuracy on its {self.n_members} members: sparse head {self.member_accuracy:.3f}, dense head "
                    f"{self.dense_accuracy:.3f}" if self.dense_accuracy is not None else ""))
@@ -92,6 +93,11 @@ class ErrorSliceReport(_ReportList, _Report):
     dense_overall_accuracy: float | None = None
     projection: dict | None = None  # {mean, std, pca_mean, components, scale}: raw features -> slice space
     warnings: list = field(default_factory=list)
+    before_edit: str | None = None  # "Fix 1" / "Head edit 1": the slices describe the head before that edit
+
+    def found_on(self) -> str:
+        """Which head the slices describe: "the sparse head" or "the sparse head as it was before Fix 1"."""
+        return f"the {self.head} head" + (f" as it was before {self.before_edit}" if self.before_edit else "")
 
     kind: ClassVar[str] = "error_slices"
     _items: ClassVar[str] = "slices"
@@ -159,6 +165,9 @@ class ErrorSliceReport(_ReportList, _Report):
         head = (f"Error slices ({self.head} head, {self.split} split, {self.n_examples} examples, overall loss "
                 f"{self.overall_loss:.3f}, accuracy {self.overall_accuracy:.3f}{dense}); spotlights of "
                 f"{100 * self.spotlight_size:.1f}% of the data in {self.space}.")
+        if self.before_edit:
+            head += (f"\nFound on {self.found_on()}: the head has changed since; {self.before_edit} gives each "
+                     "slice's accuracy after it.")
         head += "".join(f"\nWARNING: {w}" for w in self.warnings)
         return "\n\n".join([head] + [s.to_text(around, width) for s in self.slices])
 
@@ -187,16 +196,22 @@ class ErrorSliceReport(_ReportList, _Report):
             f"({escape_markdown(self.space)}); later spotlights avoid the examples of earlier ones."
             + ("" if self.dense_overall_accuracy is None else
                f" The dense head (the model before sparsification) scores accuracy {self.dense_overall_accuracy:.3f} "
-               "on the same features; each slice's accuracy over its members is shown for both heads."),
+               "on the same features; each slice's accuracy over its members is shown for both heads.")
+            + " *Accuracy (kernel-weighted)* weighs every example by the spotlight's kernel; *member accuracy* is over "
+              "the slice's members, the examples it weighs most (a slice's examples below are its members).",
         ]
+        if self.before_edit:
+            parts += ["", f"**These slices were found on {escape_markdown(self.found_on())}**: the results and "
+                          f"features above describe the head after it; {escape_markdown(self.before_edit)} below gives "
+                          "each slice's accuracy after it."]
         for w in self.warnings:
             parts += ["", f"**WARNING**: {escape_markdown(w, redact=redact, max_chars=None)}"]
         dense = self._has_dense()
-        headers = (["slice", "size", "share", "loss", "accuracy"]
+        headers = (["slice", "size", "share", "loss", "accuracy (kernel-weighted)", "members"]
                    + ([f"member accuracy ({self.head})", "member accuracy (dense)"] if dense else [])
                    + ["main error", "features (push)"])
         parts += ["", markdown_table(headers, [
-            [s.rank, f"{s.size:.1f}", f"{100 * s.share:.1f}%", s.loss, s.accuracy]
+            [s.rank, f"{s.size:.1f}", f"{100 * s.share:.1f}%", s.loss, s.accuracy, s.n_members]
             + ([s.member_accuracy, s.dense_accuracy] if dense else [])
             + [f"{s.main_error['true']} → {s.main_error['predicted']}" if s.main_error else "–",
                _features_cell(s.features, "push")] for s in self.slices])]
