@@ -22,7 +22,7 @@ from .contrasts import (
     paired_contrast,
     resolve_contrast_side,
 )
-from .report import _features_cell, _figure, _image, _Report, _save, register
+from .report import _features_cell, _figure, _image, _Report, _save, measured_before_edit, register
 
 
 @register
@@ -73,6 +73,7 @@ class IdentityAuditReport(_Report):
     disagreement_margin: float = DISAGREEMENT_MARGIN
     sign_min: float = SIGN_MIN
     swap_ambiguous: bool | None = None
+    before_edit: str | None = None  # "Fix 1" / "Head edit 1": the figures describe the head before that edit
     ambiguous_unswapped: dict | None = None
     notes: list = field(default_factory=list)
     _cache: Any = field(default=None, repr=False, compare=False)
@@ -209,6 +210,7 @@ class IdentityAuditReport(_Report):
             f"{escape_markdown(self.reference)}; the flip rate is the share of term swaps that change the predicted label."
             + (f" Feature contributions: {escape_markdown(self.contribution)}." if self.contribution else ""),
         ]
+        parts += measured_before_edit(self.before_edit)
         for line in self._warning_lines():
             parts += ["", f"**WARNING**: {escape_markdown(line.split(':', 1)[1].strip())}"]
         for line in self._note_lines():

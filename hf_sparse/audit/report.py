@@ -162,12 +162,12 @@ def record_report(model, key: str, report) -> None:
         raise ValueError(f"unknown report key {key!r}; one of {REPORT_KEYS}")
     reports = model.audit_reports or {}
     if key == "edits":
-        # Recorded error slices describe the head before this edit: say so where they are shown (once: the first
-        # edit after they were found).
-        slices = reports.get("error_slices")
-        if slices is not None and hasattr(slices, "before_edit") and slices.before_edit is None:
-            name = "Fix" if type(report).__name__ == "FixReport" else "Head edit"
-            slices.before_edit = f"{name} {getattr(report, 'index', 1)}"
+        # Audits recorded so far describe the head before this edit: say so where they are shown (once: the first
+        # edit after they were run).
+        name = "Fix" if type(report).__name__ == "FixReport" else "Head edit"
+        for earlier in reports.values():
+            if hasattr(earlier, "before_edit") and earlier.before_edit is None:
+                earlier.before_edit = f"{name} {getattr(report, 'index', 1)}"
         history_class = report_class("EditHistory")
         history = reports.get("edits")
         if not isinstance(history, history_class):
@@ -176,6 +176,14 @@ def record_report(model, key: str, report) -> None:
         report = history
     reports[key] = report
     model.audit_reports = {k: reports[k] for k in sorted(reports, key=lambda k: REPORT_KEYS.index(k))}
+
+
+def measured_before_edit(edit: str | None) -> list[str]:
+    """The Markdown lines an audit section adds when the head changed after the audit ran (`edit`: "Fix 1")."""
+    if not edit:
+        return []
+    return ["", f"*Measured on the head as it was before {edit}: the head has changed since; run the audit again to "
+                "measure the head as it is now.*"]
 
 
 def reports_to_json(reports: dict) -> dict:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..tables import fmt, markdown_table, text_table
 from ..text_safety import escape_markdown
-from .report import _figure, _image, _Report, _save, register
+from .report import _figure, _image, _Report, _save, measured_before_edit, register
 
 
 @register
@@ -48,6 +48,7 @@ class SubgroupReport(_Report):
     min_size: int = 1
     disagreements: list = field(default_factory=list)
     disagreement_margin: float | None = None
+    before_edit: str | None = None  # "Fix 1" / "Head edit 1": the figures describe the head before that edit
 
     kind: ClassVar[str] = "subgroup"
     plot_name: ClassVar[str] = "subgroup_auc.png"
@@ -87,6 +88,7 @@ class SubgroupReport(_Report):
             f"the background's negatives (BNSP), after Borkan et al. (2019); subgroups from {escape_markdown(self.source)}; "
             f"{self.n_examples} examples, {self.n_positive} positive. – marks an AUC that is undefined (one class missing).",
         ]
+        parts += measured_before_edit(self.before_edit)
         for d in self.disagreements:
             parts += ["", f"**WARNING**: {escape_markdown(d['message'], redact=redact, max_chars=None)}"]
         parts += [
