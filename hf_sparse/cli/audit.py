@@ -173,33 +173,26 @@ def record_audit(model, directory: str | os.PathLike) -> list[str]:
         >>> model, _ = load_checkpoint("runs/sparse"); identity_audit(model); record_audit(model, "runs/sparse")
         ['audit.json', 'hf_sparse_manifest.json', 'README.md', ...]
     """
-    from hf_sparse.constants import AUDIT_NAME, MANIFEST_NAME, MODEL_CARD_NAME
+    from hf_sparse.constants import AUDIT_NAME
     from hf_sparse.modeling.artifacts import artifacts
-    from hf_sparse.modeling.atomic import atomic_folder
-    from hf_sparse.utils import file_sha256
 
-    directory = Path(directory).expanduser()
-    manifest_path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CLIError(f"cannot record the audit in {directory}: its {MANIFEST_NAME} cannot be read ({err}); "
-                       "give --save-model to save the whole model again") from err
-    saving = [a for a in artifacts(checked=True) if AUDIT_NAME in a.files]
-    cards = artifacts(checked=False)
-    written: list[str] = []
-    with atomic_folder(directory, seed=(MODEL_CARD_NAME,)) as tmp:
-        for artifact in saving:
-            written += artifact.save(model, tmp, {})
-        if AUDIT_NAME in written:
-            files[AUDIT_NAME] = file_sha256(tmp / AUDIT_NAME)
-            text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-            (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
-            written.append(MANIFEST_NAME)
-        for artifact in cards:  # the model card (after the manifest, which does not list it)
+    from .models import update_saved_checkpoint
+
+    def write_audit(tmp) -> list[str]:
+        written = []
+        for artifact in artifacts(checked=True):
+            if AUDIT_NAME in artifact.files:
+                written += artifact.save(model, tmp, {})
+        return [name for name in written if name == AUDIT_NAME]
+
+    def write_card(tmp) -> list[str]:
+        written = []
+        for artifact in artifacts(checked=False):  # the model card (the manifest does not list it)
             written += artifact.save(model, tmp, {"model_card": True})
-    return written
+        return written
+
+    return update_saved_checkpoint(directory, write_audit, write_card, what="record the audit",
+                                   instead="give --save-model to save the whole model again")
 
 
 def run_audit(args) -> int:

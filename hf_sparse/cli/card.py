@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 HELP = "write or refresh the model card (README.md) of a saved model, and set its metadata"
@@ -118,26 +117,17 @@ def record_card_data(model, directory, options: dict) -> list[str]:
     """Save `model.config` (with its card data) into the saved model folder `directory`, update the config's sha256
     in the manifest and write the card, atomically (the other files are carried over); returns the files written."""
     from hf_sparse.card import write_model_card
-    from hf_sparse.constants import CONFIG_NAME, MANIFEST_NAME, MODEL_CARD_NAME
-    from hf_sparse.modeling.atomic import atomic_folder
+    from hf_sparse.constants import CONFIG_NAME
     from hf_sparse.modeling.remote_code import save_config
-    from hf_sparse.utils import file_sha256
 
-    from .errors import CLIError
+    from .models import update_saved_checkpoint
 
-    manifest_path = directory / MANIFEST_NAME
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CLIError(f"cannot save the card data in {directory}: its {MANIFEST_NAME} cannot be read ({err}); "
-                       "give --output DIR to write the card alone") from err
-    with atomic_folder(directory, seed=(MODEL_CARD_NAME,)) as tmp:
+    def write_config(tmp) -> list[str]:
         save_config(model.config, tmp)
-        files[CONFIG_NAME] = file_sha256(tmp / CONFIG_NAME)
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        written = write_model_card(model, tmp, **options)
-    return [CONFIG_NAME, MANIFEST_NAME] + written
+        return [CONFIG_NAME]
+
+    return update_saved_checkpoint(directory, write_config, lambda tmp: write_model_card(model, tmp, **options),
+                                   what="save the card data", instead="give --output DIR to write the card alone")
 
 
 def run_card(args) -> int:

@@ -125,3 +125,38 @@ def load_checkpoint(model_dir: str, what: str = "MODEL_DIR"):
     path = resolve(model_dir)
     model = cls.from_pretrained(path)
     return model, is_head_only(path)
+
+
+def update_saved_checkpoint(directory, write_hashed, write_card, *, what: str, instead: str) -> list[str]:
+    """Rewrite some files of the saved checkpoint folder `directory` without saving the model again, atomically
+    (`atomic_folder`: the files not written again, the weights among them, are carried over as hard links, so a
+    crash leaves the old folder or the new one). `write_hashed(tmp)` writes files the manifest lists and returns
+    their names (their sha256 goes into the manifest); `write_card(tmp)` then writes the model card, which the
+    manifest does not list. A manifest that cannot be read is a CLIError: "cannot {what} in DIR ...; {instead}".
+    Returns the names written.
+
+    Example:
+        >>> update_saved_checkpoint(path, lambda tmp: save_audit(tmp), lambda tmp: write_card(tmp),
+        ...                         what="record the audit", instead="give --save-model to save the whole model")
+        ['audit.json', 'hf_sparse_manifest.json', 'README.md']
+    """
+    from hf_sparse.constants import MODEL_CARD_NAME
+    from hf_sparse.modeling.atomic import atomic_folder
+    from hf_sparse.utils import file_sha256
+
+    directory = Path(directory).expanduser()
+    try:
+        manifest = json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CLIError(f"cannot {what} in {directory}: its {MANIFEST_NAME} cannot be read ({err}); {instead}") from err
+    with atomic_folder(directory, seed=(MODEL_CARD_NAME,)) as tmp:
+        written = list(write_hashed(tmp))
+        if written:
+            for name in written:
+                files[name] = file_sha256(tmp / name)
+            text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+            (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+            written.append(MANIFEST_NAME)
+        written += write_card(tmp)
+    return written
