@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import CLIError
-from .options import positive_float, positive_int
+from .options import non_negative_int, positive_float, positive_int
 
 HELP = "fine-tune a pretrained text encoder into a classifier (for `hf-sparse fit` when you have none)"
 
@@ -72,7 +72,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=positive_int, default=32, metavar="N", help="texts per step (default: 32)")
     train.add_argument("--max-length", type=positive_int, default=48, metavar="TOKENS",
                        help="tokens kept per text (default: 48; raise it for longer texts, at a cost in time)")
-    train.add_argument("--freeze-layers", type=_non_negative_int, default=0, metavar="N",
+    train.add_argument("--freeze-layers", type=non_negative_int, default=0, metavar="N",
                        help="also keep the N lowest transformer layers as pretrained (default: 0; the embeddings "
                             "are always frozen)")
     train.add_argument("--seed", type=int, default=0, help="seed of the head's initial weights, dropout and batch "
@@ -82,16 +82,6 @@ def add_parser(commands) -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_finetune)
     return p
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number (0 or more), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
 
 
 def run_finetune(args) -> int:

@@ -22,12 +22,21 @@ from .errors import UsageError
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer (1 or more)", "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    return _int_at_least(text, 0, "0 or more", "a whole number (0 or more)")
+
+
+def _int_at_least(text: str, low: int, too_small: str, not_int: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {not_int}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {too_small}, got {text!r}")
     return value
 
 
