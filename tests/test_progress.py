@@ -197,3 +197,27 @@ def test_path_stop_at_max_features_and_no_stop(capsys, caplog):
     assert not [r for r in caplog.records if r.name.startswith("hf_sparse")]
     final = _final(capsys.readouterr().err, "lambda path: 100%")
     assert final is not None and "6/6" in final
+
+
+def test_the_command_lines_no_progress_does_not_outlive_the_command(capsys):
+    """`hf-sparse ... --no-progress` switches the libraries' bars off for its command only: a program (or a test
+    session) that runs commands through `main` in its own process gets its bars back (they leaked before, and every
+    later audit in the process ran silent)."""
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    from hf_sparse.cli import main
+
+    assert not datasets.utils.are_progress_bars_disabled()
+    assert main(["audit", "no_such_dir/", "--suite", "identity", "--no-progress"]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert not datasets.utils.are_progress_bars_disabled()
+    assert not huggingface_hub.utils.are_progress_bars_disabled()
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # bars the caller had switched off stay off
+    try:
+        main(["audit", "no_such_dir/", "--suite", "identity"])
+        assert datasets.utils.are_progress_bars_disabled()
+    finally:
+        datasets.enable_progress_bars()

@@ -71,24 +71,49 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"hf-sparse: warning: {one_line(message)}", file=sys.stderr)
 
 
-def _quiet_libraries(debug: bool, progress: bool) -> None:
-    """Hide third-party warnings and log chatter (not hf_sparse's own warnings) unless --debug."""
+def _quiet_libraries(debug: bool, progress: bool):
+    """Hide third-party warnings and log chatter (not hf_sparse's own warnings) unless --debug; with `progress`
+    False, switch the libraries' progress bars off. Returns a function that switches them back on where they were
+    on (`main` calls it when the command ends: a caller that runs commands in its own process keeps its bars)."""
     import datasets
     import huggingface_hub
     import transformers
 
+    restore = _progress_bars_restorer()
     if not progress:
         datasets.disable_progress_bars()
         huggingface_hub.utils.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
     if debug:
-        return
+        return restore
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("always", module=r"hf_sparse(\.|$)")
     warnings.showwarning = _show_warning
     transformers.utils.logging.set_verbosity_error()
     datasets.utils.logging.set_verbosity_error()
     huggingface_hub.utils.logging.set_verbosity_error()
+    return restore
+
+
+def _progress_bars_restorer():
+    """A function that switches the datasets, huggingface_hub and transformers progress bars back on if they are on
+    now."""
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    on = (not datasets.utils.are_progress_bars_disabled(), not huggingface_hub.utils.are_progress_bars_disabled(),
+          transformers.utils.logging.is_progress_bar_enabled())
+
+    def restore() -> None:
+        if on[0]:
+            datasets.enable_progress_bars()
+        if on[1]:
+            huggingface_hub.utils.enable_progress_bars()
+        if on[2]:
+            transformers.utils.logging.enable_progress_bar()
+
+    return restore
 
 
 def _error_message(error: BaseException) -> tuple[int, str]:
@@ -117,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv` (default: the command line), run the command and return the exit status."""
     args = build_parser().parse_args(argv)
     name = f"hf-sparse {args.command}"
+    restore_progress_bars = None
     try:
-        _quiet_libraries(args.debug, progress=not getattr(args, "no_progress", False))
+        restore_progress_bars = _quiet_libraries(args.debug, progress=not getattr(args, "no_progress", False))
         return int(args.run(args) or 0)
     except BrokenPipeError:  # e.g. `hf-sparse explain ... --json | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -132,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _error_message(error)
         print(f"{_rank_prefix()}{name}: error: {message}", file=sys.stderr)
         return code
+    finally:
+        if restore_progress_bars is not None:
+            restore_progress_bars()
 
 
 __all__ = ["CLIError", "build_parser", "main"]
