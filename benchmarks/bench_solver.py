@@ -36,8 +36,9 @@ Examples::
     python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-lambdas 4
     python benchmarks/bench_solver.py --proxy k10 --generator highrank --solvers ours glm_saga
 
-``ours`` is ``fit_path(method="auto")``; ``ours_newton`` and ``ours_bound`` force one of its two
-solvers (proximal Newton; the large-k bound solver), to compare them in one process.
+``ours`` is ``fit_path(method="auto")``; ``ours_newton``, ``ours_block`` and ``ours_bound`` force one of its
+solvers (proximal Newton; Newton on the class blocks with shared-feature moves; the large-k bound solver), to
+compare them in one process.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from objective import (lam_max, lambda_path, objective, relative_suboptimality, 
 from reference_solvers import COMPILED, RUNNERS, PathResult  # noqa: E402
 
 OUT = HERE / "out"
-ALL_SOLVERS = ["ours", "ours_newton", "ours_bound", "adelie", "adelie_binomial", "glmnet", "skglm",
+ALL_SOLVERS = ["ours", "ours_newton", "ours_block", "ours_bound", "adelie", "adelie_binomial", "glmnet", "skglm",
                "sklearn_saga", "glm_saga"]
 DEFAULT_SOLVERS = ["ours", "adelie", "adelie_binomial", "glmnet", "sklearn_saga", "glm_saga"]
 
@@ -108,7 +109,7 @@ def run_ours(X, y, lambdas, alpha, *, k=None, tol=1e-7, device=None, repeats=1,
 
 def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
     if name.startswith("ours"):
-        method = {"ours": "auto", "ours_newton": "newton", "ours_bound": "bound"}[name]
+        method = {"ours": "auto", "ours_newton": "newton", "ours_block": "block", "ours_bound": "bound"}[name]
         return run_ours(X, y, lambdas, alpha, k=k, tol=args.tol, repeats=args.repeats, method=method, name=name)
     if name.startswith("adelie"):
         kw = dict(n_threads=args.threads, tol=args.adelie_tol, irls_tol=args.adelie_tol)
@@ -197,7 +198,7 @@ def bench_one(args, k):
           f"to {args.min_ratio:g} lam_max, alpha={alpha}", flush=True)
 
     solvers = [s for s in args.solvers if not (s in ("adelie_binomial", "skglm") and k != 2)
-               and not (s == "ours_bound" and k < 3)]
+               and not (s in ("ours_bound", "ours_block") and k < 3)]
     # glm_saga last: its capped mode warm-starts the tail from the best solution so far
     solvers = sorted(solvers, key=lambda s: s == "glm_saga")
     results: dict[str, PathResult] = {}

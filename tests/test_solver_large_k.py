@@ -147,7 +147,7 @@ def test_bound_refuses_what_it_does_not_solve():
     with pytest.raises(ValueError, match="method='bound' solves multinomial heads of 3 or more classes without "
                                          "group=True; got family='multinomial', group=True"):
         fit_path(X, y, n_lambdas=2, method="bound", group=True)
-    with pytest.raises(ValueError, match="method must be 'auto', 'newton' or 'bound'; got 'cd'"):
+    with pytest.raises(ValueError, match="method must be 'auto', 'newton', 'block' or 'bound'; got 'cd'"):
         fit_path(X, y, n_lambdas=2, method="cd")
 
 

@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 # grow with k, the bound solver's passes only linearly), the switch extrapolated to about 500 classes;
 # `bench_solver.py --proxy crossover` (and k=1000) measures it on a quiet machine.
 BOUND_MIN_CLASSES = 500
+# method="auto": the class-block Newton (solver/block_newton.py) from this many classes (below the bound solver's).
+# Measured 2026-11-26, one process each (deep_features, alpha 0.99, to 1e-2 lam_max): n=5000, d=256, k=100,
+# 10 lambdas: newton 10.0 s / 206 steps, block 3.8-3.9 s / 196 steps, 10/10 certified in both; the issue's
+# proxy (n=20000, d=768, k=100, 25 lambdas): newton 37.1 s, block 39.7 s (a tie), 23/25 certified in both.
+BLOCK_MIN_CLASSES = 100
 BOUND_MAX_FEATURES = 8192  # ... and up to this many features (its Gram is 8 (d+1)^2 bytes)
 
 
@@ -94,7 +99,10 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         method: ``"newton"`` (proximal Newton on a working set: exact Hessians, best for few
             classes), ``"bound"`` (the large-k solver of :mod:`.bound_cd`: one Gram of the
             features, a class-coupling model, vectorized block coordinate descent; multinomial
-            without ``group`` only) or ``"auto"`` (``"bound"`` for multinomial heads with at least
+            without ``group`` only), ``"block"`` (proximal Newton on class-diagonal blocks plus
+            shared-feature moves at every size, :mod:`.block_newton`, multinomial without ``group``;
+            ``"newton"`` switches to it past 4,000 working coordinates) or ``"auto"`` (``"block"`` from
+            :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` for multinomial heads with at least
             :data:`BOUND_MIN_CLASSES` classes and at most :data:`BOUND_MAX_FEATURES` features).
 
     Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``, ``z``: bytes of the
@@ -128,17 +136,18 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
         val = (torch.as_tensor(np.asarray(X_val)) if not isinstance(X_val, torch.Tensor) else X_val, yv)
 
     started = time.perf_counter()
-    if method not in ("auto", "newton", "bound"):
-        raise ValueError(f"method must be 'auto', 'newton' or 'bound'; got {method!r}.")
-    if method == "bound" and (family != "multinomial" or group or k < 3):
-        raise ValueError("method='bound' solves multinomial heads of 3 or more classes without group=True; "
+    if method not in ("auto", "newton", "bound", "block"):
+        raise ValueError(f"method must be 'auto', 'newton', 'block' or 'bound'; got {method!r}.")
+    if method in ("bound", "block") and (family != "multinomial" or group or k < 3):
+        raise ValueError(f"method={method!r} solves multinomial heads of 3 or more classes without group=True; "
                          f"got family={family!r}, group={group}, {k} classes. Use method='newton' (or 'auto').")
     design = Design.build(X, device=device, dtype=dtype, reducer=reducer, chunk_rows=chunk_rows,
                           standardize=standardize)
     problem = Problem.build(design, y_t, family=family, n_outputs=k, sample_weight=w)
     if method == "auto":
-        method = ("bound" if family == "multinomial" and not group and k >= BOUND_MIN_CLASSES
-                  and d <= BOUND_MAX_FEATURES else "newton")
+        many = family == "multinomial" and not group
+        method = ("bound" if many and k >= BOUND_MIN_CLASSES and d <= BOUND_MAX_FEATURES
+                  else "block" if many and k >= BLOCK_MIN_CLASSES else "newton")
     fitter = _PathFitter(problem, alpha=alpha, group=group, tol=tol, val=val, method=method)
 
     lam_max = fitter.lam_max()

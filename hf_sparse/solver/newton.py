@@ -2,7 +2,8 @@
 
 Each step forms the Hessian of the loss on the working set (exact per output for
 logistic, Gaussian and two-class softmax; for softmax over more classes the full
-coupled Hessian up to 4,000 coordinates, its class-diagonal blocks beyond),
+coupled Hessian up to 4,000 coordinates, beyond that its class-diagonal blocks with
+shared-feature moves, :mod:`.block_newton`),
 solves the penalized quadratic model by coordinate descent, and takes the step
 with a backtracking line search on the true objective. The softmax Hessian is
 the costly part (``n M^2``): it is kept while it serves and grown when the
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .block_newton import ClassBlocks, block_newton_solve
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
 from .penalty import ElasticNet
 from .problem import Problem
@@ -31,6 +33,7 @@ _MAX_HALVINGS = 40
 _MAX_SWEEPS = 2_000
 _SLOW_RATE = 0.25  # keep an older Hessian while each step's predicted decrease is below this share of the last
 _COUPLED_MAX_COORDS = 4_000  # the full softmax Hessian up to this many coordinates (128 MB)
+_CLASS_LOOP = False  # True: the former large-k branch (class blocks one class at a time, no shared moves; benchmarks)
 
 
 @dataclass
@@ -77,7 +80,8 @@ def prediction_dtype(design) -> torch.dtype:
 
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
-                 free: torch.Tensor, *, tol: float, max_steps: int = 50, reuse_hessian: bool = False) -> int:
+                 free: torch.Tensor, *, tol: float, max_steps: int = 50, reuse_hessian: bool = False,
+                 coupled: bool = True) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
@@ -88,8 +92,14 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     changes little near the optimum); when that older model sees nothing left to gain,
     the caller's duality-gap check decides, and calls again (with a fresh Hessian) if it
     must. ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the
-    new coordinates (:class:`~.softmax_hessian.SoftmaxHessian`).
+    new coordinates (:class:`~.softmax_hessian.SoftmaxHessian`). Softmax over 3+ classes beyond
+    :data:`_COUPLED_MAX_COORDS` coordinates (or at any size with ``coupled=False``) goes to
+    :func:`~.block_newton.block_newton_solve`: class-diagonal blocks plus shared-feature moves.
     """
+    if (problem.family.name == "multinomial" and not penalty.group and free.shape[0] >= 3 and not _CLASS_LOOP
+            and (not coupled or int(free.sum()) + free.shape[0] > _COUPLED_MAX_COORDS)):
+        state.stale_model = False  # past the coupled Hessian's size: class blocks and shared moves
+        return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
     block = problem.design.block(cols)
     reducer = problem.design.reducer
     W_set = state.W[:, cols].clone()
@@ -107,7 +117,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             # direction, where the Hessian is zero, and the model would chase it forever.
             grad_b -= grad_b.mean()
         if model is None:
-            model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse)
+            model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse, coupled=coupled)
             reuse, state.stale_model = False, not fresh
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
@@ -204,14 +214,25 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
 
 
 def _quadratic_model(problem: Problem, block, state: Iterate, penalty: ElasticNet, free: np.ndarray,
-                     *, reuse: bool):
+                     *, reuse: bool, coupled: bool = True):
     """The Hessian as a function that minimizes the model plus penalty from a gradient, and
     whether that Hessian is the one at ``state.Z`` (``reuse``: the softmax Hessian kept from an
     earlier call may serve, grown to these coordinates)."""
-    layout = _coupled_layout(problem, free, penalty.group)
+    layout = _coupled_layout(problem, free, penalty.group) if coupled else None
     if layout is not None:
         return _coupled_model(problem, block, state, penalty, layout, reuse=reuse)
     h = problem.curvature(state.Z).to(problem.design.dtype)
+    if not penalty.group and not _CLASS_LOOP and free.shape[0] >= 3:  # all outputs' blocks in one batched call
+        blocks = ClassBlocks.build(block, h, free)
+
+        def solve_batched(grad_W, grad_b, W_set, b, tol):
+            m = W_set.shape[1]
+            g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
+            w0 = torch.cat([W_set, b[:, None]], dim=1).double().cpu().numpy()
+            v = blocks.solve(g, w0, penalty.l1, penalty.l2, max_sweeps=_MAX_SWEEPS, tol=tol)
+            out = torch.as_tensor(v, device=W_set.device, dtype=W_set.dtype)
+            return out[:, :m], out[:, m]
+        return solve_batched, True
     if penalty.group:
         H = block.gram(h).cpu().numpy()
         grams = None

@@ -86,7 +86,7 @@ class _PathFitter:
         prev_l1 = p.penalty(self.prev_lam, self.alpha, self.group).l1
         # strong rule (Tibshirani et al. 2012) plus everything already active
         working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
-                               limit=self.method == "newton")
+                               limit=self.method != "bound")
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
         previous, reuse = math.inf, True
@@ -131,7 +131,7 @@ class _PathFitter:
         """The working-set solver of this path: proximal Newton, or the large-k bound solver."""
         if self.method == "bound":
             return bound_solve(*args, gram=self.gram, **kwargs)
-        return newton_solve(*args, **kwargs)
+        return newton_solve(*args, coupled=self.method != "block", **kwargs)
 
     def _check(self, pen: ElasticNet, polish: bool = True) -> _Check:
         """Full gradient, objective and duality gap (not clipped: see :meth:`solve`).
