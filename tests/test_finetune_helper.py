@@ -223,6 +223,17 @@ def test_cli_finetune_then_fit(encoder, tmp_path, capsys):
     assert code == 1
     assert f"--output {tmp_path / 'clf'} is not empty" in err
 
+    # --overwrite replaces the classifier in one step and keeps the user's other files (as fit --overwrite does)
+    (tmp_path / "clf" / "notes.txt").write_text("mine")
+    old_weights = (tmp_path / "clf" / "model.safetensors").read_bytes()
+    code, out, err = run("finetune", data, "--model", encoder, "--text-column", "review", "--label-column",
+                         "sentiment", "--epochs", "1", "--batch-size", "16", "--seed", "1", "--max-length", "16",
+                         "--no-progress", "-o", tmp_path / "clf", "--overwrite")
+    assert code == 0, err
+    assert (tmp_path / "clf" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "clf" / "model.safetensors").read_bytes() != old_weights
+    assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name]  # no temporary folder left behind
+
 
 def test_cli_finetune_errors(encoder, tmp_path, capsys):
     run = cli_runner(capsys)

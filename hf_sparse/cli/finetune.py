@@ -48,8 +48,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
                    help="folder to save the classifier in (created if needed; a folder that holds files only with "
                         "--overwrite)")
     p.add_argument("--overwrite", action="store_true",
-                   help="allow --output to be a folder that holds files: it is replaced as a whole, in one step, "
-                        "everything in it included")
+                   help="allow --output to be a folder that already holds files: the classifier saved there is "
+                        "replaced in one step (other files are kept)")
     p.add_argument("--model", metavar="ENCODER", default=None,
                    help="pretrained encoder to fine-tune: a local folder or a Hub id (default: the packaged "
                         "all-MiniLM-L6-v2)")

@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import current_umask
+from .atomic import atomic_folder, current_umask
 
 #: The label dtypes taken as class ids (0..k-1) and as class names.
 _INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
@@ -292,27 +290,25 @@ def finetune_text_classifier(
     return model, tokenizer
 
 
+#: Weight files of an earlier save that a new save may not write again (removed rather than carried over).
+_STALE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                  "pytorch_model.bin.index.json")
+
+
 def save_atomically(model, tokenizer, out_dir: str | os.PathLike) -> Path:
-    """`save_pretrained` model and tokenizer into a temporary sibling folder, then rename it to `out_dir` (whose
-    old contents it replaces); the folder and its files get the permissions of any new folder or file (0777 / 0666
-    less the umask: safetensors writes the weights private).
+    """`save_pretrained` model and tokenizer into `out_dir` atomically (`atomic_folder`: a crash leaves the old
+    folder or the new one); the files of an existing folder that are not written again are kept, except stale
+    weights of an earlier save. The folder and its files get the permissions of any new folder or file (0777 /
+    0666 less the umask: safetensors writes the weights private).
 
     Example:
         >>> save_atomically(model, tokenizer, "clf")
     """
     out = Path(out_dir).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())
+    with atomic_folder(out, drop=_STALE_WEIGHTS) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         for file in tmp.rglob("*"):
             os.chmod(file, (0o777 if file.is_dir() else 0o666) & ~current_umask())
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
+
