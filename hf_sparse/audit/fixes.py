@@ -91,16 +91,16 @@ def head_figures(model, X, y, cells=None, head: str = "sparse") -> dict | None:
     return _clean(out)
 
 
+def _used(W: torch.Tensor) -> set:
+    """The features (columns) with a nonzero weight in any class."""
+    return set((W != 0).any(0).nonzero().flatten().tolist())
+
+
 def _support_changes(W_before: torch.Tensor, W_after: torch.Tensor) -> tuple[list, list, list]:
-    used_before = set((W_before != 0).any(0).nonzero().flatten().tolist())
-    used_after = set((W_after != 0).any(0).nonzero().flatten().tolist())
+    used_before, used_after = _used(W_before), _used(W_after)
     kept = sorted(used_before & used_after)
     changed = [j for j in kept if not torch.allclose(W_before[:, j], W_after[:, j], rtol=1e-4, atol=1e-8)]
     return sorted(used_after - used_before), sorted(used_before - used_after), changed
-
-
-def _used(W: torch.Tensor) -> set:
-    return set((W != 0).any(0).nonzero().flatten().tolist())
 
 
 def _word_reason(flagged: bool, fate: str) -> str:
