@@ -72,8 +72,8 @@ def _extract(model, dataset, processor, columns, batch_size, max_length, cache_d
         kwargs["max_length"] = max_length
     else:
         kwargs["image_processor"] = processor
-    with model.dense_head_installed() as base:
-        return extract_features(base, dataset, processor if model.modality == "text" else None, **kwargs)
+    # an hf_sparse model is read through the classifier it wraps (`features.locate.wrapped_classifier`)
+    return extract_features(model, dataset, processor if model.modality == "text" else None, **kwargs)
 
 
 @declared_options
