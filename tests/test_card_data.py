@@ -236,6 +236,17 @@ def test_a_path_stopped_at_its_target_says_so(three):
     assert model.config.selection["index"] == len(model.config.path_summary) - 1
     assert "denser points were not fitted" in data["note"]
     assert "denser points were not fitted" in model.create_model_card().content
+    # the note gives the fit's recorded reason ...
+    assert model.config.selection["path_stop_reason"].startswith("the target of 2 features per class was reached")
+    assert data["note"].startswith("the fit stopped the path early because the target of 2 features per class")
+    # ... a whole grid whose last point happens to be the selected one is not called stopped ...
+    selection = model.config.selection
+    model.config.selection = {**selection, "path_stop_reason": None}
+    assert path_plot_data(model)["note"] is None
+    # ... and a checkpoint saved before the reason was recorded falls back to what those fits always did
+    model.config.selection = {k: v for k, v in selection.items() if k != "path_stop_reason"}
+    assert path_plot_data(model)["note"].startswith("the fit stopped the path at the first point with 2 features")
+    model.config.selection = selection
 
 
 class _Report:

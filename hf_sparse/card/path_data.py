@@ -45,8 +45,13 @@ def path_plot_data(model) -> dict | None:
     label = f"{shown} {split or ''} accuracy" + (f" ({', '.join(steps)})" if steps else "")
     note = short_note = None
     target = selection.get("value")
-    if (selection.get("method") == "features_per_class" and index == len(rows) - 1 and target is not None
-            and (rows[-1].get("features_per_class") or 0) >= target):  # `fit_path(stop_at_features_per_class=)`
+    if "path_stop_reason" in selection:  # recorded by the fit: why the path stopped before the grid's end, or None
+        reason = selection["path_stop_reason"]
+        if reason:
+            note = f"the fit stopped the path early because {reason}: denser points were not fitted"
+            short_note = "path stopped early; denser points not fitted"
+    elif (selection.get("method") == "features_per_class" and index == len(rows) - 1 and target is not None
+            and (rows[-1].get("features_per_class") or 0) >= target):  # saved before the reason was recorded
         note = (f"the fit stopped the path at the first point with {target} features in every class: denser points "
                 "were not fitted")
         short_note = f"path stopped at the target of {target} features per class; denser points not fitted"

@@ -44,14 +44,13 @@ def _template() -> str:
     return resources.files("hf_sparse.card").joinpath("model_card_template.md").read_text(encoding="utf-8")
 
 
-def _assets(model, tables, titles=None):
-    """Figures to write: {relative file name: matplotlib figure}."""
+def _assets(plot_data, tables, titles=None):
+    """Figures to write: {relative file name: matplotlib figure} (`plot_data`: `path_plot_data(model)`)."""
     from .plots import plot_class_features, plot_path_data
 
     figures = {}
-    data = path_plot_data(model)
-    if data is not None:
-        figures[f"{ASSETS_DIR}/path.png"] = plot_path_data(data)
+    if plot_data is not None:
+        figures[f"{ASSETS_DIR}/path.png"] = plot_path_data(plot_data)
     if any(t.features for t in tables):
         figures[f"{ASSETS_DIR}/class_weights.png"] = plot_class_features(tables, titles=titles)
     return figures
@@ -95,7 +94,8 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     stale_reason = escape_markdown(str(getattr(raw_descriptions, "stale_reason", "") or ""))
     descriptions = raw_descriptions or {}
     titles = [f"weight > 0 pushes towards class '{tables[0].label}', weight < 0 towards class '{other}'"] if mirror else None
-    figures = _assets(model, tables, titles) if images else {}
+    plot = path_plot_data(model)
+    figures = _assets(plot, tables, titles) if images else {}
     dense, sparse = config.dense_metrics or {}, config.sparse_metrics or {}
     stale = sparse_metrics_stale(model)
     metric_names = [m for m in ("accuracy", "loss", "exact_match", "mse", "r2") if m in sparse or m in dense]
@@ -103,7 +103,8 @@ def render_model_card(model, *, repo_id: str | None = None, dataset_name: str | 
     content_warning = redact if content_warning is None else content_warning
     name, base_name, base_row = _base_text(config, data)
     hub_id = data.model_id
-    plot = path_plot_data(model) if f"{ASSETS_DIR}/path.png" in figures else None
+    if f"{ASSETS_DIR}/path.png" not in figures:
+        plot = None
     context = dict(
         card_data=data.to_yaml(),
         title=escape_markdown(data.model_name or f"{name} with a sparse linear head"),

@@ -262,6 +262,7 @@ def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, f
 
     selection = {"method": target.rule, "value": target.value, "index": int(index)}
     selection.update(json_safe({k: v for k, v in (path.selection or {}).items() if k not in selection}))
+    selection["path_stop_reason"] = (path.info or {}).get("stop_reason")  # None: the whole lambda grid was fitted
     if balance is not None or augmented is not None or sample_weight is not None:
         selection["training"] = json_safe({
             "balance": balance, "groups": None if train_groups is None else train_groups.names,
