@@ -32,9 +32,8 @@ examples:
 CARD_DATA_FLAGS = {"license": "license", "language": "language", "base_model": "base_model",
                    "dataset_id": "datasets", "model_name": "model_name", "eval_split": "eval_split",
                    "widget": "widget"}
-_FLAG_NAMES = {"license": "--license", "language": "--language", "base_model": "--base-model",
-               "datasets": "--dataset-id", "model_name": "--model-name", "eval_split": "--eval-split",
-               "widget": "--widget", "model_id": "--model-id"}
+#: {SparseModelCardData field: the flag that sets it}, for error messages.
+_FLAG_NAMES = {field: "--" + dest.replace("_", "-") for dest, field in CARD_DATA_FLAGS.items()} | {"model_id": "--model-id"}
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
