@@ -20,6 +20,18 @@ _OFFSET_POSITION_TYPES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longf
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def as_dataset(data: Any) -> Any:
+    """A pandas DataFrame becomes a `datasets.Dataset` (its index dropped); anything else is returned as it is.
+
+    Example:
+        >>> as_dataset(pandas.DataFrame({"text": ["a fine film"], "label": [1]})).column_names
+        ['text', 'label']
+    """
+    if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
+        return Dataset.from_pandas(data, preserve_index=False)
+    return data
+
+
 def check_dataset(dataset: Any) -> Dataset:
     """`dataset` when it is a non-empty `datasets.Dataset`, else an error saying how to make one."""
     if isinstance(dataset, Dataset):

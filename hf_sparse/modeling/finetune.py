@@ -53,10 +53,9 @@ def _training_rows(train_dataset, texts, labels, text_column: str, label_column:
     if train_dataset is not None:
         if texts is not None or labels is not None:
             raise ValueError("give either train_dataset or texts= and labels=, not both")
-        if type(train_dataset).__module__.split(".")[0] == "pandas" and hasattr(train_dataset, "columns"):
-            from datasets import Dataset
+        from hf_sparse.features.inputs import as_dataset  # not at module level: importing datasets is slow
 
-            train_dataset = Dataset.from_pandas(train_dataset, preserve_index=False)
+        train_dataset = as_dataset(train_dataset)
         if isinstance(train_dataset, dict) and "train" in train_dataset and hasattr(train_dataset["train"], "features"):
             raise TypeError(f"got a DatasetDict with splits {list(train_dataset.keys())}; pass one split, e.g. "
                             "dataset['train']")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from hf_sparse.features.collapse import check_feature_collapse
+from hf_sparse.features.inputs import as_dataset
 from hf_sparse.solver.target import FeatureCounts, SparsityTarget
 
 from ..utils import json_safe
@@ -132,7 +133,7 @@ def fit_sparse_head(
     """
     config = FitConfig(**{name: value for name, value in locals().items() if name in FitConfig.names(FIT)})
     target = config.target()
-    train_dataset, eval_dataset = _as_dataset(train_dataset), _as_dataset(eval_dataset)
+    train_dataset, eval_dataset = as_dataset(train_dataset), as_dataset(eval_dataset)
     processor = tokenizer if model.modality == "text" else image_processor
     if processor is None:
         processor = tokenizer if tokenizer is not None else image_processor
@@ -149,15 +150,6 @@ def fit_sparse_head(
     val = _extract(model, eval_dataset, processor, columns, where="eval_dataset", **extract)
     fit = FitData(train, train_dataset, val, eval_dataset, text_column, image_column, label_column)
     return fit_on_cached_features(model, fit, target, config)
-
-
-def _as_dataset(data):
-    """A pandas DataFrame becomes a `datasets.Dataset` (its index dropped); anything else is returned as it is."""
-    if type(data).__module__.split(".")[0] == "pandas" and hasattr(data, "columns"):
-        from datasets import Dataset
-
-        return Dataset.from_pandas(data, preserve_index=False)
-    return data
 
 
 def fit_on_cached_features(model, fit: FitData, target: SparsityTarget | dict, fit_config: FitConfig | None = None,
