@@ -85,7 +85,7 @@ def compare_encoder(recorded: dict | None, model) -> tuple[bool | None, str | No
         >>> compare_encoder(model.feature_descriptions.encoder, model)
         (False, None)
     """
-    from ..modeling.saving import _floating_dtype, _hash_base
+    from ..modeling.saving import fingerprint_difference
 
     if recorded is None:
         return None, NO_FINGERPRINT
@@ -97,21 +97,18 @@ def compare_encoder(recorded: dict | None, model) -> tuple[bool | None, str | No
     tensors = _encoder_tensors(model)
     if any(t.device.type == "meta" for t in tensors.values()):
         return None, "the encoder's weights are not loaded (meta device), so they could not be compared"
-    saved, loaded = recorded.get("dtype"), _floating_dtype(tensors)
-    target = "float32" if saved == loaded else next(
-        (t for t in ("bfloat16", "float16") if {saved, loaded} <= {"float32", t}), None)
-    if target is None or target not in recorded["sha256"]:
-        return None, (f"the descriptions were computed on a {saved} encoder and this one is {loaded}: weights cannot "
-                      f"be compared across these two types, so whether they match is unknown (load the model with "
-                      f"dtype=torch.{saved} to check)")
-    if len(tensors) != recorded.get("tensors"):
-        return True, (f"{STALE_WARNING} (the encoder has {len(tensors)} tensors, the described one had "
-                      f"{recorded.get('tensors')})")
-    digest = _hash_base(tensors, [target])[target]
-    if digest != recorded["sha256"][target]:
-        return True, (f"{STALE_WARNING} (sha256 of the encoder's {len(tensors)} tensors in {target}: "
-                      f"{digest[:12]}... instead of {recorded['sha256'][target][:12]}...)")
-    return False, None
+    diff = fingerprint_difference(tensors, recorded)
+    if diff is None:
+        return False, None
+    if diff["kind"] == "dtype":
+        return None, (f"the descriptions were computed on a {diff['saved']} encoder and this one is {diff['loaded']}: "
+                      f"weights cannot be compared across these two types, so whether they match is unknown (load the "
+                      f"model with dtype=torch.{diff['saved']} to check)")
+    if diff["kind"] == "count":
+        return True, (f"{STALE_WARNING} (the encoder has {diff['tensors']} tensors, the described one had "
+                      f"{diff['recorded']})")
+    return True, (f"{STALE_WARNING} (sha256 of the encoder's {diff['tensors']} tensors in {diff['target']}: "
+                  f"{diff['digest']}... instead of {diff['recorded']}...)")
 
 
 def check_stale(model, descriptions: "FeatureDescriptions | None" = None, *, force: bool = False):

@@ -161,32 +161,54 @@ def base_fingerprint(tensors: dict[str, torch.Tensor]) -> dict:
             "sha256": _hash_base(tensors, list(_FINGERPRINT_DTYPES))}
 
 
-def check_base_fingerprint(tensors: dict[str, torch.Tensor], recorded: dict) -> str | None:
-    """What differs between a loaded base model's `base_tensors` and the `base_fingerprint` recorded at saving, or
-    None when they are the same.
+def fingerprint_difference(tensors: dict[str, torch.Tensor], recorded) -> dict | None:
+    """How `tensors` differ from a recorded `base_fingerprint`, or None when they are the same: {"kind": "malformed" |
+    "dtype" | "count" | "weights", with what each message needs ("saved" / "loaded" dtypes, "tensors", "digest",
+    "recorded" digest and "target" dtype)}.
 
-    The weights are compared in the lower precision of the two dtypes (float32 against bfloat16: in bfloat16), so a
-    base loaded with another `dtype=` than the one the head was fit on still checks exactly; bfloat16 against
-    float16 cannot be compared, and the message says which dtype to load it in.
+    The weights are compared in the lower precision of the two dtypes (float32 against bfloat16: in bfloat16), so
+    tensors loaded with another `dtype=` than the recorded one still compare exactly; bfloat16 against float16
+    cannot be compared ("dtype").
 
     Example:
-        >>> check_base_fingerprint(base_tensors(base, "classifier", base.classifier), manifest["base_model"])
+        >>> fingerprint_difference(base_tensors(base, "classifier", base.classifier), manifest["base_model"])
     """
     if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), dict):
-        return f"its recorded fingerprint is malformed ({str(recorded)[:80]})"
+        return {"kind": "malformed", "recorded": str(recorded)[:80]}
     saved, loaded = recorded.get("dtype"), _floating_dtype(tensors)
     target = "float32" if saved == loaded else next(
         (t for t in ("bfloat16", "float16") if {saved, loaded} <= {"float32", t}), None)
     if target is None or target not in recorded["sha256"]:
-        return (f"its weights are {loaded} but the head was fit on a {saved} base, and weights cannot be compared "
-                f"across these two types: load it with dtype=torch.{saved}")
+        return {"kind": "dtype", "saved": saved, "loaded": loaded}
     if len(tensors) != recorded.get("tensors"):
-        return f"it has {len(tensors)} tensors instead of {recorded.get('tensors')}"
+        return {"kind": "count", "tensors": len(tensors), "recorded": recorded.get("tensors")}
     digest = _hash_base(tensors, [target])[target]
     if digest != recorded["sha256"][target]:
-        return (f"its weights differ from the ones the head was fit on (sha256 of all its {len(tensors)} tensors, in "
-                f"{target}: {digest[:12]}... instead of {recorded['sha256'][target][:12]}...)")
+        return {"kind": "weights", "tensors": len(tensors), "target": target, "digest": digest[:12],
+                "recorded": recorded["sha256"][target][:12]}
     return None
+
+
+def check_base_fingerprint(tensors: dict[str, torch.Tensor], recorded: dict) -> str | None:
+    """What differs between a loaded base model's `base_tensors` and the `base_fingerprint` recorded at saving, or
+    None when they are the same (compared as `fingerprint_difference` does).
+
+    Example:
+        >>> check_base_fingerprint(base_tensors(base, "classifier", base.classifier), manifest["base_model"])
+    """
+    diff = fingerprint_difference(tensors, recorded)
+    if diff is None:
+        return None
+    kind = diff["kind"]
+    if kind == "malformed":
+        return f"its recorded fingerprint is malformed ({diff['recorded']})"
+    if kind == "dtype":
+        return (f"its weights are {diff['loaded']} but the head was fit on a {diff['saved']} base, and weights cannot "
+                f"be compared across these two types: load it with dtype=torch.{diff['saved']}")
+    if kind == "count":
+        return f"it has {diff['tensors']} tensors instead of {diff['recorded']}"
+    return (f"its weights differ from the ones the head was fit on (sha256 of all its {diff['tensors']} tensors, in "
+            f"{diff['target']}: {diff['digest']}... instead of {diff['recorded']}...)")
 
 
 def resolve_file(path_or_repo: str, filename: str, hub_kwargs: dict, required: bool = True) -> str | None:
