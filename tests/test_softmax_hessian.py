@@ -104,8 +104,9 @@ def test_float32_path_certifies_its_gap_at_the_dense_end(dense_problem):
     assert subopt <= RTOL
 
 
-def test_float32_predictions_as_on_a_gpu_still_reach_the_objective(dense_problem, monkeypatch):
-    """On a GPU the predictions stay in float32: the path is as good, its gap honestly reported."""
+def test_float32_predictions_stall_and_say_so(dense_problem, monkeypatch):
+    """Why predictions are float64 on every device: with float32 ones (as on a GPU before) the path still
+    reaches the objective, and a gap it cannot certify is reported, not hidden."""
     monkeypatch.setattr(newton, "prediction_dtype", lambda design: design.dtype)
     path, subopt = _fit_and_score(*dense_problem)
     assert subopt <= RTOL

@@ -20,6 +20,7 @@ import torch
 
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.bound_cd import _solve_block, block_cd
+from hf_sparse.solver.chunking import CPU_ENTRIES
 from hf_sparse.solver.fit import BOUND_MIN_CLASSES
 
 from solver_reference import fista, objective, standardize, targets
@@ -205,23 +206,24 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 
 def peak_bytes_formula(n, d, k, m, b=4):
     """The peak-memory formula of ``fit_path``'s docstring (CPU, in-memory design, method="bound")."""
-    return n * d * b + n * m * b + n * k * (b + 10 * 8) + 8 * (d + 1) ** 2
+    chunk = min(n * k, CPU_ENTRIES)
+    return n * d * b + n * m * b + n * k * (b + 16) + 56 * chunk + 8 * (d + 1) ** 2
 
 
 @pytest.mark.slow  # over 20 s on 2 cores
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc/self/clear_refs "
                     "to reset the peak resident size")
-def test_peak_memory_is_within_the_formula():
+@pytest.mark.parametrize("n, d, k", [(60_000, 32, 100), (20_000, 128, 600)])
+def test_peak_memory_is_within_the_formula(n, d, k):
     """The fit's growth of the peak resident size, against the docstring's formula: at most 1.1 times
-    it (plus 20 MB of allocator slack) and at least 0.6 times it (the formula is not loose).
+    it (plus 20 MB of allocator slack) and at least 0.8 times it (the formula is not loose).
 
     glibc's allocator is told to map every block above 128 KB on its own (``MALLOC_MMAP_THRESHOLD_``),
     so a freed array leaves the resident size at once and its peak is the peak of the live arrays
     (by default the threshold adapts, and blocks near 32 MB stay in the heap: 460-590 MB measured for
     the same fit). The peak is reset before the fit (``/proc/self/clear_refs``), so what the warm-up
-    (numba's compilation) used does not hide it. Measured
-    (n=60,000, d=32, k=100: 490 MB against 512 MB)."""
-    n, d, k = 60_000, 32, 100
+    (numba's compilation) used does not hide it. Measured 2026-11-26: 345 MB against 363 MB and
+    474 MB against 486 MB (before every ``n x k`` loop ran in row chunks: 490 MB at the first shape)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT.format(n=n, d=d, k=k)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
@@ -230,4 +232,4 @@ def test_peak_memory_is_within_the_formula():
     grown = found["after"] - found["before"]
     formula = peak_bytes_formula(n, d, k, found["m"])
     assert grown <= 1.1 * formula + 20e6, (grown / 1e6, formula / 1e6)
-    assert grown >= 0.6 * formula, (grown / 1e6, formula / 1e6)
+    assert grown >= 0.8 * formula, (grown / 1e6, formula / 1e6)

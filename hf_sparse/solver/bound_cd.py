@@ -28,11 +28,11 @@ the path and 75 at its dense end (the plain mean-field ``diag(p_bar) - p_bar p_b
 Boehning's bound: 16 and 250; exact class-diagonal blocks without the coupling: 560 and
 4,900). The extra diagonal took fewer steps over a path (485 against 583 at n=2000, d=64,
 k=20) though it worsened that dense-end condition number (940): the dense end takes tens of
-steps per lambda where proximal Newton takes 10-35. Each step costs three passes over the
-working set's ``n m k`` (gradient, extra diagonal, change of predictions) instead of Newton's
-``n M^2`` Hessians.
+steps per lambda where proximal Newton takes 10-35. Each step costs two passes over the
+working set's ``n m k`` (gradient with the extra diagonal, change of predictions) instead of
+Newton's ``n M^2`` Hessians.
 
-Each step: one pass over the rows for the gradient on the working set, block coordinate
+Each step: one pass over the rows for the gradient and curvatures on the working set, block coordinate
 descent on the model (all classes of one feature at a time, in closed form up to a
 scalar root: the model's class part is diagonal plus rank one), one pass for the change in
 predictions. Nothing loops over classes in Python and nothing grows with the number of
@@ -52,13 +52,14 @@ import numba
 import numpy as np
 import torch
 
+from .chunking import chunk_rows
+from .design import accurate_rmatvec
 from .newton import armijo_backtrack
 from .penalty import ElasticNet
 from .problem import Problem
 
 _MAX_HALVINGS = 30
 _MAX_SWEEPS = 500
-_LOSS_ROWS = 1 << 22  # entries (rows x classes) per chunk when evaluating the loss
 
 
 @dataclass
@@ -246,7 +247,7 @@ def _chunked_loss(problem: Problem, Z: torch.Tensor, dZ: torch.Tensor | None, t:
     """The weighted mean loss at ``Z + t dZ``, row chunk by row chunk (no n x k temporary)."""
     fam, Y, w = problem.family, problem.Y, problem.row_weight
     k = Z.shape[1]
-    rows = max(1, _LOSS_ROWS // max(k, 1))
+    rows = chunk_rows(k, Z.device)
     total = torch.zeros((), dtype=torch.float64, device=Z.device)
     for a in range(0, Z.shape[0], rows):
         Zc = Z[a:a + rows] if dZ is None else Z[a:a + rows] + t * dZ[a:a + rows]
@@ -283,37 +284,49 @@ def _class_model(v: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     return r * max(r.sum(), R), r
 
 
-def _residual_and_curvature(problem: Problem, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The weighted residual ``w (P - Y)`` (n, k) and ``v = sum_i w_i p_i (1 - p_i)`` (k,), in one
-    pass over row chunks (the probabilities are never held whole)."""
-    k = Z.shape[1]
-    rows = max(1, _LOSS_ROWS // max(k, 1))
-    R = torch.empty_like(Z)
-    v = torch.zeros(k, dtype=torch.float64, device=Z.device)
-    w = problem.row_weight.to(Z.dtype)
-    for a in range(0, Z.shape[0], rows):
-        P = torch.softmax(Z[a:a + rows], dim=1)
-        wc = w[a:a + rows, None]
-        v += (wc * P * (1 - P)).sum(0, dtype=torch.float64)
-        torch.sub(P, problem.Y[a:a + rows].to(P.dtype), out=R[a:a + rows])
-        R[a:a + rows] *= wc
-    return R, problem.design.reducer.sum(v)
+@dataclass
+class _StepData:
+    """What one step of :func:`bound_solve` needs from the rows, gathered in a single pass."""
+
+    grad_W: torch.Tensor  # (k, m) float64: X_cols^T w (P - Y)
+    grad_b: torch.Tensor  # (k,) float64: sum_i w_i (P - Y)_i
+    v: torch.Tensor       # (k,) float64: sum_i w_i p_ic (1 - p_ic)
+    curv: torch.Tensor    # (k, m) float64: sum_i w_i p_ic (1 - p_ic) x_ij^2
 
 
-def _diagonal_excess(problem: Problem, block, Z: torch.Tensor, kappa: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Per class and working-set column, the rows' true curvature ``sum_i w_i p_ic (1 - p_ic) x_ij^2``
-    beyond the model's ``kappa_c S_jj`` (zero where the model's is larger), and 0 for the bias: one
-    pass over the rows (``n m k``), in row pieces."""
+def _step_data(problem: Problem, block, Z: torch.Tensor) -> _StepData:
+    """Gradient on the working set, the class curvatures and the per-column curvatures, in one pass over
+    row chunks: the probabilities and residuals are made once per chunk and never held whole (an
+    ``n x k`` float32 residual is 5 GB at the ImageNet shape)."""
     k, m = Z.shape[1], len(block.cols)
-    out = torch.zeros(k, m, dtype=torch.float64, device=Z.device)
     dtype = problem.design.dtype
-    w = problem.row_weight.to(dtype)
-    for start, stop, chunk in block.pieces(max(1, _LOSS_ROWS // max(k, m, 1))):
-        P = torch.softmax(Z[start:stop], dim=1).to(dtype)
-        out += ((P * (1 - P) * w[start:stop, None]).T @ (chunk * chunk)).double()
-    out = problem.design.reducer.sum(out).cpu().numpy()
+    grad_W = torch.zeros(k, m, dtype=torch.float64, device=Z.device)
+    curv = torch.zeros(k, m, dtype=torch.float64, device=Z.device)
+    grad_b = torch.zeros(k, dtype=torch.float64, device=Z.device)
+    v = torch.zeros(k, dtype=torch.float64, device=Z.device)
+    w_all = problem.row_weight
+    for start, stop, chunk in block.pieces(chunk_rows(max(k, m), Z.device)):
+        P = torch.softmax(Z[start:stop], dim=1)
+        w = w_all[start:stop, None].to(P.dtype)
+        h = P * (1 - P)
+        h *= w
+        v += h.sum(0, dtype=torch.float64)
+        P -= problem.Y[start:stop].to(P.dtype)
+        P *= w  # now the weighted residual
+        grad_b += P.sum(0, dtype=torch.float64)
+        if m:
+            grad_W += accurate_rmatvec(P.to(dtype), chunk)
+            curv += (h.to(dtype).T @ (chunk * chunk)).double()
+    reducer = problem.design.reducer
+    return _StepData(reducer.sum(grad_W), reducer.sum(grad_b), reducer.sum(v), reducer.sum(curv))
+
+
+def _diagonal_excess(curv: torch.Tensor, kappa: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Per class and working-set column, the rows' true curvature ``sum_i w_i p_ic (1 - p_ic) x_ij^2``
+    beyond the model's ``kappa_c S_jj`` (zero where the model's is larger), and 0 for the bias."""
+    k, m = curv.shape
     E = np.zeros((k, m + 1))
-    E[:, :m] = np.maximum(out - kappa[:, None] * np.diag(S)[None, :m], 0.0)
+    E[:, :m] = np.maximum(curv.cpu().numpy() - kappa[:, None] * np.diag(S)[None, :m], 0.0)
     return E
 
 
@@ -328,7 +341,6 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
     majorizer: its full step always decreases the objective but for rounding).
     """
     design = problem.design
-    reducer = design.reducer
     k = problem.internal_outputs
     d = design.n_features
     m = len(cols)
@@ -345,14 +357,11 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         return float(penalty.value(torch.as_tensor(V_[:, :m])))
 
     for steps in range(1, max_steps + 1):
-        R, v = _residual_and_curvature(problem, state.Z)
-        grad_W = block.rmatvec(R)
-        grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
-        del R
-        grad_b -= grad_b.mean()  # softmax is flat along a constant added to every bias
-        kappa, rho = _class_model(None if boehning else v.cpu().numpy(), k)
-        E = np.zeros((k, m + 1)) if boehning else _diagonal_excess(problem, block, state.Z, kappa, S)
-        G = torch.cat([grad_W, grad_b[:, None]], dim=1).cpu().numpy()
+        data = _step_data(problem, block, state.Z)
+        grad_b = data.grad_b - data.grad_b.mean()  # softmax is flat along a constant added to every bias
+        kappa, rho = _class_model(None if boehning else data.v.cpu().numpy(), k)
+        E = np.zeros((k, m + 1)) if boehning else _diagonal_excess(data.curv, kappa, S)
+        G = torch.cat([data.grad_W, grad_b[:, None]], dim=1).cpu().numpy()
         tol_abs = 1e-3 * tol * max(abs(objective), 1e-12)
         V_new = block_cd(S, G, V, kappa, rho, E, free_np, penalty.l1, penalty.l2, _MAX_SWEEPS, tol_abs)
         dV = V_new - V
@@ -362,14 +371,15 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         dV_t = torch.as_tensor(dV, device=state.Z.device)
         dW, db = dV_t[:, :m], dV_t[:, m]
         changed = torch.nonzero(dW.abs().sum(0) > 0).flatten()
+        # the step's change of predictions in the design's precision (a step, not a sum: float32 holds it)
         if len(changed) == m:
-            dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
+            dZ = block.matvec(dW.to(design.dtype))
         elif len(changed):
-            dZ = design.block(cols[changed]).matvec(dW[:, changed].to(design.dtype)).to(state.Z.dtype)
+            dZ = design.block(cols[changed]).matvec(dW[:, changed].to(design.dtype))
             design.block(cols)  # keep the working set's columns cached for the next step
         else:
-            dZ = torch.zeros_like(state.Z)
-        dZ += db.to(state.Z.dtype)
+            dZ = torch.zeros(state.Z.shape, dtype=design.dtype, device=state.Z.device)
+        dZ += db.to(dZ.dtype)
         t, trial, accepted = armijo_backtrack(lambda t: _chunked_loss(problem, state.Z, dZ, t) + pen(V + t * dV),
                                               objective, predicted, _MAX_HALVINGS)
         if not accepted:

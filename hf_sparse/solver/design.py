@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .chunking import chunk_rows
 from .column_scales import usable_std
 from .distributed import Reducer
 
@@ -122,14 +123,24 @@ class Design:
             mean, std = (self.mean, self.std) if cols is None else (self.mean[cols], self.std[cols])
             yield ((chunk - mean.to(work)) / std.to(work)).to(self.dtype)
 
-    def gradient(self, R: torch.Tensor) -> torch.Tensor:
-        """``X^T R`` over all features and all processes, as (k, d)."""
-        out = torch.zeros(R.shape[1], self.n_features, device=self.device, dtype=torch.float64)
+    def gradient(self, R: torch.Tensor, row_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """``X^T R`` (or ``X^T diag(row_weight) R``) over all features and all processes, as (k, d).
+
+        Taken in pieces of rows, so that ``R``'s working-precision copy (and its weighting) is never
+        made whole: at the ImageNet shape that would be 5-10 GB beside ``R`` itself.
+        """
+        k = R.shape[1]
+        out = torch.zeros(k, self.n_features, device=self.device, dtype=torch.float64)
         start = 0
         for chunk in self.chunks():
-            stop = start + chunk.shape[0]
-            out += accurate_rmatvec(R[start:stop], chunk)
-            start = stop
+            step = chunk_rows(k, self.device)
+            for a in range(0, chunk.shape[0], step):
+                b = min(a + step, chunk.shape[0])
+                rows = R[start + a:start + b]
+                if row_weight is not None:
+                    rows = rows * row_weight[start + a:start + b, None].to(rows.dtype)
+                out += accurate_rmatvec(rows, chunk[a:b])
+            start += chunk.shape[0]
         return self.reducer.sum(out)
 
     def block(self, cols: torch.Tensor) -> "Block":

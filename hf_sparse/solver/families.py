@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from .chunking import chunk_rows
+
 _EPS = 1e-12
 
 
@@ -27,7 +29,6 @@ def softmax(Z: torch.Tensor) -> torch.Tensor:
     return E / E.sum(1, keepdim=True)
 
 
-_PROFILE_ENTRIES = 1 << 22  # rows x classes per chunk in Multinomial.conjugate_profile
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
@@ -130,7 +131,7 @@ class Multinomial(Family):
         # per row, in row chunks (no n x k temporaries beyond one chunk); ``D`` may be a function
         # ``(start, stop) -> rows of D`` so that a dual point derived from another is never held whole
         n, k = Y.shape
-        rows = max(1, _PROFILE_ENTRIES // max(k, 1))
+        rows = chunk_rows(k, Y.device)
         a = torch.empty(n, dtype=torch.float64, device=Y.device)
         others = torch.empty(n, dtype=torch.float64, device=Y.device)
         for start in range(0, n, rows):
@@ -152,13 +153,19 @@ class Multinomial(Family):
         return logp - logp.mean()
 
     def bias_newton(self, Z, Y, weight):
-        P = softmax(Z)  # once, for both
-        # sums in float64 without n x k float64 copies (tens of GB at ImageNet shape on a GPU);
-        # the k x k product in the working precision (the Hessian only steers the step)
-        wP = weight[:, None].to(P.dtype) * P
-        p_sum = wP.sum(0, dtype=torch.float64)
-        y_sum = (weight[:, None].to(Y.dtype) * Y).sum(0, dtype=torch.float64)
-        return p_sum - y_sum, torch.diag(p_sum) - (wP.T @ P).double()
+        # sums in float64 over row chunks: no n x k temporaries (10 GB each at the ImageNet shape)
+        k = Z.shape[1]
+        p_sum = torch.zeros(k, dtype=torch.float64, device=Z.device)
+        y_sum = torch.zeros_like(p_sum)
+        PP = torch.zeros(k, k, dtype=torch.float64, device=Z.device)
+        rows = chunk_rows(k, Z.device)
+        for a in range(0, Z.shape[0], rows):
+            P = softmax(Z[a:a + rows])  # once, for both
+            wP = weight[a:a + rows, None].to(P.dtype) * P
+            p_sum += wP.sum(0, dtype=torch.float64)
+            y_sum += (weight[a:a + rows, None].to(Y.dtype) * Y[a:a + rows]).sum(0, dtype=torch.float64)
+            PP += (wP.T @ P).double()
+        return p_sum - y_sum, torch.diag(p_sum) - PP
 
     def empty_class_shift(self, D, Y, mean_Y):
         empty = mean_Y <= 0

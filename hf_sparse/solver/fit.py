@@ -105,18 +105,20 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` for multinomial heads with at least
             :data:`BOUND_MIN_CLASSES` classes and at most :data:`BOUND_MAX_FEATURES` features).
 
-    Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``, ``z``: bytes of the
-    predictions, 8 on the CPU and ``b`` on a GPU; ``m``: the working set's features):
+    Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``; ``m``: the working set's
+    features; ``E``: the entries of one row chunk of ``n x k`` work, ``min(n k, 2^22)`` on a CPU and
+    ``min(n k, 2^26)`` on a GPU, :mod:`.chunking`):
 
-        peak ~ n d b + n m b + n k (b + 10 z) + 8 (d+1)^2        (method="bound"; no Gram for "newton")
+        peak ~ n d b + n m b + n k (b + 16) + 56 E + 8 (d+1)^2     (method="bound"; no Gram for "newton")
 
     the standardized copy of X, the working set's gathered columns, the one-hot targets (in
-    ``dtype``), the predictions ``Z`` plus up to nine ``n x k`` temporaries of the duality-gap
-    check (probabilities, residual, loss terms; the feasible dual point is made row chunk by row
-    chunk), and the Gram. On a GPU the ``n x k`` arrays are in ``dtype`` (row sums accumulate in
-    float64 without float64 copies). Example: n=20,000, d=768,
-    k=1000 on the CPU, float32: 61 MB + 61 MB + 1.7 GB + 5 MB. ``tests/test_solver_large_k.py``
-    measures it. Proximal Newton adds its coupled Hessian (up to 128 MB) or class blocks.
+    ``dtype``), the float64 predictions ``Z`` and the duality-gap check's float64 dual point, about
+    seven float64 temporaries of one row chunk (probabilities, curvatures, loss terms: every
+    ``n x k`` loop runs in row chunks), and the Gram. The caller's own X comes on top. Example:
+    n=20,000, d=768, k=1000 on the CPU, float32: 61 MB + 61 MB + 400 MB + 235 MB + 5 MB; the
+    ImageNet shape on a GPU (n=1.28M, d=2048, k=1000, m=543): 10.5 + 2.8 + 25.6 + 3.8 GB, 43 GB.
+    ``tests/test_solver_large_k.py`` measures it (0.95-0.98 of the formula at three shapes). Proximal
+    Newton adds its coupled Hessian (up to 128 MB) or class blocks.
     """
     reducer = Reducer.auto(distributed)
     n, d = check_features(X)

@@ -40,12 +40,13 @@ _CLASS_LOOP = False  # True: the former large-k branch (class blocks one class a
 class Iterate:
     """The internal (standardized) weights, bias and this process's linear predictions.
 
-    Weights are kept in float64 whatever the design's precision, and so are the
-    predictions ``Z`` on the CPU: near the optimum a Newton step changes ``Z`` by less
-    than float32 can resolve, and the duality gap (which weighs each weight's error by
-    the curvature over the small L2 part) would stall far above the tolerance. On a GPU
-    ``Z`` stays in the design's precision, since ``n x k`` float64 copies of it can be
-    tens of GB there; the stall is then caught and reported (``converged=False``).
+    Weights and predictions ``Z`` are kept in float64 whatever the design's precision and
+    device: near the optimum a step changes ``Z`` by less than float32 can resolve, so with
+    float32 predictions line searches fail (on a GPU at the ImageNet shape, 11 loss
+    evaluations per step instead of one) and the duality gap stalls above the tolerance.
+    What a GPU cannot afford is ``n x k`` float64 *temporaries* (10 GB each at the ImageNet
+    shape): losses and residuals are made in row chunks, and the residuals and dual points
+    held whole are in :attr:`~.problem.Problem.residual_dtype`.
     """
 
     W: torch.Tensor  # (k, d) float64
@@ -70,13 +71,13 @@ class Iterate:
         if cols is None:
             cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
         dtype = problem.design.dtype
-        self.Z = (problem.design.block(cols).matvec(self.W[:, cols].to(dtype)).to(self.Z.dtype)
-                  + self.b.to(self.Z.dtype))
+        self.Z.copy_(problem.design.block(cols).matvec(self.W[:, cols].to(dtype)))  # in place: no second n x k
+        self.Z += self.b.to(self.Z.dtype)
 
 
 def prediction_dtype(design) -> torch.dtype:
-    """float64 for ``Z`` on the CPU, the design's precision elsewhere (see :class:`Iterate`)."""
-    return torch.float64 if design.device.type == "cpu" else design.dtype
+    """float64 for ``Z`` on every device (see :class:`Iterate`); a test switches it to float32."""
+    return torch.float64
 
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
@@ -202,14 +203,14 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
         step = step.to(state.b.device)
         t = 1.0
         for _ in range(30):
-            Z = state.Z - (t * step).to(state.Z.dtype)
-            trial = problem.loss(Z)
+            trial = problem.loss(state.Z, shift=-(t * step).to(state.Z.dtype))  # no n x k trial copy
             if trial <= loss:
                 break
             t *= 0.5
         else:
             break
-        state.Z, state.b, loss, moved = Z, state.b - t * step, trial, True
+        state.Z -= (t * step).to(state.Z.dtype)
+        state.b, loss, moved = state.b - t * step, trial, True
     return loss if moved else None
 
 

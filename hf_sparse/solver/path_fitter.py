@@ -53,9 +53,9 @@ class _PathFitter:
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
         self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
-        # the gap's rounding floor, relative to the objective: with float64 predictions (the CPU)
-        # the gap is computed to about 1e-12; with float32 ones (a GPU) the dual point's entries,
-        # and so its feasibility, hold only float32's digits (a negative gap of a few 1e-9 seen)
+        # the gap's rounding floor, relative to the objective: with float64 predictions and dual
+        # point (every device) the gap is computed to about 1e-12; with float32 ones the dual
+        # point's entries, and so its feasibility, hold only float32's digits (-3e-9 seen)
         self.gap_floor = 1e-12 if self.state.Z.dtype == torch.float64 else 1e-8
 
     # -- the start of the path
@@ -153,10 +153,10 @@ class _PathFitter:
         p, s = self.problem, self.state
         reducer = p.design.reducer
         mean_Y, a, B = p.dual_data()
-        D, R, r, M, shift = self._dual_point()
+        D, r, M, shift = self._dual_point()
         loss = p.loss(s.Z)
         penalty = float(pen.value(s.W))
-        G = p.design.gradient(R)
+        G = p.design.gradient(D, row_weight=p.row_weight)
         objective = loss + penalty
         bias_term = float((s.b.double() * r).sum())
         conj_G = float(pen.conjugate(-G))
@@ -205,21 +205,21 @@ class _PathFitter:
 
             movable = (mean_Y > 0) & ((mean_Y < 1) | (p.family.name == "multinomial"))
             if float(mix.max()) > limit and polish_bias(p, s, movable, small) is not None:
+                del D, M  # the n x k dual point goes before the next check makes its own
                 return self._check(pen, polish=False)
         return _Check(G, objective, loss, best)
 
     def _dual_point(self):
-        """The residual ``D`` (and ``R = w D``), its weighted column sums ``r``, and the changes that
+        """The residual ``D``, its weighted column sums ``r``, and the changes that
         make it dual-feasible: ``M`` for outputs without examples, ``(s, v)`` for the rest."""
         p, s = self.problem, self.state
         reducer = p.design.reducer
         mean_Y = p.dual_data()[0]
-        D = p.family.gradient(s.Z, p.Y)
-        R = D * p.row_weight[:, None]
-        r = reducer.sum(R.sum(0, dtype=torch.float64))
+        D = p.unweighted_residual(s.Z)  # the weighted residual w D is never held whole (10 GB at ImageNet shape)
+        r = reducer.sum(p.row_weight.to(D.dtype) @ D)
         M = p.family.empty_class_shift(D, p.Y, mean_Y)
         r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).sum(0, dtype=torch.float64))
-        return D, R, r, M, p.family.feasible_dual(r_left, mean_Y)
+        return D, r, M, p.family.feasible_dual(r_left, mean_Y)
 
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
         p, s = self.problem, self.state

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .chunking import chunk_rows
 from .design import Design
 from .families import Family, Multilabel, get_family
 from .penalty import ElasticNet
@@ -73,12 +74,30 @@ class Problem:
         factor = self.penalty(1.0, alpha, group).l1
         return score / factor
 
-    def loss(self, Z: torch.Tensor) -> float:
-        return self.design.reducer.scalar((self.row_weight * self.family.row_loss(Z, self.Y)).double().sum())
+    def loss(self, Z: torch.Tensor, shift: torch.Tensor | None = None) -> float:
+        """The weighted mean loss at predictions ``Z`` (plus ``shift``, (k,), added to every row), in row
+        chunks (no ``n x k`` temporary)."""
+        rows = chunk_rows(Z.shape[1], Z.device)
+        total = torch.zeros((), dtype=torch.float64, device=Z.device)
+        for a in range(0, Z.shape[0], rows):
+            Zc = Z[a:a + rows] if shift is None else Z[a:a + rows] + shift
+            losses = self.family.row_loss(Zc, self.Y[a:a + rows])
+            total += (self.row_weight[a:a + rows] * losses).double().sum()
+        return self.design.reducer.scalar(total)
+
+    def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
+        """``dloss_i / dZ_i`` per row (before the row weights), made in row chunks (one ``n x k`` array)."""
+        out = torch.empty_like(Z)
+        rows = chunk_rows(Z.shape[1], Z.device)
+        for a in range(0, Z.shape[0], rows):
+            out[a:a + rows] = self.family.gradient(Z[a:a + rows], self.Y[a:a + rows])
+        return out
 
     def residual(self, Z: torch.Tensor) -> torch.Tensor:
         """Gradient of the weighted mean loss with respect to ``Z``."""
-        return self.family.gradient(Z, self.Y) * self.row_weight[:, None]
+        R = self.unweighted_residual(Z)
+        R *= self.row_weight[:, None].to(R.dtype)
+        return R
 
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
         return self.family.curvature(Z) * self.row_weight[:, None]

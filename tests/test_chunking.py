@@ -1,0 +1,66 @@
+"""Row chunks of ``n x k`` work (``solver/chunking.py``): the same numbers whatever the chunk size.
+
+Every loss, residual, curvature, bias step and dual profile of the large-k path runs in row chunks, so that a
+GPU holds no ``n x k`` float64 temporary (10 GB each at the ImageNet shape). Here the chunks are shrunk to a few
+rows, so that each loop runs many times and must stitch its rows back exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hf_sparse.solver import chunking, fit_path
+from hf_sparse.solver.design import Design
+from hf_sparse.solver.problem import Problem
+
+from solver_helpers import make_data
+
+
+def test_chunk_rows_by_device():
+    assert chunking.chunk_rows(1000, "cpu") == (1 << 22) // 1000
+    assert chunking.chunk_rows(1000, torch.device("cuda")) == (1 << 26) // 1000  # no GPU needed to ask
+    assert chunking.chunk_rows(10**9, "cpu") == 1  # at least one row
+    assert chunking.chunk_rows(0, "cpu") == 1 << 22
+
+
+@pytest.mark.parametrize("method", ["bound", "newton"])
+def test_tiny_chunks_give_the_same_path(monkeypatch, method):
+    """A path fit with chunks of 37 rows (hundreds of chunks) equals the one fit in a single chunk."""
+    X, y = make_data("multinomial", n=1500, d=12, k=6, seed=3)
+    whole = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method=method, dtype=torch.float64)
+    monkeypatch.setattr(chunking, "CPU_ENTRIES", 37 * 6)
+    assert chunking.chunk_rows(6, "cpu") == 37
+    pieces = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method=method, dtype=torch.float64)
+    for a, b in zip(whole, pieces):
+        assert abs(a.metrics["objective"] - b.metrics["objective"]) <= 1e-10 * abs(a.metrics["objective"])
+        torch.testing.assert_close(a.weight, b.weight, rtol=1e-6, atol=1e-8)
+        assert b.metrics["converged"]
+
+
+def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeypatch):
+    """``X^T diag(w) D`` in row pieces and the loss at ``Z + shift`` without an ``n x k`` copy, against the
+    same sums written out in float64."""
+    monkeypatch.setattr(chunking, "CPU_ENTRIES", 50 * 4)  # 50 rows a piece
+    rng = np.random.default_rng(0)
+    n, d, k = 333, 7, 4
+    X = torch.as_tensor(rng.standard_normal((n, d)))
+    y = torch.as_tensor(rng.integers(0, k, n))
+    w = torch.as_tensor(rng.random(n))
+    design = Design.build(X, device="cpu", dtype=torch.float64)
+    problem = Problem.build(design, y, family="multinomial", n_outputs=k, sample_weight=w)
+    Z = torch.as_tensor(rng.standard_normal((n, k)))
+    D = problem.unweighted_residual(Z)
+    Y = torch.nn.functional.one_hot(y, k).double()
+    torch.testing.assert_close(D, torch.softmax(Z, 1) - Y)
+    weights = problem.row_weight.double()
+    expected = design.source.T.double() @ (weights[:, None] * D)
+    torch.testing.assert_close(design.gradient(D, row_weight=problem.row_weight), expected.T, rtol=1e-12, atol=1e-14)
+    shift = torch.tensor([0.3, -1.0, 0.0, 2.0], dtype=torch.float64)
+    direct = float((weights * (torch.logsumexp(Z + shift, 1) - ((Z + shift) * Y).sum(1))).sum())
+    assert problem.loss(Z, shift=shift) == pytest.approx(direct, rel=1e-13)
+    r, H = problem.family.bias_newton(Z, problem.Y, problem.row_weight)
+    P = torch.softmax(Z, 1)
+    torch.testing.assert_close(r, (weights[:, None] * (P - Y)).sum(0))
+    torch.testing.assert_close(H, torch.diag((weights[:, None] * P).sum(0)) - (weights[:, None] * P).T @ P)
