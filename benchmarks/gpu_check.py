@@ -1,6 +1,6 @@
 """The solver's GPU check, as one prepared run for a lent GPU machine (a few minutes of device time).
 
-1. a small smoke test on the GPU (k=600, so the large-k method runs) against the same path on the CPU;
+1. a small smoke test on the GPU (k=600, the large-k `bound` method) against the same path on the CPU;
 2. the ImageNet shape of issue 16 (planted sparse, 1.28M x 2048, k=1000, 100 lambdas to 1e-3 lam_max):
    the first lambdas with float32 predictions (as before 2026-11-26) for a same-process comparison, then
    today's path until ``--budget`` runs out, one line per lambda, a cProfile of where the time went, and
@@ -40,10 +40,10 @@ class OutOfBudget(Exception):
 def smoke() -> None:
     X, y, _ = planted_sparse(20_000, 128, 600, seed=0, device=torch.device("cpu"))
     t = time.perf_counter()
-    cpu = fit_path(X, y, n_lambdas=3, lambda_min_ratio=0.3)
+    cpu = fit_path(X, y, n_lambdas=3, lambda_min_ratio=0.3, method="bound")
     t_cpu = time.perf_counter() - t
     t = time.perf_counter()
-    gpu = fit_path(X.cuda(), y.cuda(), n_lambdas=3, lambda_min_ratio=0.3, device="cuda")
+    gpu = fit_path(X.cuda(), y.cuda(), n_lambdas=3, lambda_min_ratio=0.3, device="cuda", method="bound")
     torch.cuda.synchronize()
     t_gpu = time.perf_counter() - t
     worst = max(float((a.weight.cpu() - b.weight).abs().max()) for a, b in zip(gpu, cpu))

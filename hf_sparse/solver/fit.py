@@ -34,15 +34,16 @@ from .problem import Problem
 from .refit import Refitter
 from .validation import check_features, check_options, check_targets
 
-__all__ = ["BOUND_MAX_FEATURES", "BOUND_MIN_CLASSES", "fit_path"]
+__all__ = ["BOUND_MAX_FEATURES", "BOUND_MIN_CLASSES", "auto_method", "fit_path"]
 
 logger = logging.getLogger(__name__)
 
-# method="auto": the bound solver from this many classes. Measured on the loaded 2-core box, 10 and 6 lambdas
-# (deep_features, alpha 0.99): k=100 (n=5000, d=128, to 1e-2 lam_max) Newton 114 s, bound 247 s; k=300
-# (n=4000, d=64, to 1e-1 lam_max) Newton 41 s, bound 53 s: Newton's lead shrinks with k (its class blocks
-# grow with k, the bound solver's passes only linearly), the switch extrapolated to about 500 classes;
-# `bench_solver.py --proxy crossover` (and k=1000) measures it on a quiet machine.
+# method="auto": the bound solver from this many classes, on a GPU only (the method measured at the ImageNet
+# shape there, benchmarks/RESULTS.md "GPU"). On a CPU the class-block Newton wins at every size measured
+# (2026-11-26, 2-core box, deep-feature-like data, alpha 0.99, 1e-2 lam_max): k=1000 proxy (n=20000, d=512,
+# 25 lambdas) block 551 s / 25 of 25 certified, bound 904 s / 20 of 25; n=5000, d=128, k=1000, 10 lambdas,
+# seed 1: lowrank_noisy block 113 s / 9 of 10, bound 83 s / 5 of 10 (its end objective 1.9e-6 worse), highrank
+# block 77 s / 10 of 10, bound 73 s / 7 of 10. Earlier (loaded box): k=100 Newton 114 s, bound 247 s.
 BOUND_MIN_CLASSES = 500
 # method="auto": the class-block Newton (solver/block_newton.py) from this many classes (below the bound solver's).
 # Measured 2026-11-26, one process each (deep_features, alpha 0.99, to 1e-2 lam_max): n=5000, d=256, k=100,
@@ -101,9 +102,9 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             features, a class-coupling model, vectorized block coordinate descent; multinomial
             without ``group`` only), ``"block"`` (proximal Newton on class-diagonal blocks plus
             shared-feature moves at every size, :mod:`.block_newton`, multinomial without ``group``;
-            ``"newton"`` switches to it past 4,000 working coordinates) or ``"auto"`` (``"block"`` from
-            :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` for multinomial heads with at least
-            :data:`BOUND_MIN_CLASSES` classes and at most :data:`BOUND_MAX_FEATURES` features).
+            ``"newton"`` switches to it past 4,000 working coordinates) or ``"auto"``
+            (:func:`auto_method`: ``"block"`` from :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` on a
+            GPU from :data:`BOUND_MIN_CLASSES` classes and up to :data:`BOUND_MAX_FEATURES` features).
 
     Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``; ``m``: the working set's
     features; ``E``: the entries of one row chunk of ``n x k`` work, ``min(n k, 2^22)`` on a CPU and
@@ -147,9 +148,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
                           standardize=standardize)
     problem = Problem.build(design, y_t, family=family, n_outputs=k, sample_weight=w)
     if method == "auto":
-        many = family == "multinomial" and not group
-        method = ("bound" if many and k >= BOUND_MIN_CLASSES and d <= BOUND_MAX_FEATURES
-                  else "block" if many and k >= BLOCK_MIN_CLASSES else "newton")
+        method = auto_method(family, group, k, d, design.device)
     fitter = _PathFitter(problem, alpha=alpha, group=group, tol=tol, val=val, method=method)
 
     lam_max = fitter.lam_max()
@@ -196,6 +195,22 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     return RegularizationPath(points, family=family, alpha=alpha, group=group, mean=design.mean.to(dtype),
                               std=design.std.to(dtype), lam_max=lam_max, info=info,
                               refit=Refitter(problem, alpha=alpha, group=group, tol=tol, val=val))
+
+
+def auto_method(family: str, group: bool, n_classes: int, n_features: int, device) -> str:
+    """What ``method="auto"`` solves with (measurements beside the constants above).
+
+    Example:
+        >>> auto_method("multinomial", False, 1000, 2048, "cuda")
+        'bound'
+        >>> auto_method("multinomial", False, 1000, 2048, "cpu")
+        'block'
+    """
+    many = family == "multinomial" and not group
+    if (many and n_classes >= BOUND_MIN_CLASSES and n_features <= BOUND_MAX_FEATURES
+            and torch.device(device).type == "cuda"):
+        return "bound"
+    return "block" if many and n_classes >= BLOCK_MIN_CLASSES else "newton"
 
 
 def _early_stop(metrics: dict, max_features: int | None, stop_at_features_per_class: int | None) -> dict | None:
