@@ -40,8 +40,8 @@ def test_tiny_chunks_give_the_same_path(monkeypatch, method):
 
 
 def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeypatch):
-    """``X^T diag(w) D`` in row pieces and the loss at ``Z + shift`` without an ``n x k`` copy, against the
-    same sums written out in float64."""
+    """``X^T diag(w) D`` in row pieces and the loss at ``Z + t step`` (a bias shift, or a line search's trial
+    point) without an ``n x k`` copy, against the same sums written out in float64."""
     monkeypatch.setattr(chunking, "CPU_ENTRIES", 50 * 4)  # 50 rows a piece
     rng = np.random.default_rng(0)
     n, d, k = 333, 7, 4
@@ -59,7 +59,11 @@ def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeyp
     torch.testing.assert_close(design.gradient(D, row_weight=problem.row_weight), expected.T, rtol=1e-12, atol=1e-14)
     shift = torch.tensor([0.3, -1.0, 0.0, 2.0], dtype=torch.float64)
     direct = float((weights * (torch.logsumexp(Z + shift, 1) - ((Z + shift) * Y).sum(1))).sum())
-    assert problem.loss(Z, shift=shift) == pytest.approx(direct, rel=1e-13)
+    assert problem.loss(Z, shift) == pytest.approx(direct, rel=1e-13)
+    step = torch.as_tensor(rng.standard_normal((n, k)))  # a line search's trial point, never made whole
+    trial = Z - 0.25 * step
+    direct = float((weights * (torch.logsumexp(trial, 1) - (trial * Y).sum(1))).sum())
+    assert problem.loss(Z, step, -0.25) == pytest.approx(direct, rel=1e-13)
     r, H = problem.family.bias_newton(Z, problem.Y, problem.row_weight)
     P = torch.softmax(Z, 1)
     torch.testing.assert_close(r, (weights[:, None] * (P - Y)).sum(0))

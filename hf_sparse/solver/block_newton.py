@@ -282,7 +282,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         if db is not None:
             dZ += db.to(state.Z.dtype)
         t, trial, accepted = armijo_backtrack(
-            lambda t: problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW)), objective, predicted)
+            lambda t: problem.loss(state.Z, dZ, t) + float(penalty.value(W_set + t * dW)), objective, predicted)
         if not accepted:
             return 0.0
         W_set = W_set + t * dW

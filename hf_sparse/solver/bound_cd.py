@@ -243,18 +243,6 @@ def block_cd(S, G, V0, kappa, rho, E, free, l1, l2, max_sweeps, tol):
 
 # --------------------------------------------------------------------------- the outer steps
 
-def _chunked_loss(problem: Problem, Z: torch.Tensor, dZ: torch.Tensor | None, t: float) -> float:
-    """The weighted mean loss at ``Z + t dZ``, row chunk by row chunk (no n x k temporary)."""
-    fam, Y, w = problem.family, problem.Y, problem.row_weight
-    k = Z.shape[1]
-    rows = chunk_rows(k, Z.device)
-    total = torch.zeros((), dtype=torch.float64, device=Z.device)
-    for a in range(0, Z.shape[0], rows):
-        Zc = Z[a:a + rows] if dZ is None else Z[a:a + rows] + t * dZ[a:a + rows]
-        total += (w[a:a + rows] * fam.row_loss(Zc, Y[a:a + rows])).double().sum()
-    return problem.design.reducer.scalar(total)
-
-
 def _class_model(v: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(kappa, rho)`` of the class part ``diag(kappa) - rho rho'``, positive semi-definite with
     ``K 1 = 0`` (flat along a constant added to every class, as the loss is).
@@ -350,7 +338,7 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
     free_np = np.ones((k, m + 1), dtype=np.bool_)
     free_np[:, :m] = free.cpu().numpy()
     V = torch.cat([state.W[:, cols], state.b[:, None]], dim=1).double().cpu().numpy()
-    objective = _chunked_loss(problem, state.Z, None, 0.0) + float(penalty.value(state.W[:, cols]))
+    objective = problem.loss(state.Z) + float(penalty.value(state.W[:, cols]))
     boehning, steps = False, 0
 
     def pen(V_):
@@ -380,7 +368,7 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         else:
             dZ = torch.zeros(state.Z.shape, dtype=design.dtype, device=state.Z.device)
         dZ += db.to(dZ.dtype)
-        t, trial, accepted = armijo_backtrack(lambda t: _chunked_loss(problem, state.Z, dZ, t) + pen(V + t * dV),
+        t, trial, accepted = armijo_backtrack(lambda t: problem.loss(state.Z, dZ, t) + pen(V + t * dV),
                                               objective, predicted, _MAX_HALVINGS)
         if not accepted:
             if boehning:

@@ -131,9 +131,9 @@ class Design:
         """
         k = R.shape[1]
         out = torch.zeros(k, self.n_features, device=self.device, dtype=torch.float64)
+        step = chunk_rows(k, self.device)
         start = 0
         for chunk in self.chunks():
-            step = chunk_rows(k, self.device)
             for a in range(0, chunk.shape[0], step):
                 b = min(a + step, chunk.shape[0])
                 rows = R[start + a:start + b]

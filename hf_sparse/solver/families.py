@@ -29,8 +29,6 @@ def softmax(Z: torch.Tensor) -> torch.Tensor:
     return E / E.sum(1, keepdim=True)
 
 
-
-
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
     return torch.where(p > 0, p * torch.log(p.clamp_min(_EPS)), torch.zeros_like(p))
 

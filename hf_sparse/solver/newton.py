@@ -45,8 +45,8 @@ class Iterate:
     float32 predictions line searches fail (on a GPU at the ImageNet shape, 11 loss
     evaluations per step instead of one) and the duality gap stalls above the tolerance.
     What a GPU cannot afford is ``n x k`` float64 *temporaries* (10 GB each at the ImageNet
-    shape): losses and residuals are made in row chunks, and the residuals and dual points
-    held whole are in :attr:`~.problem.Problem.residual_dtype`.
+    shape): losses, line-search trials and residuals are made in row chunks, and besides ``Z``
+    only the gap check's dual point is held whole (:mod:`.chunking`).
     """
 
     W: torch.Tensor  # (k, d) float64
@@ -132,7 +132,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
         last_decrease = -predicted
         dZ = block.matvec(dW.to(problem.design.dtype)).to(state.Z.dtype) + db.to(state.Z.dtype)
         t, trial, accepted = armijo_backtrack(
-            lambda t: problem.loss(state.Z + t * dZ) + float(penalty.value(W_set + t * dW)), objective, predicted)
+            lambda t: problem.loss(state.Z, dZ, t) + float(penalty.value(W_set + t * dW)), objective, predicted)
         if not accepted:
             if fresh:
                 break
@@ -203,7 +203,7 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
         step = step.to(state.b.device)
         t = 1.0
         for _ in range(30):
-            trial = problem.loss(state.Z, shift=-(t * step).to(state.Z.dtype))  # no n x k trial copy
+            trial = problem.loss(state.Z, step.to(state.Z.dtype), -t)  # no n x k trial copy
             if trial <= loss:
                 break
             t *= 0.5

@@ -177,7 +177,7 @@ class _PathFitter:
         def Dp(start: int, stop: int) -> torch.Tensor:  # the feasible dual point's rows, made on demand
             rows = D[start:stop] if M is None else D[start:stop] - M[start:stop]
             return keep * rows - shift_Y * p.Y[start:stop].to(D) + add
-        Gp = G if M is None else G - p.design.gradient(M * p.row_weight[:, None])
+        Gp = G if M is None else G - p.design.gradient(M, row_weight=p.row_weight)
         Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
         profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
 
@@ -228,7 +228,7 @@ class _PathFitter:
         D = p.unweighted_residual(s.Z)  # the weighted residual w D is never held whole (10 GB at ImageNet shape)
         r = reducer.sum(p.row_weight.to(D.dtype) @ D)
         M = p.family.empty_class_shift(D, p.Y, mean_Y)
-        r_left = r if M is None else r - reducer.sum((M * p.row_weight[:, None]).sum(0, dtype=torch.float64))
+        r_left = r if M is None else r - reducer.sum(p.row_weight.to(M.dtype) @ M)
         return D, r, M, p.family.feasible_dual(r_left, mean_Y)
 
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:

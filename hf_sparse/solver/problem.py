@@ -74,13 +74,17 @@ class Problem:
         factor = self.penalty(1.0, alpha, group).l1
         return score / factor
 
-    def loss(self, Z: torch.Tensor, shift: torch.Tensor | None = None) -> float:
-        """The weighted mean loss at predictions ``Z`` (plus ``shift``, (k,), added to every row), in row
-        chunks (no ``n x k`` temporary)."""
+    def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0) -> float:
+        """The weighted mean loss at predictions ``Z + t step``, in row chunks: a line search's trial point
+        is never made whole (an ``n x k`` float64 copy is 10 GB at the ImageNet shape). ``step``: (n, k),
+        or (k,) for a change of the bias alone."""
         rows = chunk_rows(Z.shape[1], Z.device)
         total = torch.zeros((), dtype=torch.float64, device=Z.device)
         for a in range(0, Z.shape[0], rows):
-            Zc = Z[a:a + rows] if shift is None else Z[a:a + rows] + shift
+            if step is None:
+                Zc = Z[a:a + rows]
+            else:
+                Zc = Z[a:a + rows] + t * (step if step.dim() == 1 else step[a:a + rows])
             losses = self.family.row_loss(Zc, self.Y[a:a + rows])
             total += (self.row_weight[a:a + rows] * losses).double().sum()
         return self.design.reducer.scalar(total)
