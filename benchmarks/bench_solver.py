@@ -25,7 +25,8 @@ first N-2 lambdas in sequence plus the last 2 (warm-started from the best soluti
 at the lambda before) and *estimates* the whole-path time by interpolating the
 missing lambdas' times, marked ``~`` in the table.  That estimate is low: the
 warm-started tail is far cheaper than glm_saga's own path reaches it (at k=10 it
-estimated 65 s for a path that takes 168 s).
+estimated 65 s for a path that takes 168 s).  ``--glm-saga-head N`` runs only its first N lambdas, no
+estimate: the summary then compares ours and glm_saga on those N lambdas alone (each point's own seconds).
 
 Examples::
 
@@ -33,7 +34,7 @@ Examples::
     python benchmarks/bench_solver.py --k 2 --solvers ours adelie glmnet
     python benchmarks/bench_solver.py --data sst2 --sst2-n 5000
     python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: ours, the floor, glm_saga x3
-    python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-lambdas 4
+    python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-head 5
     python benchmarks/bench_solver.py --proxy k10 --generator highrank --solvers ours glm_saga
 
 ``ours`` is ``fit_path(method="auto")``; ``ours_newton``, ``ours_block`` and ``ours_bound`` force one of its
@@ -118,8 +119,8 @@ def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
     else:
         kw = {}
     if name == "glm_saga":
-        cap = args.glm_saga_lambdas or None
-        tail = best_so_far if cap is not None and cap < len(lambdas) else None
+        cap = args.glm_saga_head or args.glm_saga_lambdas or None
+        tail = best_so_far if cap is not None and cap < len(lambdas) and not args.glm_saga_head else None
         return RUNNERS[name](X, y, lambdas, alpha, k=k, max_lambdas=cap, tail_warm_starts=tail,
                              nepochs=args.glm_saga_epochs, verbose=args.verbose)
     if name == "sklearn_saga":
@@ -275,6 +276,7 @@ def bench_one(args, k):
                          speedup_vs_glm_saga=sp_saga, speedup_vs_fastest_compiled=sp_fast,
                          worst_rel_subopt=worst, median_rel_subopt=med, n_scored=int(len(r)),
                          notes=res.notes, settings=res.settings))
+    head = _head_comparison(results, args.glm_saga_head)
     print(f"\n{'i':>3}{'lambda':>12}{'nnz feat':>9}{'nnz coef':>9}{'acc':>7}  best           " +
           "".join(f"{s[:12]:>13}" for s in results))
     for row in per_lambda:
@@ -283,7 +285,24 @@ def bench_one(args, k):
               "".join(f"{'-' if row['rel_subopt'][s] is None else format(row['rel_subopt'][s], '.1e'):>13}"
                       for s in results))
     return dict(data=desc, n=n, d=d, k=k, alpha=alpha, lam_max=lmax, lambdas=lambdas.tolist(),
-                fastest_compiled=fastest, solvers=rows, per_lambda=per_lambda, loadavg=load)
+                fastest_compiled=fastest, solvers=rows, per_lambda=per_lambda, loadavg=load, glm_saga_head=head)
+
+
+def _head_comparison(results, n_head: int):
+    """With ``--glm-saga-head N``: every solver's seconds on the path's first N lambdas against glm_saga's."""
+    saga = results.get("glm_saga")
+    if not n_head or saga is None or saga.per_lambda_seconds is None:
+        return None
+    saga_s = float(sum(t for t in saga.per_lambda_seconds[:n_head] if t is not None))
+    out = {"lambdas": n_head, "glm_saga_seconds": saga_s}
+    print(f"\non the first {n_head} lambdas (glm_saga's head; each point's own seconds): glm_saga {saga_s:.2f}s")
+    for name, res in results.items():
+        points = res.settings.get("metrics") if name.startswith("ours") else None
+        if points:
+            ours_s = float(sum(m["seconds"] for m in points[:n_head] if m is not None))
+            out[name] = {"seconds": ours_s, "speedup_vs_glm_saga": saga_s / ours_s}
+            print(f"  {name}: {ours_s:.2f}s, {saga_s / ours_s:.1f}x glm_saga")
+    return out
 
 
 # --------------------------------------------------------------------------- GPU ImageNet shape
@@ -420,6 +439,8 @@ def main(argv=None):
                     help="repeat ours and the compiled solvers, keep the fastest time")
     ap.add_argument("--glm-saga-lambdas", type=int, default=0,
                     help="0 = the whole path (default); N = first N-2 + last 2, the rest estimated (low)")
+    ap.add_argument("--glm-saga-head", type=int, default=0,
+                    help="N = glm_saga's first N lambdas only, compared with ours on those lambdas (no estimate)")
     ap.add_argument("--glm-saga-epochs", type=int, default=2000, help="glm_saga max epochs per lambda")
     ap.add_argument("--sklearn-tol", type=float, default=1e-6)
     ap.add_argument("--sklearn-max-iter", type=int, default=1000)

@@ -28,29 +28,30 @@ Example:
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import torch
 
+from .class_products import ClassPattern, class_grams
 from .coordinate_descent import elastic_net_cd
 from .families import softmax
+from .softmax_rows import PARALLEL_KERNEL
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
+#: blocks of at most this many slots are formed by the compiled row-tile kernel on the CPU, larger ones by batched
+#: BLAS, which spends its time gathering columns for small blocks (measured at 20,000 rows and 1,000 classes:
+#: 14 slots 98 ms against 496 ms, 22 slots 241 against 604 ms, 28 slots 442 against 609 ms, 45 slots 1.6 s
+#: against 0.86 s)
+COMPILED_MAX_SLOTS = 32
 _SLOW_RATE = 0.25  # keep older blocks while each step's predicted decrease is below this share of the last
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
 HESSIAN_ROWS: int | None = None
 _SHORT_STEP = 1e-3  # a fresh model's step shorter than this (or refused) is retried with damping
 _MIN_DAMPING, _MAX_DAMPING = 1e-6, 1e6  # relative to the blocks' mean diagonal entry
-
-
-#: One launch of the parallel kernel at a time: with numba's "workqueue" threading layer (where neither OpenMP nor
-#: TBB is available) two threads launching parallel kernels at once abort the process.
-_PARALLEL_KERNEL = threading.Lock()
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -104,6 +105,9 @@ class ClassBlocks:
         position = np.arange(len(col)) - np.repeat(np.cumsum(counts) - counts, counts)
         slots[for_class, position] = col
         slots[np.arange(k), counts] = m  # m: the ones column (bias)
+        if stride == 1 and p <= COMPILED_MAX_SLOTS and ClassPattern.applies(block.data):
+            H = torch.from_numpy(class_grams(block.data, h, slots, sizes))
+            return cls(block.design.reducer.sum(H).numpy(), slots, sizes)
         H = np.zeros((k, p, p))
         order = np.argsort(sizes, kind="stable")
         device = h.device
@@ -155,7 +159,7 @@ class ClassBlocks:
         w_ext = np.concatenate([w0, np.zeros((k, 1))], axis=1)
         gp[:] = g_ext[rows, self.slots]
         wp[:] = w_ext[rows, self.slots]
-        with _PARALLEL_KERNEL:  # numba's fallback threading layer (workqueue) aborts on concurrent launches
+        with PARALLEL_KERNEL:  # numba's fallback threading layer (workqueue) aborts on concurrent launches
             v = batched_cd(self.H, self.sizes, gp, wp, l1, l2, damping, max_sweeps, tol)
         out = w_ext.copy()
         used = np.arange(p)[None, :] < self.sizes[:, None]
@@ -229,10 +233,13 @@ def shared_moves(g, w, free, h, l1, l2):
     return t
 
 
-def _shared_curvature(problem, block, P: torch.Tensor, free_t: torch.Tensor) -> torch.Tensor:
+def _shared_curvature(problem, block, P: torch.Tensor, free_t: torch.Tensor, restricted: bool) -> torch.Tensor:
     """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the probability (``P``: (n, k)) of column
     ``j``'s moving classes (``free_t``: (k, m)): the loss's exact curvature along moving them together
-    (one ``n k m`` product)."""
+    (one ``n k m`` product, or with ``restricted`` only the moving pairs', :mod:`.class_products`)."""
+    if restricted:
+        pattern = ClassPattern.from_mask(free_t.bool())
+        return problem.design.reducer.sum(pattern.shared_curvature(block.data, P, problem.row_weight))
     dtype = problem.design.dtype
     w = problem.row_weight.to(dtype)
     out = torch.zeros(len(block.cols), dtype=torch.float64, device=P.device)
@@ -264,21 +271,36 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
     free_t = free.to(device=state.Z.device, dtype=design.dtype).contiguous()  # (k, m)
+    # at many classes each class has a few free columns of the working set: products over those alone
+    pattern = ClassPattern.from_mask(free_np) if ClassPattern.applies(block.data) else None
+    restricted_gradient = pattern is not None and pattern.pays("gradient")
+    restricted_matvec = pattern is not None and pattern.pays("matvec")
     steps = 0
 
     w = problem.row_weight.to(state.Z.dtype)[:, None]
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        P = softmax(state.Z)
-        R = (P - problem.Y.to(P.dtype)) * w
+        compiled = problem.softmax_rows(state.Z)
+        if compiled is not None:
+            P, R = compiled.probabilities(state.Z, residual=True)  # one pass over the rows
+        else:
+            P = softmax(state.Z)
+            R = (P - problem.Y.to(P.dtype)) * w
         grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
-        return P, block.rmatvec(R), grad_b - grad_b.mean()
+        if restricted_gradient:
+            grad_W = pattern.dense(reducer.sum(pattern.gradient(block.data, R)))  # zero off the free pairs
+        else:
+            grad_W = block.rmatvec(R)
+        return P, grad_W, grad_b - grad_b.mean()
 
     def take(dW, db, predicted) -> float:
         """The step with the line search; returns its length (0: none accepted)."""
         nonlocal W_set, objective
-        dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
+        if restricted_matvec:  # dW is zero off the free pairs
+            dZ = pattern.matvec(block.data, dW).to(state.Z.dtype)
+        else:
+            dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
         if db is not None:
             dZ += db.to(state.Z.dtype)
         t, trial, accepted = armijo_backtrack(
@@ -288,7 +310,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         W_set = W_set + t * dW
         if db is not None:
             state.b = state.b + t * db
-        state.Z = state.Z + t * dZ
+        state.Z.add_(dZ, alpha=t)  # in place: no second n x k array
         objective = trial
         return t
 
@@ -333,7 +355,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # the shared-feature moves, from the gradient where the block step left
             P, grad_W, _ = gradient()
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
-            h = _shared_curvature(problem, block, P, moving.to(free_t))
+            h = _shared_curvature(problem, block, P, moving.to(free_t), restricted=pattern is not None and pattern.pays("curvature"))
             del P
             moves = shared_moves(grad_W.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(), h.cpu().numpy(),
                                  penalty.l1, penalty.l2)

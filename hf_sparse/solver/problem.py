@@ -23,6 +23,7 @@ from .chunking import chunk_rows
 from .design import Design
 from .families import Family, Multilabel, get_family
 from .penalty import ElasticNet
+from .softmax_rows import SoftmaxRows, usable
 
 
 @dataclass
@@ -34,7 +35,9 @@ class Problem:
     row_weight: torch.Tensor  # (n_local,), sums to one over all processes
     n_outputs: int            # k of the public weight matrix
     binary_softmax: bool
+    labels: torch.Tensor | None = None  # (n_local,) classes, for the compiled softmax passes (multinomial, k > 2)
     _dual: tuple | None = field(default=None, repr=False)
+    _rows: SoftmaxRows | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, design: Design, y: torch.Tensor, *, family: str, n_outputs: int,
@@ -55,7 +58,16 @@ class Problem:
             w = sample_weight.to(device=device, dtype=torch.float64)
         total = design.reducer.scalar(w.sum())
         row_weight = (w / total).to(dtype)
-        return cls(design, internal, family, Y, row_weight, n_outputs, binary)
+        labels = y.long() if family == "multinomial" and not binary else None
+        return cls(design, internal, family, Y, row_weight, n_outputs, binary, labels)
+
+    def softmax_rows(self, Z: torch.Tensor, step: torch.Tensor | None = None) -> SoftmaxRows | None:
+        """The compiled row passes (:mod:`.softmax_rows`) where they apply to ``Z`` (and ``step``), else None."""
+        if self.labels is None or not usable(Z, step):
+            return None
+        if self._rows is None:
+            self._rows = SoftmaxRows(self.labels, self.row_weight)
+        return self._rows
 
     @property
     def internal_outputs(self) -> int:
@@ -78,6 +90,9 @@ class Problem:
         """The weighted mean loss at predictions ``Z + t step``, in row chunks: a line search's trial point
         is never made whole (an ``n x k`` float64 copy is 10 GB at the ImageNet shape). ``step``: (n, k),
         or (k,) for a change of the bias alone."""
+        compiled = self.softmax_rows(Z, step)
+        if compiled is not None:
+            return self.design.reducer.scalar(torch.tensor(compiled.loss(Z, step, t), dtype=torch.float64))
         rows = chunk_rows(Z.shape[1], Z.device)
         total = torch.zeros((), dtype=torch.float64, device=Z.device)
         for a in range(0, Z.shape[0], rows):
@@ -99,6 +114,9 @@ class Problem:
 
     def residual(self, Z: torch.Tensor) -> torch.Tensor:
         """Gradient of the weighted mean loss with respect to ``Z``."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            return compiled.residual(Z)
         R = self.unweighted_residual(Z)
         R *= self.row_weight[:, None].to(R.dtype)
         return R

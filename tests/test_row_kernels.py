@@ -1,0 +1,209 @@
+"""The compiled passes of the many-class solver: row losses and probabilities (``solver/softmax_rows.py``) and
+products restricted to each class's free columns (``solver/class_products.py``).
+
+References are written out in float64 torch/NumPy; the paths must not move when the compiled passes replace the
+torch ones (the switch is forced both ways here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hf_sparse.solver.class_products as class_products
+from hf_sparse.solver import fit_path
+from hf_sparse.solver.class_products import ClassPattern
+from hf_sparse.solver.design import Design
+from hf_sparse.solver.problem import Problem
+from hf_sparse.solver.softmax_rows import SoftmaxRows, usable
+
+from solver_reference import standardize
+
+
+def _rows(n=400, k=9, seed=0):
+    rng = np.random.default_rng(seed)
+    Z = torch.as_tensor(rng.standard_normal((n, k)) * 5)
+    step = torch.as_tensor(rng.standard_normal((n, k)))
+    bias = torch.as_tensor(rng.standard_normal(k))
+    y = torch.as_tensor(rng.integers(0, k, n))
+    w = torch.as_tensor(rng.random(n))
+    return Z, step, bias, y, w / w.sum()
+
+
+def _loss(Z, y, w):
+    """The weighted softmax cross-entropy written out (float64)."""
+    return float((w * (torch.logsumexp(Z, 1) - Z.gather(1, y[:, None])[:, 0])).sum())
+
+
+def test_row_losses_against_torch_in_float64():
+    Z, step, bias, y, w = _rows()
+    rows = SoftmaxRows(y, w.float())
+    w32 = w.float().double()  # the problem's row weights are in the features' precision
+    for got, want in [(rows.loss(Z), _loss(Z, y, w32)),
+                      (rows.loss(Z, step, 0.3), _loss(Z + 0.3 * step, y, w32)),
+                      (rows.loss(Z, bias, -0.7), _loss(Z - 0.7 * bias, y, w32))]:
+        assert abs(got - want) <= 1e-13 * abs(want)
+    huge = Z * 1e3  # max-shifted: no overflow at logits of thousands
+    assert abs(rows.loss(huge) - _loss(huge, y, w32)) <= 1e-12 * abs(_loss(huge, y, w32))
+
+
+def test_probabilities_and_residual_against_torch():
+    Z, _, _, y, w = _rows(seed=1)
+    rows = SoftmaxRows(y, w)
+    P, R = rows.probabilities(Z, residual=True)
+    Y = torch.nn.functional.one_hot(y, Z.shape[1]).double()
+    torch.testing.assert_close(P, torch.softmax(Z, 1), rtol=1e-14, atol=1e-16)
+    torch.testing.assert_close(R, w[:, None] * (torch.softmax(Z, 1) - Y), rtol=1e-14, atol=1e-18)
+    torch.testing.assert_close(rows.residual(Z), R, rtol=0, atol=0)
+
+
+def test_compiled_passes_apply_only_to_contiguous_float64_cpu_predictions():
+    Z = torch.zeros(5, 3, dtype=torch.float64)
+    assert usable(Z) and usable(Z, torch.zeros(3))
+    assert not usable(Z.float())
+    assert not usable(torch.zeros(3, 5, dtype=torch.float64).T)
+    assert not usable(Z, torch.zeros(3, 5, dtype=torch.float64).T)
+
+
+def test_problem_loss_is_the_same_with_and_without_the_compiled_pass(monkeypatch):
+    Z, step, bias, y, w = _rows(seed=2)
+    X = torch.randn(len(y), 4, dtype=torch.float64)
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
+                            n_outputs=Z.shape[1], sample_weight=w)
+    compiled = [problem.loss(Z), problem.loss(Z, step, 0.25), problem.loss(Z, bias, 2.0)]
+    assert problem.softmax_rows(Z) is not None
+    monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+    torch_path = [problem.loss(Z), problem.loss(Z, step, 0.25), problem.loss(Z, bias, 2.0)]
+    for a, b in zip(compiled, torch_path):
+        assert abs(a - b) <= 1e-13 * abs(b)
+    torch.testing.assert_close(problem.residual(Z), w[:, None] * (torch.softmax(Z, 1) - torch.nn.functional.one_hot(
+        y, Z.shape[1]).double()))
+
+
+def test_two_classes_and_multilabel_do_not_use_the_softmax_pass():
+    X = torch.randn(20, 3, dtype=torch.float64)
+    design = Design.build(X, device="cpu", dtype=torch.float64)
+    binary = Problem.build(design, torch.arange(20) % 2, family="multinomial", n_outputs=2, sample_weight=None)
+    multilabel = Problem.build(design, torch.ones(20, 2), family="multilabel", n_outputs=2, sample_weight=None)
+    Z = torch.zeros(20, 1, dtype=torch.float64)
+    assert binary.softmax_rows(Z) is None and multilabel.softmax_rows(torch.zeros(20, 2, dtype=torch.float64)) is None
+
+
+def test_conjugate_profile_is_the_same_with_and_without_the_compiled_pass(monkeypatch):
+    """The gap's softmax conjugate (``sum_i w_i sum_c q log q`` at ``q = Y + t D``), with a zero probability in it,
+    compiled and in torch, at several scales ``t``, and against the sum written out."""
+    import hf_sparse.solver.families as families
+
+    Z, _, _, y, w = _rows(seed=3)
+    P = torch.softmax(Z, 1)
+    P[0] = 0.0
+    P[0, y[0]] = 1.0  # a row with exact zeros (0 log 0 = 0)
+    Y = torch.nn.functional.one_hot(y, Z.shape[1]).float()
+    D = P - Y.double()
+    family = families.get_family("multinomial")
+    compiled = family.conjugate_profile(D, Y, w)
+    monkeypatch.setattr(families, "conjugate_terms", lambda D, Y: None)
+    reference = family.conjugate_profile(D, Y, w)
+    for t in (1.0, 0.7, 1e-3):
+        q = Y.double() + t * D
+        direct = float((w * torch.where(q > 0, q * torch.log(q.clamp_min(1e-300)), 0.0).sum(1)).sum())
+        assert abs(float(compiled(t)) - float(reference(t))) <= 1e-14
+        assert abs(float(compiled(t)) - direct) <= 1e-12
+
+
+# --------------------------------------------------------------------------- restricted products
+
+def _pattern_case(n=700, m=40, k=30, density=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    X = torch.as_tensor(rng.standard_normal((n, m)), dtype=torch.float32)
+    mask = rng.random((k, m)) < density
+    mask[3] = False  # a class without free columns
+    mask[:, 5] = False  # a column without free classes
+    mask[7, :] = True  # a class with all of them
+    return X, mask, rng
+
+
+def test_restricted_gradient_and_matvec_against_dense_float64():
+    X, mask, rng = _pattern_case()
+    k = mask.shape[0]
+    pattern = ClassPattern.from_mask(mask)
+    R = torch.as_tensor(rng.standard_normal((X.shape[0], k)))
+    dense = R.T @ X.double()
+    got = pattern.gradient(X, R)
+    torch.testing.assert_close(got, dense[torch.from_numpy(mask)], rtol=1e-12, atol=1e-11)
+    torch.testing.assert_close(pattern.dense(got), dense * torch.from_numpy(mask), rtol=1e-12, atol=1e-11)
+    W = torch.as_tensor(rng.standard_normal(mask.shape)) * torch.from_numpy(mask)
+    torch.testing.assert_close(pattern.matvec(X, W), X.double() @ W.T, rtol=1e-12, atol=1e-12)
+    assert pattern.density == pytest.approx(mask.mean())
+
+
+def test_restricted_shared_curvature_against_the_formula():
+    X, mask, rng = _pattern_case(seed=1)
+    n, k = X.shape[0], mask.shape[0]
+    P = torch.softmax(torch.as_tensor(rng.standard_normal((n, k)) * 3), 1)
+    w = torch.as_tensor(rng.random(n), dtype=torch.float32)
+    q = (P @ torch.from_numpy(mask).double()).clamp(0, 1)
+    expected = ((X.double() ** 2) * q * (1 - q) * w.double()[:, None]).sum(0)
+    torch.testing.assert_close(ClassPattern.from_mask(mask).shared_curvature(X, P, w), expected, rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_restricted_products_are_used_only_where_they_pay():
+    X = torch.zeros(10, 100)
+    sparse, middle = np.zeros((50, 100), bool), np.zeros((50, 100), bool)
+    sparse[:, :2] = True  # 2% free
+    middle[:, :10] = True  # 10%: dense BLAS wins the gradient, not the change of predictions
+    assert all(ClassPattern.from_mask(sparse).pays(p) for p in ("gradient", "matvec", "curvature"))
+    assert not ClassPattern.from_mask(middle).pays("gradient") and ClassPattern.from_mask(middle).pays("matvec")
+    assert not ClassPattern.from_mask(np.ones((50, 100), bool)).pays("matvec")
+    assert not ClassPattern.from_mask(np.zeros((0, 100), bool)).pays("curvature")
+    assert ClassPattern.applies(X)
+    assert not ClassPattern.applies(None)  # streamed columns: the dense products
+    assert not ClassPattern.applies(X.T)  # not contiguous
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_block_path_is_the_same_with_restricted_and_dense_products(monkeypatch, seed):
+    """The block method at 60 classes, all products restricted against all dense: both solved to a gap of 1e-9,
+    the same objectives to 1e-8, every point certified either way."""
+    rng = np.random.default_rng(seed)
+    n, d, k = 1500, 40, 60
+    X = np.maximum(rng.standard_normal((n, 8)) @ rng.standard_normal((8, d)) + 0.5 * rng.standard_normal((n, d)), 0)
+    W = 3 * rng.standard_normal((k, d)) * (rng.random((k, d)) < 0.1)
+    y = (standardize(X)[0] @ W.T + rng.gumbel(size=(n, k))).argmax(1)
+    y[:k] = np.arange(k)
+    kw = dict(n_lambdas=6, lambda_min_ratio=0.05, method="block", tol=1e-9)
+    monkeypatch.setattr(class_products, "MAX_DENSITY", dict.fromkeys(class_products.MAX_DENSITY, 1.0))
+    restricted = fit_path(X.astype(np.float32), y, **kw)
+    monkeypatch.setattr(class_products, "MAX_DENSITY", dict.fromkeys(class_products.MAX_DENSITY, -1.0))
+    dense = fit_path(X.astype(np.float32), y, **kw)
+    for a, b in zip(restricted, dense):
+        assert abs(a.metrics["objective"] - b.metrics["objective"]) <= 1e-8 * abs(b.metrics["objective"])
+        assert a.metrics["converged"] and b.metrics["converged"]
+    assert restricted[-1].metrics["nnz"] > 100
+
+
+def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
+    """Small class blocks come from the compiled row-tile kernel (1,000 rows: four tiles and a partial one); they
+    equal the batched-BLAS blocks and each class's Gram written out in float64."""
+    import hf_sparse.solver.block_newton as block_newton
+    from hf_sparse.solver.block_newton import ClassBlocks
+
+    rng = np.random.default_rng(4)
+    n, m, k = 1000, 15, 25
+    design = Design.build(torch.as_tensor(rng.standard_normal((n, 20))), device="cpu", dtype=torch.float64)
+    block = design.block(torch.arange(3, 3 + m))
+    h = torch.as_tensor(rng.random((n, k)))
+    free = rng.random((k, m)) < 0.3
+    free[0] = False
+    compiled = ClassBlocks.build(block, h, free)
+    assert compiled.slots.shape[1] <= block_newton.COMPILED_MAX_SLOTS
+    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 0)
+    blas = ClassBlocks.build(block, h, free)
+    np.testing.assert_allclose(compiled.H, blas.H, rtol=1e-12, atol=1e-12)
+    Xs = block.data.numpy()
+    for c in (0, 5, 24):
+        A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])
+        s = compiled.sizes[c]
+        np.testing.assert_allclose(compiled.H[c, :s, :s], A.T @ (A * h[:, c].numpy()[:, None]), rtol=1e-12)
