@@ -247,6 +247,8 @@ def bench_one(args, k):
     per_lambda = []
     for i, lam in enumerate(lambdas):
         bs = best_solver[i]
+        if bs is None:  # no solver reached this lambda (e.g. glm_saga alone, on its first lambdas)
+            continue
         W, b = results[bs].weights[i]
         acc = float(((X64 @ W.T + b).argmax(1) == y).mean())
         per_lambda.append(dict(
