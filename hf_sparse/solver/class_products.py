@@ -46,6 +46,13 @@ def _dot(a, b):
     return total
 
 
+@numba.njit(inline="always")
+def _tile(A, tile):
+    """Rows ``[tile * _TILE, (tile + 1) * _TILE)`` of ``A``, transposed (a row per column), contiguous, float64."""
+    a = tile * _TILE
+    return np.ascontiguousarray(A[a:min(A.shape[0], a + _TILE)].T).astype(np.float64)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _gradient(X, R, classes, indptr, cols):
     """``sum_i R[i, c] X[i, j]`` for the pattern's pairs: class ``classes[a]`` has the columns
@@ -55,9 +62,7 @@ def _gradient(X, R, classes, indptr, cols):
     parts = np.zeros((_PARTS, cols.shape[0]))
     for part in numba.prange(_PARTS):
         for tile in range(part, tiles, _PARTS):
-            a, b = tile * _TILE, min(n, (tile + 1) * _TILE)
-            XT = np.ascontiguousarray(X[a:b].T).astype(np.float64)
-            RT = np.ascontiguousarray(R[a:b].T)
+            XT, RT = _tile(X, tile), _tile(R, tile)
             for s in range(classes.shape[0]):
                 r = RT[classes[s]]
                 for p in range(indptr[s], indptr[s + 1]):
@@ -95,9 +100,8 @@ def _shared_curvature(X, P, weight, columns, indptr, classes):
     parts = np.zeros((_PARTS, columns.shape[0]))
     for part in numba.prange(_PARTS):
         for tile in range(part, tiles, _PARTS):
-            a, b = tile * _TILE, min(n, (tile + 1) * _TILE)
-            XT = np.ascontiguousarray(X[a:b].T).astype(np.float64)
-            PT = np.ascontiguousarray(P[a:b].T)
+            XT, PT = _tile(X, tile), _tile(P, tile)
+            a, b = tile * _TILE, tile * _TILE + XT.shape[1]
             w = weight[a:b]
             q = np.zeros(b - a)
             for s in range(columns.shape[0]):
