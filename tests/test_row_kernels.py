@@ -72,11 +72,15 @@ def test_problem_loss_is_the_same_with_and_without_the_compiled_pass(monkeypatch
     problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
                             n_outputs=Z.shape[1], sample_weight=w)
     compiled = [problem.loss(Z), problem.loss(Z, step, 0.25), problem.loss(Z, bias, 2.0)]
+    compiled_P, compiled_R = problem.probabilities_and_residual(Z)
     assert problem.softmax_rows(Z) is not None
     monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
     torch_path = [problem.loss(Z), problem.loss(Z, step, 0.25), problem.loss(Z, bias, 2.0)]
     for a, b in zip(compiled, torch_path):
         assert abs(a - b) <= 1e-13 * abs(b)
+    torch_P, torch_R = problem.probabilities_and_residual(Z)
+    torch.testing.assert_close(compiled_P, torch_P, rtol=1e-14, atol=1e-16)
+    torch.testing.assert_close(compiled_R, torch_R, rtol=1e-14, atol=1e-18)
     torch.testing.assert_close(problem.residual(Z), w[:, None] * (torch.softmax(Z, 1) - torch.nn.functional.one_hot(
         y, Z.shape[1]).double()))
 

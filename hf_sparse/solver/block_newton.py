@@ -36,7 +36,6 @@ import torch
 
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import elastic_net_cd
-from .families import softmax
 from .softmax_rows import PARALLEL_KERNEL
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
@@ -233,14 +232,15 @@ def shared_moves(g, w, free, h, l1, l2):
     return t
 
 
-def _shared_curvature(problem, block, P: torch.Tensor, free_t: torch.Tensor, restricted: bool) -> torch.Tensor:
+def _shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor, restricted: bool) -> torch.Tensor:
     """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the probability (``P``: (n, k)) of column
-    ``j``'s moving classes (``free_t``: (k, m)): the loss's exact curvature along moving them together
+    ``j``'s moving classes (``moving``: (k, m) bool): the loss's exact curvature along moving them together
     (one ``n k m`` product, or with ``restricted`` only the moving pairs', :mod:`.class_products`)."""
     if restricted:
-        pattern = ClassPattern.from_mask(free_t.bool())
+        pattern = ClassPattern.from_mask(moving)
         return problem.design.reducer.sum(pattern.shared_curvature(block.data, P, problem.row_weight))
     dtype = problem.design.dtype
+    free_t = moving.to(device=P.device, dtype=dtype)
     w = problem.row_weight.to(dtype)
     out = torch.zeros(len(block.cols), dtype=torch.float64, device=P.device)
     for start, stop, chunk in block.pieces(max(1, _PIECE_ENTRIES // max(len(block.cols), P.shape[1], 1))):
@@ -270,23 +270,18 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     W_set = state.W[:, cols].clone()
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
-    free_t = free.to(device=state.Z.device, dtype=design.dtype).contiguous()  # (k, m)
     # at many classes each class has a few free columns of the working set: products over those alone
     pattern = ClassPattern.from_mask(free_np) if ClassPattern.applies(block.data) else None
     restricted_gradient = pattern is not None and pattern.pays("gradient")
     restricted_matvec = pattern is not None and pattern.pays("matvec")
+    restricted_curvature = pattern is not None and pattern.pays("curvature")
     steps = 0
 
     w = problem.row_weight.to(state.Z.dtype)[:, None]
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        compiled = problem.softmax_rows(state.Z)
-        if compiled is not None:
-            P, R = compiled.probabilities(state.Z, residual=True)  # one pass over the rows
-        else:
-            P = softmax(state.Z)
-            R = (P - problem.Y.to(P.dtype)) * w
+        P, R = problem.probabilities_and_residual(state.Z)
         grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
         if restricted_gradient:
             grad_W = pattern.dense(reducer.sum(pattern.gradient(block.data, R)))  # zero off the free pairs
@@ -355,7 +350,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # the shared-feature moves, from the gradient where the block step left
             P, grad_W, _ = gradient()
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
-            h = _shared_curvature(problem, block, P, moving.to(free_t), restricted=pattern is not None and pattern.pays("curvature"))
+            h = _shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
             del P
             moves = shared_moves(grad_W.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(), h.cpu().numpy(),
                                  penalty.l1, penalty.l2)

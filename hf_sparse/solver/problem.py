@@ -21,7 +21,7 @@ import torch
 
 from .chunking import chunk_rows
 from .design import Design
-from .families import Family, Multilabel, get_family
+from .families import Family, Multilabel, get_family, softmax
 from .penalty import ElasticNet
 from .softmax_rows import SoftmaxRows, usable
 
@@ -120,6 +120,15 @@ class Problem:
         R = self.unweighted_residual(Z)
         R *= self.row_weight[:, None].to(R.dtype)
         return R
+
+    def probabilities_and_residual(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Softmax's row probabilities ``P`` and the weighted residual ``w (P - Y)`` (multinomial): one compiled
+        pass where it applies (:mod:`.softmax_rows`)."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            return compiled.probabilities(Z, residual=True)
+        P = softmax(Z)
+        return P, (P - self.Y.to(P.dtype)) * self.row_weight[:, None].to(P.dtype)
 
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
         return self.family.curvature(Z) * self.row_weight[:, None]
