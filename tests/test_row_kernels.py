@@ -56,6 +56,26 @@ def test_probabilities_and_residual_against_torch():
     torch.testing.assert_close(P, torch.softmax(Z, 1), rtol=1e-14, atol=1e-16)
     torch.testing.assert_close(R, w[:, None] * (torch.softmax(Z, 1) - Y), rtol=1e-14, atol=1e-18)
     torch.testing.assert_close(rows.residual(Z), R, rtol=0, atol=0)
+    torch.testing.assert_close(rows.unweighted_residual(Z), torch.softmax(Z, 1) - Y, rtol=1e-14, atol=1e-15)
+    # written into kept arrays: the same numbers, the same objects
+    P_out, R_out = torch.full_like(Z, np.nan), torch.full_like(Z, np.nan)
+    P2, R2 = rows.probabilities(Z, residual=True, out=(P_out, R_out))
+    assert P2 is P_out and R2 is R_out
+    torch.testing.assert_close(P2, P, rtol=0, atol=0)
+    torch.testing.assert_close(R2, R, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="contiguous float64"):
+        rows.probabilities(Z, residual=True, out=(P_out.float(), R_out))
+
+
+def test_the_vectorized_exp_over_the_whole_range():
+    # logits spread over [-800, 0] after the shift: the reference rounds too: within a few ulps, and 0 (or 1e-307) below -707
+    x = torch.linspace(-800, 0, 100_001, dtype=torch.float64)
+    Z = torch.stack([x, torch.zeros_like(x)], 1).contiguous()
+    P = SoftmaxRows(torch.zeros(len(x), dtype=torch.long), torch.ones(len(x))).probabilities(Z)
+    want = torch.exp(x) / (1 + torch.exp(x))
+    normal = x > -700
+    assert float(((P[normal, 0] - want[normal]).abs() / want[normal]).max()) < 1e-15
+    assert float(P[~normal, 0].max()) < 1e-300
 
 
 def test_compiled_passes_apply_only_to_contiguous_float64_cpu_predictions():
@@ -114,6 +134,26 @@ def test_conjugate_profile_is_the_same_with_and_without_the_compiled_pass(monkey
         direct = float((w * torch.where(q > 0, q * torch.log(q.clamp_min(1e-300)), 0.0).sum(1)).sum())
         assert abs(float(compiled(t)) - float(reference(t))) <= 1e-14
         assert abs(float(compiled(t)) - direct) <= 1e-12
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_conjugate_of_many_tiny_probabilities_is_not_floored(monkeypatch, compiled):
+    """999 classes at probability ~1e-13 (classes without examples, pushed down by their bias): ``q log q`` of each
+    counts. A floor of 1e-12 under the log (as there was) is off by 2e-10 here, which made the gap at the first
+    point of a 1,000-class, 300-row path -9e-12 of the objective (reported as a failed certificate)."""
+    import hf_sparse.solver.families as families
+
+    if not compiled:
+        monkeypatch.setattr(families, "conjugate_terms", lambda D, Y: None)
+    Z = torch.full((4, 1000), -30.0, dtype=torch.float64)
+    Z[:, 0] = 0.0
+    y = torch.zeros(4, dtype=torch.long)
+    Y = torch.nn.functional.one_hot(y, 1000).float()
+    P = torch.softmax(Z, 1)
+    w = torch.full((4,), 0.25, dtype=torch.float64)
+    profile = families.get_family("multinomial").conjugate_profile(P - Y.double(), Y, w)
+    exact = float((P * torch.log(P)).sum(1).mean())  # every q > 0 here
+    assert abs(float(profile(1.0)) - exact) <= 1e-12 * abs(exact)  # the floor was 8% off
 
 
 # --------------------------------------------------------------------------- restricted products

@@ -14,7 +14,8 @@ import torch
 import hf_sparse.solver.block_newton as block_newton
 import hf_sparse.solver.newton as newton
 from hf_sparse.solver import fit_path
-from hf_sparse.solver.block_newton import ClassBlocks, shared_moves
+from hf_sparse.solver.block_newton import ClassBlocks
+from hf_sparse.solver.shared_moves import shared_moves
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.fit import BLOCK_MIN_CLASSES, BOUND_MIN_CLASSES
 
@@ -242,11 +243,8 @@ def test_classes_without_examples_still_certify_every_point():
         assert not a.weight[300:].any()  # no examples, no weights
 
 
-def test_a_stalled_point_gets_its_bias_polished_whatever_the_rest_of_its_gap():
-    """The gap check polishes the bias only when the rest of the gap is already below tol; the path's last try
-    at a stalled point (``force_polish``) polishes it anyway. A solved point with its biases pushed off by up to
-    3e-5 and one weight by 2e-3: the plain check leaves the bias's share in the gap, the forced one removes it
-    (at the k=100 proxy two points stalled at gaps of 3.5e-6 and 5.7e-6 without this; 25 of 25 certified with it)."""
+def _pushed_point(weight_push: float):
+    """A solved point (k=40) with its biases pushed off by up to 3e-5 and one weight by ``weight_push``."""
     from hf_sparse.solver.path_fitter import _PathFitter
     from hf_sparse.solver.problem import Problem
 
@@ -259,11 +257,28 @@ def test_a_stalled_point_gets_its_bias_polished_whatever_the_rest_of_its_gap():
     shift = torch.linspace(-1, 1, 40, dtype=torch.float64) * 3e-5
     fitter.state.b += shift - shift.mean()
     c, j = (int(v) for v in torch.nonzero(fitter.state.W)[0])
-    fitter.state.W[c, j] += 2e-3
+    fitter.state.W[c, j] += weight_push
     fitter.state.refresh(problem, torch.nonzero(fitter.state.W.abs().sum(0) > 0).flatten())
-    pen = problem.penalty(lam, 0.99, False)
-    plain = fitter._check(pen)
-    assert float(fitter._dual_point()[3][0].max()) > 1e-6  # the bias was left as it was
-    forced = fitter._check(pen, force_polish=True)
-    assert forced.gap < plain.gap / 4, (plain.gap, forced.gap)
-    assert float(fitter._dual_point()[3][0].max()) < 1e-12  # the bias polished: its dual fix is gone
+    return fitter, problem.penalty(lam, 0.99, False)
+
+
+def test_a_stalled_point_gets_its_bias_polished_whatever_the_rest_of_its_gap():
+    """The gap check polishes the bias when the rest of the gap is below tol or the gap is within
+    ``_POLISH_ANYWAY`` times tol; the path's last try at a stalled point (``force_polish``) polishes it
+    whatever the gap (at the k=100 proxy two points stalled at gaps of 3.5e-6 and 5.7e-6 without this)."""
+    from hf_sparse.solver.path_fitter import _POLISH_ANYWAY
+
+    far, pen = _pushed_point(2e-2)  # a gap of ~2e-3: far from tol, and not from the bias
+    plain = far._check(pen)
+    assert plain.gap > _POLISH_ANYWAY * 1e-6 * plain.objective
+    assert float(far._dual_point()[3][0].max()) > 1e-6  # the bias was left as it was
+    forced = far._check(pen, force_polish=True)
+    assert forced.gap < plain.gap
+    assert float(far._dual_point()[3][0].max()) < 1e-9  # the bias polished to the polish's target (1e-2 tol / log k)
+
+    near, pen = _pushed_point(2e-3)  # a gap of ~2e-5: within a hundred times tol
+    unpolished = near._check(pen, polish=False)
+    assert float(near._dual_point()[3][0].max()) > 1e-6
+    polished = near._check(pen)
+    assert float(near._dual_point()[3][0].max()) < 1e-9
+    assert polished.gap < unpolished.gap / 4, (unpolished.gap, polished.gap)

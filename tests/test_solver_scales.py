@@ -229,8 +229,8 @@ def test_negative_gap_is_reported_not_clipped(monkeypatch):
     """Whatever the cause, a gap below the rounding floor is not accepted: converged=False and a warning."""
     original = _PathFitter._check
 
-    def broken(self, pen):
-        check = original(self, pen)
+    def broken(self, pen, **kwargs):
+        check = original(self, pen, **kwargs)
         if bool((self.state.W != 0).any()):  # every point but the all-zero first one
             check.gap = -1e-7 * abs(check.objective)
         return check

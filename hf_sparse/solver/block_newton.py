@@ -17,7 +17,7 @@ Alone, these blocks converge slowly (measured: 2-3 times the coupled Newton's st
 left uncertified): softmax is flat along a constant added to every class, and the blocks
 overstate the curvature along "move all of a feature's classes together", the direction of the
 model's smallest generalized eigenvalues. So each step is followed by the exact 1-D minimizer
-along that move for every feature at once (:func:`shared_moves`, with the loss's true curvature
+along that move for every feature at once (:func:`~.shared_moves.shared_moves`, with the loss's true curvature
 along it). Steps are taken with the Newton line search; the path's duality gap certifies every point.
 
 Example:
@@ -36,6 +36,7 @@ import torch
 
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import elastic_net_cd
+from .shared_moves import shared_curvature, shared_moves
 from .softmax_rows import PARALLEL_KERNEL
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
@@ -166,87 +167,28 @@ class ClassBlocks:
         return out[:, :-1]
 
 
-# --------------------------------------------------------------------------- the shared-feature moves
+@dataclass
+class _Workspace:
+    """The ``n x k`` arrays one call of the block solver rewrites at every step, where the compiled passes run
+    (``None`` elsewhere: the torch code makes its own)."""
 
-@numba.njit(cache=True, nogil=True)
-def shared_moves(g, w, free, h, l1, l2):
-    """Per column ``j``, the exact minimizer ``t_j`` of the 1-D model along moving every free class's
-    weight of that column together (``W[c, j] += t`` for the free ``c``):
+    P_and_R: tuple[torch.Tensor, torch.Tensor] | None
+    step: torch.Tensor | None
+    curvatures: torch.Tensor | None
 
-        sum_c g[c, j] t + h[j] t^2 / 2 + sum_c (l1 |w[c, j] + t| + l2/2 (w[c, j] + t)^2)   (free c)
+    @classmethod
+    def for_problem(cls, problem, Z: torch.Tensor) -> "_Workspace":
+        if problem.softmax_rows(Z) is None:
+            return cls(None, None, None)
+        return cls((torch.empty_like(Z), torch.empty_like(Z)), torch.empty_like(Z),
+                   torch.empty(Z.shape, dtype=problem.design.dtype))
 
-    ``g`` (k, m) the gradient, ``w`` (k, m) the weights, ``h`` (m,) the loss's curvature along the move.
-    Softmax is flat along a constant added to every class, so this curvature is small where the
-    free classes hold most of the probability, which is where class-diagonal blocks overstate it.
-    Returns ``t`` (m,). The model is piecewise quadratic with kinks at ``t = -w[c, j]``: scanned in order.
-    """
-    k, m = g.shape
-    t = np.zeros(m)
-    b = np.empty(k)
-    for j in range(m):
-        n_free = 0
-        a = 0.0
-        sw = 0.0
-        for c in range(k):
-            if free[c, j]:
-                b[n_free] = -w[c, j]
-                n_free += 1
-                a += g[c, j]
-                sw += w[c, j]
-        if n_free == 0:
-            continue
-        kinks = np.sort(b[:n_free])
-        slope = h[j] + l2 * n_free
-        const = a + l2 * sw
-        # D(t) = const + slope t + l1 (#(kinks < t) - #(kinks > t)): nondecreasing
-        below = 0  # kinks strictly below the current interval
-        found = False
-        i = 0
-        while True:
-            upper = kinks[i] if i < n_free else np.inf
-            lower = kinks[i - 1] if i > 0 else -np.inf
-            # inside (lower, upper): below = i kinks under t, n_free - i above
-            if slope > 0.0:
-                root = -(const + l1 * (2 * below - n_free)) / slope
-                if lower < root < upper:
-                    t[j] = root
-                    found = True
-                    break
-            if i >= n_free:
-                break
-            # the kink at upper (with its multiplicity)
-            mult = 1
-            while i + mult < n_free and kinks[i + mult] == upper:
-                mult += 1
-            # the derivative just below the kink and just above it
-            left = const + slope * upper + l1 * (2 * below - n_free)
-            right = const + slope * upper + l1 * (2 * (below + mult) - n_free)
-            if left <= 0.0 <= right:
-                t[j] = upper
-                found = True
-                break
-            below += mult
-            i += mult
-        if not found:
-            t[j] = 0.0
-    return t
-
-
-def _shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor, restricted: bool) -> torch.Tensor:
-    """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the probability (``P``: (n, k)) of column
-    ``j``'s moving classes (``moving``: (k, m) bool): the loss's exact curvature along moving them together
-    (one ``n k m`` product, or with ``restricted`` only the moving pairs', :mod:`.class_products`)."""
-    if restricted:
-        pattern = ClassPattern.from_mask(moving)
-        return problem.design.reducer.sum(pattern.shared_curvature(block.data, P, problem.row_weight))
-    dtype = problem.design.dtype
-    free_t = moving.to(device=P.device, dtype=dtype)
-    w = problem.row_weight.to(dtype)
-    out = torch.zeros(len(block.cols), dtype=torch.float64, device=P.device)
-    for start, stop, chunk in block.pieces(max(1, _PIECE_ENTRIES // max(len(block.cols), P.shape[1], 1))):
-        q = (P[start:stop].to(dtype) @ free_t).clamp(0, 1)
-        out += ((chunk * chunk) * (q * (1 - q)) * w[start:stop, None]).sum(0, dtype=torch.float64)
-    return problem.design.reducer.sum(out)
+    def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The rows' curvatures ``w p (1 - p)`` in ``dtype``; kept arrays: made in ``P`` (overwritten) and copied."""
+        if self.curvatures is None:
+            return (P * (1 - P) * w).to(dtype)
+        P.addcmul_(P, P, value=-1.0).mul_(w)
+        return self.curvatures.copy_(P)
 
 
 def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.Tensor, *, tol: float,
@@ -258,11 +200,16 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     fast; damped Levenberg-Marquardt style when a fresh one's step falls short) minimized for all
     classes at once, taken with the line search; then, from the gradient there, every column's
     free classes moved together by the exact 1-D minimizer along that move
-    (:func:`shared_moves`, all columns at once), again with the line search. The blocks overstate
+    (:func:`~.shared_moves.shared_moves`, all columns at once), again with the line search. The blocks overstate
     the curvature along those moves (softmax is flat along a constant added to every class), where
-    alone they converge slowly. Multinomial without group penalty only.
+    alone they converge slowly. The call ends when neither model sees anything left to gain; if the blocks were
+    formed at an earlier point, ``state.stale_model`` says so and the path's gap check decides whether fresh ones
+    are needed (most points are certified already: forming them again to confirm cost a fifth of the steps).
+    Multinomial without group penalty only.
     """
     from .newton import armijo_backtrack  # newton imports this module for its class blocks
+
+    state.stale_model = False
 
     design = problem.design
     reducer = design.reducer
@@ -278,10 +225,13 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     steps = 0
 
     w = problem.row_weight.to(state.Z.dtype)[:, None]
+    # the compiled passes write into arrays kept for the call: a fresh n x k array a step costs its page
+    # faults (at 20,000 x 1,000, 35 ms each, as much as the pass itself)
+    kept = _Workspace.for_problem(problem, state.Z)
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        P, R = problem.probabilities_and_residual(state.Z)
+        P, R = problem.probabilities_and_residual(state.Z, out=kept.P_and_R)
         grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
         if restricted_gradient:
             grad_W = pattern.dense(reducer.sum(pattern.gradient(block.data, R)))  # zero off the free pairs
@@ -293,7 +243,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         """The step with the line search; returns its length (0: none accepted)."""
         nonlocal W_set, objective
         if restricted_matvec:  # dW is zero off the free pairs
-            dZ = pattern.matvec(block.data, dW).to(state.Z.dtype)
+            dZ = pattern.matvec(block.data, dW, out=kept.step)
         else:
             dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
         if db is not None:
@@ -315,7 +265,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         scale = tol * max(abs(objective), 1e-12)
         P, grad_W, grad_b = gradient()
         if blocks is None:
-            blocks = ClassBlocks.build(block, (P * (1 - P) * w).to(design.dtype), free_np,
+            blocks = ClassBlocks.build(block, kept.curvature(P, w, design.dtype), free_np,
                                        stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)))
             fresh = True  # formed at the current point (until a step moves it)
         del P
@@ -350,7 +300,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # the shared-feature moves, from the gradient where the block step left
             P, grad_W, _ = gradient()
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
-            h = _shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
+            h = shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
             del P
             moves = shared_moves(grad_W.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(), h.cpu().numpy(),
                                  penalty.l1, penalty.l2)
@@ -362,8 +312,9 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         else:
             shared_done = True
         if block_done and shared_done:
-            if fresh or blocks is None:
-                break
-            blocks = None  # older blocks see nothing left: new ones decide
+            # older blocks that see nothing left end the call too: the path's gap check decides
+            # whether fresh ones are needed (most often the point is certified already)
+            state.stale_model = not fresh
+            break
     state.W[:, cols] = W_set
     return steps

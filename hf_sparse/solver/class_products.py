@@ -167,17 +167,21 @@ class ClassPattern:
         out[torch.from_numpy(self.mask)] = values.double()
         return out
 
-    def matvec(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        """``X W^T`` (n, k) float64 for a ``W`` (k, m) that is zero off the free pairs."""
+    def matvec(self, X: torch.Tensor, W: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``X W^T`` (n, k) float64 for a ``W`` (k, m) that is zero off the free pairs, into ``out`` if given
+        (contiguous float64, overwritten)."""
         values = W.double()[torch.from_numpy(self.mask)].numpy()
-        out = torch.zeros(X.shape[0], self.mask.shape[0], dtype=torch.float64)
+        if out is None:
+            out = torch.zeros(X.shape[0], self.mask.shape[0], dtype=torch.float64)
+        else:
+            out.zero_()  # the kernel writes the classes with free pairs only
         with PARALLEL_KERNEL:
             _matvec(X.numpy(), values, self.classes, self.indptr, self.cols, out.numpy())
         return out
 
     def shared_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Per column ``j``: ``sum_i w_i x_ij^2 q_ij (1 - q_ij)``, ``q_ij`` the probability of ``j``'s free classes
-        (see :func:`~.block_newton.shared_moves`), float64 (this process's rows)."""
+        (see :func:`~.shared_moves.shared_moves`), float64 (this process's rows)."""
         columns, indptr, classes = _compressed(self.mask.T)
         out = torch.zeros(self.mask.shape[1], dtype=torch.float64)
         if len(columns):

@@ -18,9 +18,9 @@ import math
 import torch
 
 from .chunking import chunk_rows
+from .empty_classes import EmptyClassShift
 from .softmax_rows import conjugate_terms
 
-_EPS = 1e-12
 
 
 def softmax(Z: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,9 @@ def softmax(Z: torch.Tensor) -> torch.Tensor:
 
 
 def _xlogx(p: torch.Tensor) -> torch.Tensor:
-    return torch.where(p > 0, p * torch.log(p.clamp_min(_EPS)), torch.zeros_like(p))
+    # the clamp only keeps log(0) out of the branch where() discards: a floor like 1e-12 biased the many tiny
+    # probabilities of classes without examples (a gap of -9e-12 of the objective at 1,000 classes and 300 rows)
+    return torch.where(p > 0, p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny)), torch.zeros_like(p))
 
 
 class Family:
@@ -89,7 +91,7 @@ class Family:
         """
         raise NotImplementedError
 
-    def empty_class_shift(self, D: torch.Tensor, Y: torch.Tensor, mean_Y: torch.Tensor) -> torch.Tensor | None:
+    def empty_class_shift(self, D: torch.Tensor, Y: torch.Tensor, mean_Y: torch.Tensor) -> EmptyClassShift | None:
         """A row-wise change ``M`` of the dual point that zeroes the outputs no (weighted) row has:
         no feasible dual point gives them mass. ``None`` when there is nothing to change."""
         return None
@@ -173,14 +175,8 @@ class Multinomial(Family):
         return p_sum - y_sum, torch.diag(p_sum) - PP
 
     def empty_class_shift(self, D, Y, mean_Y):
-        empty = mean_Y <= 0
-        if not bool(empty.any()):
-            return None
         # a class without examples: its probability moves to each row's own class
-        P_empty = (D + Y)[:, empty]
-        M = torch.zeros_like(D)
-        M[:, empty] = P_empty
-        return M - Y * P_empty.sum(1, keepdim=True)
+        return EmptyClassShift.of(D, Y, mean_Y)
 
     def feasible_dual(self, r, mean_Y):
         r = r - r.mean()  # softmax rows sum to one: r sums to zero but for rounding

@@ -99,7 +99,6 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     """
     if (problem.family.name == "multinomial" and not penalty.group and free.shape[0] >= 3 and not _CLASS_LOOP
             and (not coupled or int(free.sum()) + free.shape[0] > _COUPLED_MAX_COORDS)):
-        state.stale_model = False  # past the coupled Hessian's size: class blocks and shared moves
         return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
     block = problem.design.block(cols)
     reducer = problem.design.reducer

@@ -69,6 +69,10 @@ class Problem:
             self._rows = SoftmaxRows(self.labels, self.row_weight)
         return self._rows
 
+    def class_labels(self) -> torch.Tensor:
+        """Each row's class (n_local,), for a softmax head (from the one-hot targets where ``labels`` is not kept)."""
+        return self.labels if self.labels is not None else self.Y.argmax(1)
+
     @property
     def internal_outputs(self) -> int:
         return self.Y.shape[1]
@@ -106,6 +110,9 @@ class Problem:
 
     def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
         """``dloss_i / dZ_i`` per row (before the row weights), made in row chunks (one ``n x k`` array)."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            return compiled.unweighted_residual(Z)
         out = torch.empty_like(Z)
         rows = chunk_rows(Z.shape[1], Z.device)
         for a in range(0, Z.shape[0], rows):
@@ -121,12 +128,13 @@ class Problem:
         R *= self.row_weight[:, None].to(R.dtype)
         return R
 
-    def probabilities_and_residual(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def probabilities_and_residual(self, Z: torch.Tensor, out=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax's row probabilities ``P`` and the weighted residual ``w (P - Y)`` (multinomial): one compiled
-        pass where it applies (:mod:`.softmax_rows`)."""
+        pass where it applies (:mod:`.softmax_rows`), written into ``out = (P, R)`` if given (the torch code,
+        which makes new arrays, ignores it)."""
         compiled = self.softmax_rows(Z)
         if compiled is not None:
-            return compiled.probabilities(Z, residual=True)
+            return compiled.probabilities(Z, residual=True, out=out)
         P = softmax(Z)
         return P, (P - self.Y.to(P.dtype)) * self.row_weight[:, None].to(P.dtype)
 

@@ -32,28 +32,74 @@ PARALLEL_KERNEL = threading.Lock()
 _PLAIN, _FULL_STEP, _BIAS_STEP = 0, 1, 2
 
 
+_BLOCK = 64  # rows per parallel task (each task keeps one row's scratch)
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact (fdlibm's constants)
+_LN2_LO = 1.90821492927058770002e-10
+
+
 @numba.njit(inline="always")
-def _entry(Z, S, s, t, mode, i, c):
-    """``Z + t S`` (mode 1), ``Z + t s`` with a bias step ``s`` (mode 2), or ``Z`` (mode 0), at ``(i, c)``."""
-    if mode == 1:
-        return Z[i, c] + t * S[i, c]
-    if mode == 2:
-        return Z[i, c] + t * s[c]
-    return Z[i, c]
+def _exp_split(x, powers, c):
+    """``exp(x)`` for ``x <= 0``, in two parts that vectorize (numba's ``math.exp`` is a scalar call): returns
+    ``exp(r)``, ``|r| <= ln 2 / 2``, and writes the bits of ``2^m`` to ``powers[c]`` (``x = m ln 2 + r``).
+    Taylor to degree 13 (truncation below 1e-17): within 1 ulp of libm on [-700, 0]; ``x`` below -707 is
+    taken as -707 (``exp`` of it is 1e-307, nothing beside a row's largest entry, which is 1)."""
+    x = max(x, -707.0)
+    m = math.floor(x * _LOG2E + 0.5)
+    r = (x - m * _LN2_HI) - m * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    powers[c] = (np.int64(m) + 1023) << 52
+    return p
+
+
+@numba.njit(inline="always")
+def _exp_row(x, out, powers):
+    """``out = exp(x - max(x))`` for one row; returns ``(max(x), sum(out))``."""
+    k = x.shape[0]
+    top = -np.inf
+    for c in range(k):
+        top = max(top, x[c])
+    for c in range(k):
+        out[c] = _exp_split(x[c] - top, powers, c)
+    scale = powers.view(np.float64)
+    total = 0.0
+    for c in range(k):
+        out[c] *= scale[c]
+        total += out[c]
+    return top, total
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _weighted_loss(Z, S, s, t, mode, labels, weight):
+    """``sum_i weight_i (logsumexp(z_i) - z_i[label_i])`` at ``z = Z + t S`` (mode 1), ``Z + t s`` with a bias
+    step ``s`` (mode 2), or ``Z`` (mode 0)."""
     n, k = Z.shape
     out = np.zeros(n)
-    for i in numba.prange(n):
-        top = -np.inf
-        for c in range(k):
-            top = max(top, _entry(Z, S, s, t, mode, i, c))
-        total = 0.0
-        for c in range(k):
-            total += math.exp(_entry(Z, S, s, t, mode, i, c) - top)
-        out[i] = weight[i] * (math.log(total) + top - _entry(Z, S, s, t, mode, i, labels[i]))
+    for block in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        x, e, powers = np.empty(k), np.empty(k), np.empty(k, np.int64)
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            for c in range(k):
+                if mode == 1:
+                    x[c] = Z[i, c] + t * S[i, c]
+                elif mode == 2:
+                    x[c] = Z[i, c] + t * s[c]
+                else:
+                    x[c] = Z[i, c]
+            top, total = _exp_row(x, e, powers)
+            out[i] = weight[i] * (math.log(total) + top - x[labels[i]])
     return out.sum()
 
 
@@ -62,22 +108,17 @@ def _probabilities(Z, labels, weight, P, R):
     """Row softmax into ``P``; with ``R`` of ``Z``'s shape also ``R = weight (P - onehot(labels))``."""
     n, k = Z.shape
     residual = R.shape[0] == n
-    for i in numba.prange(n):
-        top = -np.inf
-        for c in range(k):
-            top = max(top, Z[i, c])
-        total = 0.0
-        for c in range(k):
-            e = math.exp(Z[i, c] - top)
-            P[i, c] = e
-            total += e
-        scale = 1.0 / total
-        for c in range(k):
-            P[i, c] *= scale
-        if residual:
+    for block in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        e, powers = np.empty(k), np.empty(k, np.int64)
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            _, total = _exp_row(Z[i], e, powers)
+            scale = 1.0 / total
             for c in range(k):
-                R[i, c] = weight[i] * P[i, c]
-            R[i, labels[i]] -= weight[i]
+                P[i, c] = e[c] * scale
+            if residual:
+                for c in range(k):
+                    R[i, c] = weight[i] * P[i, c]
+                R[i, labels[i]] -= weight[i]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -92,7 +133,7 @@ def _conjugate_terms(D, Y, a, others):
             first -= D[i, c] * y
             q = D[i, c] + y
             if q > 0.0:
-                rest += (1.0 - y) * q * math.log(max(q, 1e-12))
+                rest += (1.0 - y) * q * math.log(q)
         a[i] = first
         others[i] = rest
 
@@ -124,6 +165,7 @@ class SoftmaxRows:
     def __init__(self, labels: torch.Tensor, weight: torch.Tensor):
         self.labels = labels.detach().cpu().numpy().astype(np.int64)
         self.weight = weight.detach().cpu().double().numpy()
+        self._ones = None  # unit weights, made when first needed
 
     def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0) -> float:
         """``sum_i weight_i loss_i(Z_i + t step_i)`` (this process's rows); ``step`` (n, k), or (k,) for a
@@ -139,13 +181,34 @@ class SoftmaxRows:
         with PARALLEL_KERNEL:
             return float(_weighted_loss(Zn, *args, self.labels, self.weight))
 
-    def probabilities(self, Z: torch.Tensor, residual: bool = False):
-        """The row softmax ``P``; with ``residual`` also ``(P, weight (P - Y))`` (the loss's gradient in ``Z``)."""
-        P = torch.empty_like(Z)
-        R = torch.empty_like(Z) if residual else torch.empty(0, 0, dtype=Z.dtype)
+    def probabilities(self, Z: torch.Tensor, residual: bool = False, out=None):
+        """The row softmax ``P``; with ``residual`` also ``(P, weight (P - Y))`` (the loss's gradient in ``Z``).
+
+        ``out``: ``P``, or ``(P, R)`` with ``residual``, to write into (contiguous float64, ``Z``'s shape): a solver
+        that makes them at every step keeps them (a fresh ``n x k`` array costs its page faults, at 20,000 x 1,000
+        about as much as the pass itself).
+        """
+        if out is None:
+            P = torch.empty_like(Z)
+            R = torch.empty_like(Z) if residual else None
+        else:
+            P, R = out if residual else (out, None)
+            if not all(usable(A) and A.shape == Z.shape for A in ((P, R) if residual else (P,))):
+                raise ValueError("out must be contiguous float64 CPU tensors of Z's shape")
+        if R is None:
+            R = torch.empty(0, 0, dtype=Z.dtype)
         with PARALLEL_KERNEL:
             _probabilities(Z.numpy(), self.labels, self.weight, P.numpy(), R.numpy())
         return (P, R) if residual else P
+
+    def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
+        """``P - Y`` (the dual point of the gap check), one pass."""
+        if self._ones is None:
+            self._ones = np.ones_like(self.weight)
+        R = torch.empty_like(Z)
+        with PARALLEL_KERNEL:
+            _probabilities(Z.numpy(), self.labels, self._ones, R.numpy(), R.numpy())
+        return R
 
     def residual(self, Z: torch.Tensor) -> torch.Tensor:
         """``weight (P - Y)`` alone (the probabilities are made in the same array, row by row)."""
