@@ -67,6 +67,18 @@ def test_probabilities_and_residual_against_torch():
         rows.probabilities(Z, residual=True, out=(P_out.float(), R_out))
 
 
+def test_bias_gradient_is_the_same_with_and_without_the_compiled_pass(monkeypatch):
+    Z, _, _, y, w = _rows(seed=5)
+    X = torch.randn(len(y), 4, dtype=torch.float64)
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
+                            n_outputs=Z.shape[1], sample_weight=w)
+    Y = torch.nn.functional.one_hot(y, Z.shape[1]).double()
+    want = (w[:, None] * (torch.softmax(Z, 1) - Y)).sum(0)
+    torch.testing.assert_close(problem.bias_gradient(Z), want, rtol=1e-13, atol=1e-16)
+    monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+    torch.testing.assert_close(problem.bias_gradient(Z), want, rtol=1e-13, atol=1e-16)
+
+
 def test_the_vectorized_exp_over_the_whole_range():
     # logits spread over [-800, 0] after the shift: the reference rounds too: within a few ulps, and 0 (or 1e-307) below -707
     x = torch.linspace(-800, 0, 100_001, dtype=torch.float64)
@@ -246,6 +258,10 @@ def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
     monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 0)
     blas = ClassBlocks.build(block, h, free)
     np.testing.assert_allclose(compiled.H, blas.H, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 5)  # some classes each way
+    assert 0 < (compiled.sizes <= 5).sum() < k
+    mixed = ClassBlocks.build(block, h, free)
+    np.testing.assert_allclose(mixed.H, blas.H, rtol=1e-12, atol=1e-12)
     Xs = block.data.numpy()
     for c in (0, 5, 24):
         A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])

@@ -105,14 +105,22 @@ class ClassBlocks:
         position = np.arange(len(col)) - np.repeat(np.cumsum(counts) - counts, counts)
         slots[for_class, position] = col
         slots[np.arange(k), counts] = m  # m: the ones column (bias)
-        if stride == 1 and p <= COMPILED_MAX_SLOTS and ClassPattern.applies(block.data):
-            H = torch.from_numpy(class_grams(block.data, h, slots, sizes))
-            return cls(block.design.reducer.sum(H).numpy(), slots, sizes)
         H = np.zeros((k, p, p))
-        order = np.argsort(sizes, kind="stable")
+        # the small blocks by the compiled kernel, the others by batched BLAS (at the dense end of a 1,000-class path a
+        # few classes have more than 32 free columns; sending every class to BLAS for them cost 0.1 s a block)
+        compiled = stride == 1 and ClassPattern.applies(block.data)
+        small = np.nonzero(sizes <= COMPILED_MAX_SLOTS)[0] if compiled else np.zeros(0, dtype=np.int64)
+        if len(small):
+            q = int(sizes[small].max())
+            part = torch.from_numpy(class_grams(block.data, h, slots[small, :q], sizes[small], classes=small))
+            H[small, :q, :q] = block.design.reducer.sum(part).numpy()
+            if len(small) == k:
+                return cls(H, slots, sizes)
+        rest = np.setdiff1d(np.arange(k), small)
+        order = rest[np.argsort(sizes[rest], kind="stable")]
         device = h.device
         groups = []  # (classes, width, their slots, the classes as a tensor)
-        for a in range(0, k, _GROUP):
+        for a in range(0, len(order), _GROUP):
             classes = order[a:a + _GROUP]
             q = int(sizes[classes].max())
             groups.append((classes, q, torch.as_tensor(slots[classes, :q].reshape(-1), device=device),

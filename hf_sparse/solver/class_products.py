@@ -46,6 +46,21 @@ def _dot(a, b):
     return total
 
 
+@numba.njit(inline="always", fastmath={"reassoc", "contract"})
+def _dot4(a0, a1, a2, a3, b, s0, s1, s2, s3):
+    t0 = 0.0
+    t1 = 0.0
+    t2 = 0.0
+    t3 = 0.0
+    for t in range(b.shape[0]):
+        bt = b[t]
+        t0 += a0[t] * bt
+        t1 += a1[t] * bt
+        t2 += a2[t] * bt
+        t3 += a3[t] * bt
+    return s0 + t0, s1 + t1, s2 + t2, s3 + t3
+
+
 @numba.njit(inline="always")
 def _tile(A, tile):
     """Rows ``[tile * _TILE, (tile + 1) * _TILE)`` of ``A``, transposed (a row per column), contiguous, float64."""
@@ -65,8 +80,16 @@ def _gradient(X, R, classes, indptr, cols):
             XT, RT = _tile(X, tile), _tile(R, tile)
             for s in range(classes.shape[0]):
                 r = RT[classes[s]]
-                for p in range(indptr[s], indptr[s + 1]):
+                p = indptr[s]
+                stop = indptr[s + 1]
+                while p + 4 <= stop:  # four columns against one residual row: its loads and the loop shared
+                    parts[part, p], parts[part, p + 1], parts[part, p + 2], parts[part, p + 3] = _dot4(
+                        XT[cols[p]], XT[cols[p + 1]], XT[cols[p + 2]], XT[cols[p + 3]], r,
+                        parts[part, p], parts[part, p + 1], parts[part, p + 2], parts[part, p + 3])
+                    p += 4
+                while p < stop:
                     parts[part, p] += _dot(XT[cols[p]], r)
+                    p += 1
     return parts.sum(0)
 
 
@@ -193,9 +216,9 @@ class ClassPattern:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _class_grams(X, h, slots, sizes, H):
-    """``H[c, :s, :s] += [X, 1, 0][:, slots[c, :s]]' diag(h[:, c]) [X, 1, 0][:, slots[c, :s]]`` (lower triangle),
-    ``s = sizes[c]``: slot ``m`` is a column of ones (the bias), ``m + 1`` of zeros (padding)."""
+def _class_grams(X, h, slots, sizes, classes, H):
+    """``H[c, :s, :s] += [X, 1, 0][:, slots[c, :s]]' diag(h[:, classes[c]]) [X, 1, 0][:, slots[c, :s]]`` (lower
+    triangle), ``s = sizes[c]``: slot ``m`` is a column of ones (the bias), ``m + 1`` of zeros (padding)."""
     n, m = X.shape
     k = slots.shape[0]
     for a in range(0, n, _TILE):
@@ -205,23 +228,33 @@ def _class_grams(X, h, slots, sizes, H):
         XT[m] = 1.0
         for c in numba.prange(k):
             s = sizes[c]
-            hc = np.ascontiguousarray(h[a:b, c])
+            hc = np.ascontiguousarray(h[a:b, classes[c]])
             u = np.empty(b - a)
             for i in range(s):
                 xi = XT[slots[c, i]]
                 for t in range(b - a):
                     u[t] = hc[t] * xi[t]
-                for j in range(i + 1):
+                j = 0
+                while j + 4 <= i + 1:
+                    H[c, i, j], H[c, i, j + 1], H[c, i, j + 2], H[c, i, j + 3] = _dot4(
+                        XT[slots[c, j]], XT[slots[c, j + 1]], XT[slots[c, j + 2]], XT[slots[c, j + 3]], u,
+                        H[c, i, j], H[c, i, j + 1], H[c, i, j + 2], H[c, i, j + 3])
+                    j += 4
+                while j <= i:
                     H[c, i, j] += _dot(u, XT[slots[c, j]])
+                    j += 1
 
 
-def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
+                classes: np.ndarray | None = None) -> np.ndarray:
     """Every class's block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` in float64, ``(k, p, p)`` (see
     :class:`~.block_newton.ClassBlocks`): for blocks of a few dozen slots, where a batched BLAS product spends its
-    time gathering columns (1,000 classes, 20-30 slots each)."""
+    time gathering columns (1,000 classes, 20-30 slots each). ``classes``: which columns of ``h`` the rows of
+    ``slots`` are (default: all, in order)."""
     k, p = slots.shape
+    classes = np.arange(k, dtype=np.int64) if classes is None else np.ascontiguousarray(classes, dtype=np.int64)
     H = np.zeros((k, p, p))
     with PARALLEL_KERNEL:
-        _class_grams(X.numpy(), h.contiguous().numpy(), slots, sizes, H)
+        _class_grams(X.numpy(), h.contiguous().numpy(), np.ascontiguousarray(slots), sizes, classes, H)
     lower = np.tril(H)
     return lower + np.transpose(np.tril(H, -1), (0, 2, 1))

@@ -75,11 +75,15 @@ class Family:
         """The optimal bias when all weights are zero, from the (weighted) mean of the targets."""
         raise NotImplementedError
 
+    def bias_gradient(self, Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The gradient (k,) of the weighted loss in the bias, float64, over this process's rows."""
+        return (weight[:, None] * self.gradient(Z, Y)).sum(0, dtype=torch.float64)
+
     def bias_newton(self, Z: torch.Tensor, Y: torch.Tensor, weight: torch.Tensor):
         """The gradient (k,) and Hessian (k, k) of the weighted loss in the bias, float64, over
         this process's rows."""
         wc = (weight[:, None] * self.curvature(Z)).sum(0, dtype=torch.float64)
-        return (weight[:, None] * self.gradient(Z, Y)).sum(0, dtype=torch.float64), torch.diag(wc)
+        return self.bias_gradient(Z, Y, weight), torch.diag(wc)
 
     def feasible_dual(self, r: torch.Tensor, mean_Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(s, v)``, (k,) each, such that ``D' = (1 - s) D - s Y + v`` is a dual point for the
@@ -156,6 +160,14 @@ class Multinomial(Family):
         freq = mean_Y.clamp_min(1e-6)
         logp = torch.log(freq)
         return logp - logp.mean()
+
+    def bias_gradient(self, Z, Y, weight):
+        out = torch.zeros(Z.shape[1], dtype=torch.float64, device=Z.device)
+        rows = chunk_rows(Z.shape[1], Z.device)
+        for a in range(0, Z.shape[0], rows):  # row chunks: no n x k temporaries
+            out += (weight[a:a + rows, None].to(Z.dtype) * self.gradient(Z[a:a + rows], Y[a:a + rows].to(Z.dtype))
+                    ).sum(0, dtype=torch.float64)
+        return out
 
     def bias_newton(self, Z, Y, weight):
         # sums in float64 over row chunks: no n x k temporaries (10 GB each at the ImageNet shape)

@@ -138,6 +138,14 @@ class Problem:
         P = softmax(Z)
         return P, (P - self.Y.to(P.dtype)) * self.row_weight[:, None].to(P.dtype)
 
+    def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
+        """The weighted mean loss's gradient in the bias (k,), float64, this process's rows: one compiled pass
+        without ``n x k`` arrays where it applies, else the family's."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            return compiled.bias_gradient(Z)
+        return self.family.bias_gradient(Z, self.Y, self.row_weight)
+
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
         return self.family.curvature(Z) * self.row_weight[:, None]
 

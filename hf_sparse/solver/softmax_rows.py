@@ -122,6 +122,24 @@ def _probabilities(Z, labels, weight, P, R):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _probability_sums(Z, weight, parts):
+    """``sum_i weight_i softmax(Z_i)`` (k,), in ``parts`` partial sums (each over every ``parts``-th block of rows:
+    the same sums on any thread count)."""
+    n, k = Z.shape
+    blocks = (n + _BLOCK - 1) // _BLOCK
+    sums = np.zeros((parts, k))
+    for part in numba.prange(parts):
+        e, powers = np.empty(k), np.empty(k, np.int64)
+        for block in range(part, blocks, parts):
+            for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+                _, total = _exp_row(Z[i], e, powers)
+                scale = weight[i] / total
+                for c in range(k):
+                    sums[part, c] += e[c] * scale
+    return sums.sum(0)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _conjugate_terms(D, Y, a, others):
     """Per row: ``a = -sum_c D Y`` and ``others = sum_c (1 - Y) xlogx(D + Y)`` (``xlogx(0) = 0``)."""
     n, k = D.shape
@@ -200,6 +218,12 @@ class SoftmaxRows:
         with PARALLEL_KERNEL:
             _probabilities(Z.numpy(), self.labels, self.weight, P.numpy(), R.numpy())
         return (P, R) if residual else P
+
+    def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
+        """``sum_i weight_i (p_i - y_i)`` (k,) float64: the loss's gradient in the bias, one pass, no ``n x k`` array."""
+        with PARALLEL_KERNEL:
+            sums = _probability_sums(Z.numpy(), self.weight, 8)
+        return torch.from_numpy(sums - np.bincount(self.labels, weights=self.weight, minlength=Z.shape[1]))
 
     def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
         """``P - Y`` (the dual point of the gap check), one pass."""
