@@ -209,7 +209,7 @@ def test_restricted_products_are_used_only_where_they_pay():
     X = torch.zeros(10, 100)
     sparse, middle = np.zeros((50, 100), bool), np.zeros((50, 100), bool)
     sparse[:, :2] = True  # 2% free
-    middle[:, :10] = True  # 10%: dense BLAS wins the gradient, not the change of predictions
+    middle[:, :16] = True  # 16%: dense BLAS wins the gradient, not the change of predictions
     assert all(ClassPattern.from_mask(sparse).pays(p) for p in ("gradient", "matvec", "curvature"))
     assert not ClassPattern.from_mask(middle).pays("gradient") and ClassPattern.from_mask(middle).pays("matvec")
     assert not ClassPattern.from_mask(np.ones((50, 100), bool)).pays("matvec")

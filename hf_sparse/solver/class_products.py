@@ -4,12 +4,13 @@ At many classes each class has a handful of free columns out of the working set'
 classes and 512 features, 2-3% of the (class, column) pairs at the dense end), and the dense products
 ``R^T X`` and ``X dW^T`` of a Newton step do 30-50 times the multiplications needed. These kernels do
 only the needed ones, on tiles of rows transposed in cache so that the inner loops run over
-contiguous rows: at 20,000 rows, 512 columns and 1,000 classes with 3% of pairs free, the gradient
-took 60 ms against the dense product's 167 ms, the change of predictions 72 ms against 164 ms and the
-shared moves' curvature 41 ms against 117 ms (2 cores). Dense BLAS wins the gradient from about 10% of
-pairs free (at 100 classes and 768 columns, 20% free: 51 ms against 31 ms) and the change of predictions
-from about 15%; the curvature, which torch makes in several ``n x m`` passes, is 3-5 times faster
-restricted at every share measured (5-40%). :meth:`ClassPattern.pays` decides (:data:`MAX_DENSITY`).
+contiguous rows, four columns (or classes) at a time. At 20,000 rows, 500 columns and 1,000 classes with 5% of
+pairs free, the gradient took 64 ms against the dense product's 182 ms and the change of predictions 40 ms
+against 176 ms; the shared moves' curvature, which torch makes in several ``n x m`` passes, is 3-5 times
+faster restricted at every share measured (5-40%). Dense BLAS wins the gradient from about 16% of pairs free
+(at 100 classes and 700 columns: 28.8 ms against 29.4 at 16%, 33.8 against 29.4 at 20%) and the change of
+predictions from about 20% (17.0 against 17.8 ms at 20%, 21.4 against 17.8 at 30%).
+:meth:`ClassPattern.pays` decides (:data:`MAX_DENSITY`, a little below those crossovers; measured on the 2-core box).
 Sums are in float64.
 
 Example:
@@ -34,8 +35,8 @@ from .softmax_rows import PARALLEL_KERNEL
 _TILE = 64  # rows per tile: a tile's transposed columns and classes stay in cache (64: 61 ms, 256: 83 ms)
 _PARTS = 64  # partial sums, each over every 64th tile: memory 64 x pairs whatever n, the same sums on any thread count
 #: per product, the share of (class, column) pairs free up to which the restricted product beats dense BLAS
-#: (measured on the 2-core box at 20,000 rows: 100 classes x 768 columns and 1,000 x 512)
-MAX_DENSITY = {"gradient": 0.08, "matvec": 0.15, "curvature": 1.0}
+#: (measured on the 2-core box at 20,000 rows: 100 classes x 700 columns and 1,000 x 500)
+MAX_DENSITY = {"gradient": 0.14, "matvec": 0.18, "curvature": 1.0}
 
 
 @numba.njit(inline="always", fastmath={"reassoc", "contract"})
@@ -105,11 +106,19 @@ def _matvec(X, values, classes, indptr, cols, out):
         acc = np.zeros(b - a)
         for s in range(classes.shape[0]):
             acc[:] = 0.0
-            for p in range(indptr[s], indptr[s + 1]):
+            p, stop = indptr[s], indptr[s + 1]
+            while p + 4 <= stop:  # four columns a pass over the accumulator
+                v0, v1, v2, v3 = values[p], values[p + 1], values[p + 2], values[p + 3]
+                r0, r1, r2, r3 = XT[cols[p]], XT[cols[p + 1]], XT[cols[p + 2]], XT[cols[p + 3]]
+                for t in range(b - a):
+                    acc[t] += v0 * r0[t] + v1 * r1[t] + v2 * r2[t] + v3 * r3[t]
+                p += 4
+            while p < stop:
                 v = values[p]
                 row = XT[cols[p]]
                 for t in range(b - a):
                     acc[t] += v * row[t]
+                p += 1
             for t in range(b - a):
                 out[a + t, classes[s]] = acc[t]
 
@@ -129,10 +138,17 @@ def _shared_curvature(X, P, weight, columns, indptr, classes):
             q = np.zeros(b - a)
             for s in range(columns.shape[0]):
                 q[:] = 0.0
-                for p in range(indptr[s], indptr[s + 1]):
+                p, stop = indptr[s], indptr[s + 1]
+                while p + 4 <= stop:  # four classes a pass over the sum
+                    p0, p1, p2, p3 = PT[classes[p]], PT[classes[p + 1]], PT[classes[p + 2]], PT[classes[p + 3]]
+                    for t in range(b - a):
+                        q[t] += (p0[t] + p1[t]) + (p2[t] + p3[t])
+                    p += 4
+                while p < stop:
                     pc = PT[classes[p]]
                     for t in range(b - a):
                         q[t] += pc[t]
+                    p += 1
                 x = XT[columns[s]]
                 total = 0.0
                 for t in range(b - a):
