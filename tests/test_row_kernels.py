@@ -203,6 +203,13 @@ def test_restricted_shared_curvature_against_the_formula():
     expected = ((X.double() ** 2) * q * (1 - q) * w.double()[:, None]).sum(0)
     torch.testing.assert_close(ClassPattern.from_mask(mask).shared_curvature(X, P, w), expected, rtol=1e-12,
                                atol=1e-12)
+    # the slope along the same moves: the gradient w (P - Y)^T X summed over each column's free classes
+    y = torch.as_tensor(rng.integers(0, k, n))
+    R = w.double()[:, None] * (P - torch.nn.functional.one_hot(y, k).double())
+    slope_expected = ((R.T @ X.double()) * torch.from_numpy(mask).double()).sum(0)
+    slope, curvature = ClassPattern.from_mask(mask).shared_slope_and_curvature(X, P, w, y)
+    torch.testing.assert_close(slope, slope_expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(curvature, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_restricted_products_are_used_only_where_they_pay():

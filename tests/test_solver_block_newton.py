@@ -58,7 +58,7 @@ def test_shared_move_is_the_exact_minimizer():
         free = rng.random((k, m)) < 0.7
         h = rng.random(m)
         l1, l2 = [0.0, 0.3, 2.0][trial % 3], [0.0, 0.05][trial % 2]
-        t = shared_moves(g, w, free, h, l1, l2)
+        t = shared_moves((g * free).sum(0), w, free, h, l1, l2)
         for j in range(m):
             F = free[:, j]
             if not F.any():
@@ -73,7 +73,7 @@ def test_shared_move_is_the_exact_minimizer():
             assert f([t[j]])[0] <= f(grid).min() + 1e-12, (trial, j)
     # a kink is hit exactly (the weight lands on zero, not near it)
     w = np.array([[1.0], [0.3]])
-    t = shared_moves(np.array([[0.1], [0.1]]), w, np.ones((2, 1), bool), np.array([1.0]), 1.0, 0.0)
+    t = shared_moves(np.array([0.2]), w, np.ones((2, 1), bool), np.array([1.0]), 1.0, 0.0)
     # by hand: 0.2 t + t^2/2 + |1 + t| + |0.3 + t| has slope 0.2 + t on (-1, -0.3), negative there, and
     # 2.2 + t above -0.3: its minimum is the kink t = -0.3
     assert t[0] == -0.3 and w[1, 0] + t[0] == 0.0

@@ -305,15 +305,23 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             if t > 0.0:
                 fresh = False
         if m > 0:
-            # the shared-feature moves, from the gradient where the block step left
-            P, grad_W, _ = gradient()
+            # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
-            h = shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
+            if restricted_curvature and problem.labels is not None:
+                # one pass over the probabilities and labels gives both (no residual, no gradient of every pair)
+                P = problem.probabilities(state.Z, out=None if kept.P_and_R is None else kept.P_and_R[0])
+                slope, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_slope_and_curvature(
+                    block.data, P, problem.row_weight, problem.labels))
+            else:
+                P, grad_W, _ = gradient()
+                h = shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
+                slope = (grad_W * moving).sum(0)
             del P
-            moves = shared_moves(grad_W.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(), h.cpu().numpy(),
-                                 penalty.l1, penalty.l2)
-            dW = torch.as_tensor(moves, device=W_set.device, dtype=W_set.dtype)[None, :] * moving.to(W_set)
-            predicted = float((grad_W * dW).sum()) + float(penalty.value(W_set + dW) - penalty.value(W_set))
+            moves = torch.as_tensor(shared_moves(slope.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(),
+                                                 h.cpu().numpy(), penalty.l1, penalty.l2), device=W_set.device,
+                                    dtype=W_set.dtype)
+            dW = moves[None, :] * moving.to(W_set)
+            predicted = float((slope.to(moves) * moves).sum()) + float(penalty.value(W_set + dW) - penalty.value(W_set))
             shared_done = -predicted <= scale or take(dW, None, predicted) == 0.0
             if not shared_done:
                 fresh = False

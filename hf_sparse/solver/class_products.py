@@ -124,12 +124,15 @@ def _matvec(X, values, classes, indptr, cols, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _shared_curvature(X, P, weight, columns, indptr, classes):
-    """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the sum of ``P[i, c]`` over column ``columns[a]``'s
-    classes ``classes[indptr[a]:indptr[a + 1]]``."""
+def _shared_terms(X, P, weight, columns, indptr, classes, labels, mask):
+    """Per column ``j = columns[a]`` with classes ``C = classes[indptr[a]:indptr[a + 1]]`` and ``q_ij = sum_C P[i, c]``:
+    ``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` and, where ``labels`` is not empty, ``g_j = sum_i w_i x_ij (q_ij -
+    [labels_i in C])`` (``mask[c, j]``: whether ``c`` is in ``C``): the loss's curvature and slope along moving the
+    classes ``C`` of column ``j`` together. Returns (2, columns), ``g`` first."""
     n = X.shape[0]
     tiles = (n + _TILE - 1) // _TILE
-    parts = np.zeros((_PARTS, columns.shape[0]))
+    slope = labels.shape[0] == n
+    parts = np.zeros((_PARTS, 2, columns.shape[0]))
     for part in numba.prange(_PARTS):
         for tile in range(part, tiles, _PARTS):
             XT, PT = _tile(X, tile), _tile(P, tile)
@@ -149,12 +152,18 @@ def _shared_curvature(X, P, weight, columns, indptr, classes):
                     for t in range(b - a):
                         q[t] += pc[t]
                     p += 1
-                x = XT[columns[s]]
-                total = 0.0
+                j = columns[s]
+                x = XT[j]
+                curvature = 0.0
                 for t in range(b - a):
                     qt = min(max(q[t], 0.0), 1.0)
-                    total += w[t] * x[t] * x[t] * qt * (1.0 - qt)
-                parts[part, s] += total
+                    curvature += w[t] * x[t] * x[t] * qt * (1.0 - qt)
+                parts[part, 1, s] += curvature
+                if slope:
+                    total = 0.0
+                    for t in range(b - a):
+                        total += w[t] * x[t] * (q[t] - (1.0 if mask[labels[a + t], j] else 0.0))
+                    parts[part, 0, s] += total
     return parts.sum(0)
 
 
@@ -221,14 +230,25 @@ class ClassPattern:
     def shared_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Per column ``j``: ``sum_i w_i x_ij^2 q_ij (1 - q_ij)``, ``q_ij`` the probability of ``j``'s free classes
         (see :func:`~.shared_moves.shared_moves`), float64 (this process's rows)."""
+        return self._shared_terms(X, P, weight, None)[1]
+
+    def shared_slope_and_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor,
+                                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean loss's slope and curvature along moving each column's free classes together, (m,) each, float64,
+        this process's rows: ``sum_i w_i x_ij (q_ij - [y_i free at j])`` and the curvature above, in one pass over
+        ``P`` and the labels (no residual array, no gradient over every free pair)."""
+        return self._shared_terms(X, P, weight, labels.cpu().numpy().astype(np.int64))
+
+    def _shared_terms(self, X, P, weight, labels):
         columns, indptr, classes = _compressed(self.mask.T)
-        out = torch.zeros(self.mask.shape[1], dtype=torch.float64)
+        out = torch.zeros(2, self.mask.shape[1], dtype=torch.float64)
         if len(columns):
             with PARALLEL_KERNEL:
-                part = _shared_curvature(X.numpy(), P.double().contiguous().numpy(),
-                                         weight.double().contiguous().numpy(), columns, indptr, classes)
-            out[torch.from_numpy(columns)] = torch.from_numpy(part)
-        return out
+                part = _shared_terms(X.numpy(), P.double().contiguous().numpy(), weight.double().contiguous().numpy(),
+                                     columns, indptr, classes, np.zeros(0, np.int64) if labels is None else labels,
+                                     self.mask)
+            out[:, torch.from_numpy(columns)] = torch.from_numpy(part)
+        return out[0], out[1]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

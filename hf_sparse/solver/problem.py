@@ -128,6 +128,13 @@ class Problem:
         R *= self.row_weight[:, None].to(R.dtype)
         return R
 
+    def probabilities(self, Z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Softmax's row probabilities (multinomial), one compiled pass into ``out`` where it applies."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            return compiled.probabilities(Z, out=out)
+        return softmax(Z)
+
     def probabilities_and_residual(self, Z: torch.Tensor, out=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax's row probabilities ``P`` and the weighted residual ``w (P - Y)`` (multinomial): one compiled
         pass where it applies (:mod:`.softmax_rows`), written into ``out = (P, R)`` if given (the torch code,

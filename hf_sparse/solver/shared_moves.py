@@ -9,7 +9,7 @@ loss's 1-D model along that move (:func:`shared_moves`), with the loss's true cu
 
 Example:
     >>> h = shared_curvature(problem, block, P, moving, restricted=False)   # (m,) curvatures
-    >>> t = shared_moves(g, w, moving, h, l1, l2)                            # (m,) move per column
+    >>> t = shared_moves(slopes, w, moving, h, l1, l2)                       # (m,) move per column
 """
 
 from __future__ import annotations
@@ -24,29 +24,29 @@ _PIECE_ENTRIES = 1 << 23  # rows x columns of the curvature's temporaries per pi
 
 
 @numba.njit(cache=True, nogil=True)
-def shared_moves(g, w, free, h, l1, l2):
+def shared_moves(slopes, w, free, h, l1, l2):
     """Per column ``j``, the exact minimizer ``t_j`` of the 1-D model along moving every free class's
     weight of that column together (``W[c, j] += t`` for the free ``c``):
 
-        sum_c g[c, j] t + h[j] t^2 / 2 + sum_c (l1 |w[c, j] + t| + l2/2 (w[c, j] + t)^2)   (free c)
+        slopes[j] t + h[j] t^2 / 2 + sum_c (l1 |w[c, j] + t| + l2/2 (w[c, j] + t)^2)   (free c)
 
-    ``g`` (k, m) the gradient, ``w`` (k, m) the weights, ``h`` (m,) the loss's curvature along the move.
+    ``slopes`` (m,) the loss's slope along each move (the gradient summed over the free classes), ``w`` (k, m)
+    the weights, ``h`` (m,) the loss's curvature along the move.
     Softmax is flat along a constant added to every class, so this curvature is small where the
     free classes hold most of the probability, which is where class-diagonal blocks overstate it.
     Returns ``t`` (m,). The model is piecewise quadratic with kinks at ``t = -w[c, j]``: scanned in order.
     """
-    k, m = g.shape
+    k, m = w.shape
     t = np.zeros(m)
     b = np.empty(k)
     for j in range(m):
         n_free = 0
-        a = 0.0
+        a = slopes[j]
         sw = 0.0
         for c in range(k):
             if free[c, j]:
                 b[n_free] = -w[c, j]
                 n_free += 1
-                a += g[c, j]
                 sw += w[c, j]
         if n_free == 0:
             continue
