@@ -44,3 +44,22 @@ def test_shift_matches_the_dense_formula(chunk_rows):
 def test_no_shift_without_empty_classes():
     Y = torch.eye(3, dtype=torch.float64)
     assert EmptyClassShift.of(torch.zeros(3, 3, dtype=torch.float64), Y, Y.mean(0)) is None
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7])
+def test_label_sums_are_the_dense_product_in_float64(chunk_rows):
+    """``Problem.label_sums`` (``(w Y)^T X`` by a scatter over labels) against the product written out."""
+    from hf_sparse.solver.problem import Problem
+
+    rng = np.random.default_rng(1)
+    n, d, k = 50, 5, 7
+    X = torch.as_tensor(rng.standard_normal((n, d)), dtype=torch.float32)
+    y = torch.as_tensor(rng.integers(0, k - 1, n))  # the last class has no rows
+    w = torch.as_tensor(rng.random(n))
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float32, chunk_rows=chunk_rows), y,
+                            family="multinomial", n_outputs=k, sample_weight=w)
+    Xs = problem.design.block(torch.arange(d)).data.double() if chunk_rows is None else \
+        torch.cat(list(problem.design.chunks())).double()
+    want = (problem.row_weight.double()[:, None] * torch.nn.functional.one_hot(y, k).double()).T @ Xs
+    torch.testing.assert_close(problem.label_sums(), want, rtol=1e-13, atol=1e-15)
+    assert problem.label_sums()[k - 1].abs().max() == 0

@@ -207,8 +207,10 @@ def test_restricted_shared_curvature_against_the_formula():
     y = torch.as_tensor(rng.integers(0, k, n))
     R = w.double()[:, None] * (P - torch.nn.functional.one_hot(y, k).double())
     slope_expected = ((R.T @ X.double()) * torch.from_numpy(mask).double()).sum(0)
-    slope, curvature = ClassPattern.from_mask(mask).shared_slope_and_curvature(X, P, w, y)
-    torch.testing.assert_close(slope, slope_expected, rtol=1e-12, atol=1e-12)
+    first, curvature = ClassPattern.from_mask(mask).shared_terms(X, P, w)
+    label_sums = (w.double()[:, None] * torch.nn.functional.one_hot(y, k).double()).T @ X.double()
+    torch.testing.assert_close(first - (label_sums * torch.from_numpy(mask)).sum(0), slope_expected, rtol=1e-12,
+                               atol=1e-12)
     torch.testing.assert_close(curvature, expected, rtol=1e-12, atol=1e-12)
 
 

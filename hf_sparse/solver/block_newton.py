@@ -236,6 +236,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     # the compiled passes write into arrays kept for the call: a fresh n x k array a step costs its page
     # faults (at 20,000 x 1,000, 35 ms each, as much as the pass itself)
     kept = _Workspace.for_problem(problem, state.Z)
+    label_sums = problem.label_sums()[:, cols.to(problem.design.device)].cpu() if restricted_curvature else None
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
@@ -307,11 +308,12 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         if m > 0:
             # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
-            if restricted_curvature and problem.labels is not None:
-                # one pass over the probabilities and labels gives both (no residual, no gradient of every pair)
+            if restricted_curvature:
+                # one pass over the probabilities gives both; the labels' part of the slope is a fixed sum
                 P = problem.probabilities(state.Z, out=None if kept.P_and_R is None else kept.P_and_R[0])
-                slope, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_slope_and_curvature(
-                    block.data, P, problem.row_weight, problem.labels))
+                first, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_terms(
+                    block.data, P, problem.row_weight))
+                slope = first - (label_sums * moving).sum(0)
             else:
                 P, grad_W, _ = gradient()
                 h = shared_curvature(problem, block, P, moving, restricted=restricted_curvature)

@@ -124,14 +124,11 @@ def _matvec(X, values, classes, indptr, cols, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _shared_terms(X, P, weight, columns, indptr, classes, labels, mask):
+def _shared_terms(X, P, weight, columns, indptr, classes):
     """Per column ``j = columns[a]`` with classes ``C = classes[indptr[a]:indptr[a + 1]]`` and ``q_ij = sum_C P[i, c]``:
-    ``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` and, where ``labels`` is not empty, ``g_j = sum_i w_i x_ij (q_ij -
-    [labels_i in C])`` (``mask[c, j]``: whether ``c`` is in ``C``): the loss's curvature and slope along moving the
-    classes ``C`` of column ``j`` together. Returns (2, columns), ``g`` first."""
+    ``sum_i w_i x_ij q_ij`` and ``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)``. Returns (2, columns)."""
     n = X.shape[0]
     tiles = (n + _TILE - 1) // _TILE
-    slope = labels.shape[0] == n
     parts = np.zeros((_PARTS, 2, columns.shape[0]))
     for part in numba.prange(_PARTS):
         for tile in range(part, tiles, _PARTS):
@@ -152,18 +149,16 @@ def _shared_terms(X, P, weight, columns, indptr, classes, labels, mask):
                     for t in range(b - a):
                         q[t] += pc[t]
                     p += 1
-                j = columns[s]
-                x = XT[j]
+                x = XT[columns[s]]
+                first = 0.0
                 curvature = 0.0
                 for t in range(b - a):
+                    wx = w[t] * x[t]
+                    first += wx * q[t]
                     qt = min(max(q[t], 0.0), 1.0)
-                    curvature += w[t] * x[t] * x[t] * qt * (1.0 - qt)
+                    curvature += wx * x[t] * qt * (1.0 - qt)
+                parts[part, 0, s] += first
                 parts[part, 1, s] += curvature
-                if slope:
-                    total = 0.0
-                    for t in range(b - a):
-                        total += w[t] * x[t] * (q[t] - (1.0 if mask[labels[a + t], j] else 0.0))
-                    parts[part, 0, s] += total
     return parts.sum(0)
 
 
@@ -230,23 +225,21 @@ class ClassPattern:
     def shared_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Per column ``j``: ``sum_i w_i x_ij^2 q_ij (1 - q_ij)``, ``q_ij`` the probability of ``j``'s free classes
         (see :func:`~.shared_moves.shared_moves`), float64 (this process's rows)."""
-        return self._shared_terms(X, P, weight, None)[1]
+        return self._shared_terms(X, P, weight)[1]
 
-    def shared_slope_and_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor,
-                                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mean loss's slope and curvature along moving each column's free classes together, (m,) each, float64,
-        this process's rows: ``sum_i w_i x_ij (q_ij - [y_i free at j])`` and the curvature above, in one pass over
-        ``P`` and the labels (no residual array, no gradient over every free pair)."""
-        return self._shared_terms(X, P, weight, labels.cpu().numpy().astype(np.int64))
+    def shared_terms(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per column ``j``, in one pass over ``P`` (this process's rows, float64): ``sum_i w_i x_ij q_ij`` and the
+        curvature above. The loss's slope along moving ``j``'s free classes together is the first minus those
+        classes' label sums (:meth:`~.problem.Problem.label_sums`): no residual array, no gradient of every pair."""
+        return self._shared_terms(X, P, weight)
 
-    def _shared_terms(self, X, P, weight, labels):
+    def _shared_terms(self, X, P, weight):
         columns, indptr, classes = _compressed(self.mask.T)
         out = torch.zeros(2, self.mask.shape[1], dtype=torch.float64)
         if len(columns):
             with PARALLEL_KERNEL:
                 part = _shared_terms(X.numpy(), P.double().contiguous().numpy(), weight.double().contiguous().numpy(),
-                                     columns, indptr, classes, np.zeros(0, np.int64) if labels is None else labels,
-                                     self.mask)
+                                     columns, indptr, classes)
             out[:, torch.from_numpy(columns)] = torch.from_numpy(part)
         return out[0], out[1]
 

@@ -143,6 +143,19 @@ class Design:
             start += chunk.shape[0]
         return self.reducer.sum(out)
 
+    def rows_by_label(self, labels: torch.Tensor, values: torch.Tensor, n_labels: int) -> torch.Tensor:
+        """``sum_{i: labels_i = c} values_i x_i`` per label ``c``: (n_labels, d) float64, summed over processes,
+        exact (float64 sums, ``n d`` work: no ``n d k`` product for a one-hot matrix)."""
+        out = torch.zeros(n_labels, self.n_features, dtype=torch.float64, device=self.device)
+        step = chunk_rows(self.n_features, self.device)
+        start = 0
+        for chunk in self.chunks():
+            for a in range(0, chunk.shape[0], step):
+                rows = slice(start + a, start + min(a + step, chunk.shape[0]))
+                out.index_add_(0, labels[rows], chunk[a:a + step].double() * values[rows].double()[:, None])
+            start += chunk.shape[0]
+        return self.reducer.sum(out)
+
     def block(self, cols: torch.Tensor) -> "Block":
         """The columns ``cols``: gathered once and kept on the device when not streaming."""
         if self.chunk_rows is not None:

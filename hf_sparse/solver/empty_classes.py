@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .chunking import chunk_rows
-
 
 @dataclass
 class EmptyClassShift:
@@ -62,15 +60,7 @@ class EmptyClassShift:
 
     def gradient(self, design, labels: torch.Tensor, weight: torch.Tensor, n_classes: int) -> torch.Tensor:
         """``X^T diag(weight) M`` as (k, d) float64, summed over processes: ``labels`` (n_local,) each row's class."""
-        w = weight.double()
-        out = torch.zeros(n_classes, design.n_features, dtype=torch.float64, device=self.mass.device)
-        step = chunk_rows(design.n_features, self.mass.device)
-        start = 0
-        for chunk in design.chunks():  # each row's moved mass, summed per class: n d work, in float64
-            for a in range(0, chunk.shape[0], step):
-                rows = slice(start + a, start + min(a + step, chunk.shape[0]))
-                out.index_add_(0, labels[rows], chunk[a:a + step].double() * (w[rows] * self.moved[rows])[:, None])
-            start += chunk.shape[0]
-        out = -design.reducer.sum(out)
+        # each row's moved mass, summed per class: n d work
+        out = -design.rows_by_label(labels, weight.double() * self.moved.double(), n_classes)
         out[self.classes] += design.gradient(self.mass, row_weight=weight)
         return out

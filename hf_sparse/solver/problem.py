@@ -38,6 +38,7 @@ class Problem:
     labels: torch.Tensor | None = None  # (n_local,) classes, for the compiled softmax passes (multinomial, k > 2)
     _dual: tuple | None = field(default=None, repr=False)
     _rows: SoftmaxRows | None = field(default=None, repr=False)
+    _label_sums: torch.Tensor | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, design: Design, y: torch.Tensor, *, family: str, n_outputs: int,
@@ -166,6 +167,13 @@ class Problem:
             mean_Y = self.design.reducer.sum((w * self.Y).sum(0, dtype=torch.float64))
             self._dual = (mean_Y, XtM[0], XtM[1:])
         return self._dual
+
+    def label_sums(self) -> torch.Tensor:
+        """``(w Y)^T X`` (k, d), float64 and exact (summed by label, not by a float32 product), over all processes:
+        the label part of the gradient ``X^T w (P - Y)``, for products that take ``P`` alone. Computed once."""
+        if self._label_sums is None:
+            self._label_sums = self.design.rows_by_label(self.class_labels(), self.row_weight, self.internal_outputs)
+        return self._label_sums
 
     def to_public(self, W: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Internal (standardized) weights to the public parameterization (still standardized)."""
