@@ -64,7 +64,7 @@ def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeyp
     trial = Z - 0.25 * step
     direct = float((weights * (torch.logsumexp(trial, 1) - (trial * Y).sum(1))).sum())
     assert problem.loss(Z, step, -0.25) == pytest.approx(direct, rel=1e-13)
-    r, H = problem.family.bias_newton(Z, problem.Y, problem.row_weight)
+    r, H = problem.family.bias_gradient(Z, problem.Y, problem.row_weight), problem.family.bias_hessian(Z, problem.row_weight)
     P = torch.softmax(Z, 1)
     torch.testing.assert_close(r, (weights[:, None] * (P - Y)).sum(0))
     torch.testing.assert_close(H, torch.diag((weights[:, None] * P).sum(0)) - (weights[:, None] * P).T @ P)

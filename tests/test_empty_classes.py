@@ -63,3 +63,16 @@ def test_label_sums_are_the_dense_product_in_float64(chunk_rows):
     want = (problem.row_weight.double()[:, None] * torch.nn.functional.one_hot(y, k).double()).T @ Xs
     torch.testing.assert_close(problem.label_sums(), want, rtol=1e-13, atol=1e-15)
     assert problem.label_sums()[k - 1].abs().max() == 0
+
+
+def test_class_labels_exist_only_for_a_softmax_head_over_three_or_more_classes():
+    from hf_sparse.solver.problem import Problem
+
+    design = Design.build(torch.randn(6, 2, dtype=torch.float64), device="cpu", dtype=torch.float64)
+    three = Problem.build(design, torch.tensor([0, 1, 2, 0, 1, 2]), family="multinomial", n_outputs=3,
+                          sample_weight=None)
+    assert three.class_labels().tolist() == [0, 1, 2, 0, 1, 2]
+    two = Problem.build(design, torch.tensor([0, 1, 0, 1, 0, 1]), family="multinomial", n_outputs=2,
+                        sample_weight=None)
+    with pytest.raises(ValueError, match="softmax head over 3\\+ classes"):
+        two.class_labels()

@@ -201,7 +201,7 @@ def test_restricted_shared_curvature_against_the_formula():
     w = torch.as_tensor(rng.random(n), dtype=torch.float32)
     q = (P @ torch.from_numpy(mask).double()).clamp(0, 1)
     expected = ((X.double() ** 2) * q * (1 - q) * w.double()[:, None]).sum(0)
-    torch.testing.assert_close(ClassPattern.from_mask(mask).shared_curvature(X, P, w), expected, rtol=1e-12,
+    torch.testing.assert_close(ClassPattern.from_mask(mask).shared_terms(X, P, w)[1], expected, rtol=1e-12,
                                atol=1e-12)
     # the slope along the same moves: the gradient w (P - Y)^T X summed over each column's free classes
     y = torch.as_tensor(rng.integers(0, k, n))

@@ -316,7 +316,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
                 slope = first - (label_sums * moving).sum(0)
             else:
                 P, grad_W, _ = gradient()
-                h = shared_curvature(problem, block, P, moving, restricted=restricted_curvature)
+                h = shared_curvature(problem, block, P, moving)
                 slope = (grad_W * moving).sum(0)
             del P
             moves = torch.as_tensor(shared_moves(slope.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(),

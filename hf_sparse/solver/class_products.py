@@ -222,18 +222,12 @@ class ClassPattern:
             _matvec(X.numpy(), values, self.classes, self.indptr, self.cols, out.numpy())
         return out
 
-    def shared_curvature(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Per column ``j``: ``sum_i w_i x_ij^2 q_ij (1 - q_ij)``, ``q_ij`` the probability of ``j``'s free classes
-        (see :func:`~.shared_moves.shared_moves`), float64 (this process's rows)."""
-        return self._shared_terms(X, P, weight)[1]
-
     def shared_terms(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per column ``j``, in one pass over ``P`` (this process's rows, float64): ``sum_i w_i x_ij q_ij`` and the
-        curvature above. The loss's slope along moving ``j``'s free classes together is the first minus those
-        classes' label sums (:meth:`~.problem.Problem.label_sums`): no residual array, no gradient of every pair."""
-        return self._shared_terms(X, P, weight)
-
-    def _shared_terms(self, X, P, weight):
+        """Per column ``j``, in one pass over ``P`` (this process's rows, float64), with ``q_ij`` the probability of
+        ``j``'s free classes: ``sum_i w_i x_ij q_ij`` and ``sum_i w_i x_ij^2 q_ij (1 - q_ij)``, the curvature along
+        moving them together (see :func:`~.shared_moves.shared_moves`). The slope along that move is the first
+        minus those classes' label sums (:meth:`~.problem.Problem.label_sums`): no residual array, no gradient of
+        every pair."""
         columns, indptr, classes = _compressed(self.mask.T)
         out = torch.zeros(2, self.mask.shape[1], dtype=torch.float64)
         if len(columns):

@@ -188,7 +188,7 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
         if H is None:
             # formed once: the steps are small and it changes little over them (at 1,000 classes forming it is
             # an n k^2 product, 0.2 s, against 30 ms for the gradient)
-            H = reducer.sum(problem.family.bias_newton(state.Z, problem.Y, problem.row_weight)[1]).cpu()[idx][:, idx]
+            H = reducer.sum(problem.family.bias_hessian(state.Z, problem.row_weight)).cpu()[idx][:, idx]
             if multinomial:
                 H = H + torch.ones_like(H) / k  # flat along adding one constant to every bias: fix that direction
         r = r.cpu()[idx]

@@ -71,8 +71,11 @@ class Problem:
         return self._rows
 
     def class_labels(self) -> torch.Tensor:
-        """Each row's class (n_local,), for a softmax head (from the one-hot targets where ``labels`` is not kept)."""
-        return self.labels if self.labels is not None else self.Y.argmax(1)
+        """Each row's class (n_local,): a softmax head over three or more classes only (its targets are one-hot)."""
+        if self.labels is None:
+            raise ValueError(f"class labels are kept for a softmax head over 3+ classes, not for this "
+                             f"{self.public_family} problem with {self.internal_outputs} internal output(s)")
+        return self.labels
 
     @property
     def internal_outputs(self) -> int:
@@ -163,9 +166,12 @@ class Problem:
         change in ``X^T R`` without another pass over the features. Computed once."""
         if self._dual is None:
             w = self.row_weight[:, None]
-            XtM = self.design.gradient(torch.cat([w, w * self.Y], dim=1))
             mean_Y = self.design.reducer.sum((w * self.Y).sum(0, dtype=torch.float64))
-            self._dual = (mean_Y, XtM[0], XtM[1:])
+            if self.labels is not None:  # one-hot targets: (w Y)^T X is the label sums, n d work
+                self._dual = (mean_Y, self.design.gradient(w)[0], self.label_sums())
+            else:
+                XtM = self.design.gradient(torch.cat([w, w * self.Y], dim=1))
+                self._dual = (mean_Y, XtM[0], XtM[1:])
         return self._dual
 
     def label_sums(self) -> torch.Tensor:

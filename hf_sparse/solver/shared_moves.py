@@ -8,7 +8,7 @@ loss's 1-D model along that move (:func:`shared_moves`), with the loss's true cu
 (:func:`shared_curvature`).
 
 Example:
-    >>> h = shared_curvature(problem, block, P, moving, restricted=False)   # (m,) curvatures
+    >>> h = shared_curvature(problem, block, P, moving)                      # (m,) curvatures
     >>> t = shared_moves(slopes, w, moving, h, l1, l2)                       # (m,) move per column
 """
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 import torch
-
-from .class_products import ClassPattern
 
 _PIECE_ENTRIES = 1 << 23  # rows x columns of the curvature's temporaries per piece (32 MB of float32)
 
@@ -87,13 +85,11 @@ def shared_moves(slopes, w, free, h, l1, l2):
     return t
 
 
-def shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor, restricted: bool) -> torch.Tensor:
+def shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
     """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the probability (``P``: (n, k)) of column
     ``j``'s moving classes (``moving``: (k, m) bool): the loss's exact curvature along moving them together
-    (one ``n k m`` product, or with ``restricted`` only the moving pairs', :mod:`.class_products`)."""
-    if restricted:
-        pattern = ClassPattern.from_mask(moving)
-        return problem.design.reducer.sum(pattern.shared_curvature(block.data, P, problem.row_weight))
+    (one ``n k m`` product; on the CPU the block solver takes it over the moving pairs only, with the slope,
+    :meth:`~.class_products.ClassPattern.shared_terms`)."""
     dtype = problem.design.dtype
     free_t = moving.to(device=P.device, dtype=dtype)
     w = problem.row_weight.to(dtype)
