@@ -15,6 +15,7 @@ import hf_sparse.solver.class_products as class_products
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.class_products import ClassPattern
 from hf_sparse.solver.design import Design
+from hf_sparse.solver.empty_classes import EmptyClassShift
 from hf_sparse.solver.problem import Problem
 from hf_sparse.solver.softmax_rows import SoftmaxRows, usable
 
@@ -65,6 +66,87 @@ def test_probabilities_and_residual_against_torch():
     torch.testing.assert_close(R2, R, rtol=0, atol=0)
     with pytest.raises(ValueError, match="contiguous float64"):
         rows.probabilities(Z, residual=True, out=(P_out.float(), R_out))
+
+
+def test_loss_writes_the_probabilities_of_the_point_it_evaluates(monkeypatch):
+    # a line search's trial writes softmax(Z + t step) beside its loss: the next step starts from them
+    Z, step, bias, y, w = _rows(seed=6)
+    X = torch.randn(len(y), 4, dtype=torch.float64)
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
+                            n_outputs=Z.shape[1], sample_weight=w)
+    cases = [(None, 1.0, Z), (step, 0.3, Z + 0.3 * step), (bias, -0.7, Z - 0.7 * bias)]
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+        for s, t, point in cases:
+            P = torch.full_like(Z, np.nan)
+            loss = problem.loss(Z, s, t, probabilities=P)
+            assert abs(loss - problem.loss(Z, s, t)) <= 1e-15 * abs(loss)  # the loss is the same with or without
+            torch.testing.assert_close(P, torch.softmax(point, 1), rtol=1e-14, atol=1e-16)
+    with pytest.raises(ValueError, match="contiguous float64"):
+        SoftmaxRows(y, w).loss(Z, probabilities=torch.zeros(3, 3, dtype=torch.float64))
+    binary = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), (y > 4).long(), family="multinomial",
+                           n_outputs=2, sample_weight=None)  # one internal output: no softmax rows
+    with pytest.raises(ValueError, match="softmax head"):
+        binary.loss(torch.zeros(len(y), 1, dtype=torch.float64), probabilities=torch.zeros(len(y), 1))
+
+
+def test_dual_rows_and_shifted_conjugate_terms_against_the_formulas():
+    # the gap check's passes: D = P - Y with the loss, D's weighted column sums and its conjugate terms in one pass;
+    # the terms of the feasible dual point keep (D - M) - shift Y + add made from D's rows (M: empty classes' mass)
+    Z, _, _, y, w = _rows(n=300, k=7, seed=7)
+    y = torch.where(y == 2, 0, y)  # class 2 has no rows
+    rows = SoftmaxRows(y, w)
+    k = Z.shape[1]
+    Y = torch.nn.functional.one_hot(y, k).double()
+    D, loss, r, (a, others) = rows.dual_rows(Z)
+    want_D = torch.softmax(Z, 1) - Y
+    torch.testing.assert_close(D, want_D, rtol=1e-14, atol=1e-15)
+    assert abs(loss - _loss(Z, y, w)) <= 1e-13 * abs(loss)
+    torch.testing.assert_close(r, w @ want_D, rtol=1e-13, atol=1e-15)
+
+    def terms(Dp):
+        q = Dp + Y
+        xlogx = torch.where(q > 0, q * torch.log(q.clamp_min(1e-300)), torch.zeros_like(q))
+        return -(Dp * Y).sum(1), (xlogx * (1 - Y)).sum(1)
+    for got, want in zip((a, others), terms(want_D)):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-15)
+    mean_Y = w @ Y
+    M = EmptyClassShift.of(D, Y, mean_Y)
+    keep, shift, add = (torch.as_tensor(np.random.default_rng(8).random(k)) * 0.1 for _ in range(3))
+    keep, add[2] = 1 - keep, 0.0  # nothing is added on an empty class (its dual entry is zero)
+    empty = mean_Y <= 0
+    got = rows.shifted_conjugate_terms(D, keep, shift, add, empty, M.moved)
+    for g, want in zip(got, terms(keep * (D - M.rows(0, len(y), Y)) - shift * Y + add)):
+        torch.testing.assert_close(g, want, rtol=1e-13, atol=1e-15)
+    for g, want in zip(rows.shifted_conjugate_terms(D, keep, shift, add), terms(keep * D - shift * Y + add)):
+        torch.testing.assert_close(g, want, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("sample_weight", [False, True])
+def test_gap_check_is_the_same_with_and_without_the_compiled_passes(monkeypatch, sample_weight):
+    from hf_sparse.solver.fit import _PathFitter
+
+    rng = np.random.default_rng(9)
+    n, d, k = 300, 6, 8
+    X = torch.as_tensor(rng.standard_normal((n, d)))
+    y = torch.as_tensor(rng.choice([0, 1, 2, 4, 5, 7], n))  # classes 3 and 6 have no rows
+    w = torch.as_tensor(rng.random(n)) if sample_weight else None
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
+                            n_outputs=k, sample_weight=w)
+    fitter = _PathFitter(problem, alpha=0.9, group=False, tol=1e-6, val=None)
+    pen = problem.penalty(0.3 * fitter.lam_max(), 0.9, False)
+    fitter.state.W = torch.as_tensor(rng.standard_normal((k, d))) * 0.2
+    fitter.state.b = torch.as_tensor(rng.standard_normal(k))
+    fitter.state.refresh(problem)
+    assert problem.softmax_rows(fitter.state.Z) is not None
+    compiled = fitter._check(pen, polish=False)
+    monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+    reference = fitter._check(pen, polish=False)
+    assert compiled.gap > 0
+    assert compiled.loss == pytest.approx(reference.loss, rel=1e-14)
+    assert compiled.gap == pytest.approx(reference.gap, rel=1e-9)  # a small difference of sums of size ~ the loss
+    torch.testing.assert_close(compiled.gradient, reference.gradient, rtol=1e-13, atol=1e-15)
 
 
 def test_bias_gradient_is_the_same_with_and_without_the_compiled_pass(monkeypatch):
@@ -186,12 +268,29 @@ def test_restricted_gradient_and_matvec_against_dense_float64():
     pattern = ClassPattern.from_mask(mask)
     R = torch.as_tensor(rng.standard_normal((X.shape[0], k)))
     dense = R.T @ X.double()
-    got = pattern.gradient(X, R)
+    got, sums = pattern.gradient(X, R)
     torch.testing.assert_close(got, dense[torch.from_numpy(mask)], rtol=1e-12, atol=1e-11)
+    torch.testing.assert_close(sums, R.sum(0), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(pattern.dense(got), dense * torch.from_numpy(mask), rtol=1e-12, atol=1e-11)
     W = torch.as_tensor(rng.standard_normal(mask.shape)) * torch.from_numpy(mask)
     torch.testing.assert_close(pattern.matvec(X, W), X.double() @ W.T, rtol=1e-12, atol=1e-12)
     assert pattern.density == pytest.approx(mask.mean())
+
+
+def test_restricted_gradient_from_probabilities_makes_the_residual_itself():
+    # P with labels and row weights: the same numbers as the residual w (P - Y), made in cache (no n x k array)
+    X, mask, rng = _pattern_case(seed=2)
+    n, k = X.shape[0], mask.shape[0]
+    P = torch.softmax(torch.as_tensor(rng.standard_normal((n, k)) * 3), 1)
+    y = torch.as_tensor(rng.integers(0, k, n))
+    w = torch.as_tensor(rng.random(n), dtype=torch.float32)
+    R = w.double()[:, None] * (P - torch.nn.functional.one_hot(y, k).double())
+    pattern = ClassPattern.from_mask(mask)
+    got, sums = pattern.gradient(X, P, y, w)
+    torch.testing.assert_close(got, (R.T @ X.double())[torch.from_numpy(mask)], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sums, R.sum(0), rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="labels and weight go together"):
+        pattern.gradient(X, P, y)
 
 
 def test_restricted_shared_curvature_against_the_formula():

@@ -178,23 +178,42 @@ class ClassBlocks:
 @dataclass
 class _Workspace:
     """The ``n x k`` arrays one call of the block solver rewrites at every step, where the compiled passes run
-    (``None`` elsewhere: the torch code makes its own)."""
+    (``None`` elsewhere: the torch code makes its own). ``current``: ``P`` holds the probabilities at the iterate
+    (the line search wrote them at the point it accepted), so that the next pass over them needs no softmax."""
 
-    P_and_R: tuple[torch.Tensor, torch.Tensor] | None
+    P: torch.Tensor | None
     step: torch.Tensor | None
     curvatures: torch.Tensor | None
+    R: torch.Tensor | None = None  # made when first needed: the dense gradient's residual
+    current: bool = False
 
     @classmethod
     def for_problem(cls, problem, Z: torch.Tensor) -> "_Workspace":
         if problem.softmax_rows(Z) is None:
             return cls(None, None, None)
-        return cls((torch.empty_like(Z), torch.empty_like(Z)), torch.empty_like(Z),
-                   torch.empty(Z.shape, dtype=problem.design.dtype))
+        return cls(torch.empty_like(Z), torch.empty_like(Z), torch.empty(Z.shape, dtype=problem.design.dtype))
+
+    def probabilities(self, problem, Z: torch.Tensor) -> torch.Tensor:
+        """Softmax of ``Z``: the kept ones where current, else one pass (into ``P`` where kept)."""
+        if self.current:
+            return self.P
+        P = problem.probabilities(Z, out=self.P)
+        self.current = self.P is not None
+        return P
+
+    def probabilities_and_residual(self, problem, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.P is None:
+            return problem.probabilities_and_residual(Z)
+        if self.R is None:
+            self.R = torch.empty_like(self.P)
+        self.current = True
+        return problem.probabilities_and_residual(Z, out=(self.P, self.R))
 
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The rows' curvatures ``w p (1 - p)`` in ``dtype``; kept arrays: made in ``P`` (overwritten) and copied."""
         if self.curvatures is None:
             return (P * (1 - P) * w).to(dtype)
+        self.current = False
         P.addcmul_(P, P, value=-1.0).mul_(w)
         return self.curvatures.copy_(P)
 
@@ -240,12 +259,17 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        P, R = problem.probabilities_and_residual(state.Z, out=kept.P_and_R)
-        grad_b = reducer.sum(R.sum(0, dtype=torch.float64))
-        if restricted_gradient:
-            grad_W = pattern.dense(reducer.sum(pattern.gradient(block.data, R)))  # zero off the free pairs
+        if restricted_gradient and kept.P is not None:  # the residual made from P in cache: no n x k array
+            P = kept.probabilities(problem, state.Z)
+            values, sums = pattern.gradient(block.data, P, problem.class_labels(), problem.row_weight)
         else:
-            grad_W = block.rmatvec(R)
+            P, R = kept.probabilities_and_residual(problem, state.Z)
+            if restricted_gradient:
+                values, sums = pattern.gradient(block.data, R)
+            else:
+                values, sums = None, R.sum(0, dtype=torch.float64)
+        grad_W = block.rmatvec(R) if values is None else pattern.dense(reducer.sum(values))  # zero off the free pairs
+        grad_b = reducer.sum(sums)
         return P, grad_W, grad_b - grad_b.mean()
 
     def take(dW, db, predicted) -> float:
@@ -257,8 +281,12 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
         if db is not None:
             dZ += db.to(state.Z.dtype)
+        # each trial writes its probabilities into the kept P: the accepted one (the last tried) is where the next
+        # pass over them starts
         t, trial, accepted = armijo_backtrack(
-            lambda t: problem.loss(state.Z, dZ, t) + float(penalty.value(W_set + t * dW)), objective, predicted)
+            lambda t: problem.loss(state.Z, dZ, t, probabilities=kept.P) + float(penalty.value(W_set + t * dW)),
+            objective, predicted)
+        kept.current = accepted and kept.P is not None
         if not accepted:
             return 0.0
         W_set = W_set + t * dW
@@ -310,7 +338,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
             if restricted_curvature:
                 # one pass over the probabilities gives both; the labels' part of the slope is a fixed sum
-                P = problem.probabilities(state.Z, out=None if kept.P_and_R is None else kept.P_and_R[0])
+                P = kept.probabilities(problem, state.Z)
                 first, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_terms(
                     block.data, P, problem.row_weight))
                 slope = first - (label_sums * moving).sum(0)

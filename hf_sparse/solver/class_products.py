@@ -17,7 +17,7 @@ Example:
     >>> free = np.array([[True, False, True], [False, True, False]])
     >>> pattern = ClassPattern.from_mask(free)
     >>> X = torch.randn(10, 3); R = torch.randn(10, 2, dtype=torch.float64)
-    >>> g = pattern.gradient(X, R)              # (R^T X)[free], float64
+    >>> g, sums = pattern.gradient(X, R)        # (R^T X)[free] and R's column sums, float64
     >>> torch.allclose(g, (R.T @ X.double())[torch.from_numpy(free)])
     True
 """
@@ -70,15 +70,27 @@ def _tile(A, tile):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _gradient(X, R, classes, indptr, cols):
-    """``sum_i R[i, c] X[i, j]`` for the pattern's pairs: class ``classes[a]`` has the columns
-    ``cols[indptr[a]:indptr[a + 1]]``."""
-    n = X.shape[0]
+def _gradient(X, R, labels, weight, classes, indptr, cols):
+    """``sum_i R[i, c] X[i, j]`` for the pattern's pairs (class ``classes[a]`` has the columns
+    ``cols[indptr[a]:indptr[a + 1]]``), and ``sum_i R[i, c]`` for every class. With ``labels`` of ``n`` entries,
+    ``R`` holds probabilities and the residual ``weight (R - onehot(labels))`` is made tile by tile."""
+    n, k = R.shape
     tiles = (n + _TILE - 1) // _TILE
+    from_probabilities = labels.shape[0] == n
     parts = np.zeros((_PARTS, cols.shape[0]))
+    sums = np.zeros((_PARTS, k))
     for part in numba.prange(_PARTS):
         for tile in range(part, tiles, _PARTS):
             XT, RT = _tile(X, tile), _tile(R, tile)
+            a = tile * _TILE
+            if from_probabilities:
+                for c in range(k):
+                    for t in range(RT.shape[1]):
+                        RT[c, t] *= weight[a + t]
+                for t in range(RT.shape[1]):
+                    RT[labels[a + t], t] -= weight[a + t]
+            for c in range(k):
+                sums[part, c] += RT[c].sum()
             for s in range(classes.shape[0]):
                 r = RT[classes[s]]
                 p = indptr[s]
@@ -91,7 +103,7 @@ def _gradient(X, R, classes, indptr, cols):
                 while p < stop:
                     parts[part, p] += _dot(XT[cols[p]], r)
                     p += 1
-    return parts.sum(0)
+    return parts.sum(0), sums.sum(0)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -198,11 +210,22 @@ class ClassPattern:
         """Whether the restricted ``product`` ("gradient", "matvec", "curvature") beats the dense one here."""
         return self.mask.size > 0 and self.density <= MAX_DENSITY[product]
 
-    def gradient(self, X: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-        """``(R^T X)`` at the free pairs, in the mask's row-major order, float64 (this process's rows)."""
+    def gradient(self, X: torch.Tensor, R: torch.Tensor, labels: torch.Tensor | None = None,
+                 weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(R^T X)`` at the free pairs, in the mask's row-major order, and ``R``'s column sums (k,), float64
+        (this process's rows). With ``labels`` and ``weight`` (n,), ``R`` holds probabilities ``P`` and the
+        residual ``weight (P - onehot(labels))`` is used, made in cache (no ``n x k`` array)."""
+        if (labels is None) != (weight is None):
+            raise ValueError("labels and weight go together (R holds probabilities), or neither (R is the residual)")
+        if labels is None:
+            labels_np, weight_np = np.zeros(0, dtype=np.int64), np.zeros(0)
+        else:
+            labels_np = labels.cpu().numpy().astype(np.int64)
+            weight_np = weight.double().cpu().numpy()
         with PARALLEL_KERNEL:
-            values = _gradient(X.numpy(), R.double().contiguous().numpy(), self.classes, self.indptr, self.cols)
-        return torch.from_numpy(values)
+            values, sums = _gradient(X.numpy(), R.double().contiguous().numpy(), labels_np, weight_np, self.classes,
+                                     self.indptr, self.cols)
+        return torch.from_numpy(values), torch.from_numpy(sums)
 
     def dense(self, values: torch.Tensor) -> torch.Tensor:
         """The (k, m) float64 matrix with ``values`` at the free pairs and zeros elsewhere."""

@@ -130,7 +130,6 @@ class Multinomial(Family):
     def conjugate_profile(self, D, Y, weight):
         # q = y + t (p - y): the true class has 1 - t a with a = 1 - p_y, the others t p_c, so
         # sum_c q_c log q_c = (1 - t a) log(1 - t a) + a t log t + t sum_{c != y} p_c log p_c.
-        w = weight.double()
         # per row, in row chunks (no n x k temporaries beyond one chunk); ``D`` may be a function
         # ``(start, stop) -> rows of D`` so that a dual point derived from another is never held whole
         n, k = Y.shape
@@ -147,6 +146,13 @@ class Multinomial(Family):
             Yc = Y[start:stop].to(Dc.dtype)
             a[start:stop] = -(Dc * Yc).sum(1).double()
             others[start:stop] = (_xlogx(Dc + Yc) * (1 - Yc)).sum(1).double()
+        return self.profile_from_terms(a, others, weight)
+
+    @staticmethod
+    def profile_from_terms(a: torch.Tensor, others: torch.Tensor, weight: torch.Tensor):
+        """:meth:`conjugate_profile` from its per-row terms: ``a = -D_label`` and ``others = sum_{c != label}
+        xlogx(D_c)`` (n,) float64 each, made by a compiled pass beside ``D`` (:mod:`.softmax_rows`)."""
+        w = weight.double()
         wa, w_others = float((w * a).sum()), float((w * others).sum())
 
         def profile(t: float) -> torch.Tensor:

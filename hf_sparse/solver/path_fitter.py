@@ -170,15 +170,16 @@ class _PathFitter:
         p, s = self.problem, self.state
         reducer = p.design.reducer
         mean_Y, a, B = p.dual_data()
-        D, r, M, shift = self._dual_point()
-        loss = p.loss(s.Z)
+        D, r, M, shift, loss, terms_D = self._dual_point()
+        loss = p.loss(s.Z) if loss is None else loss
         penalty = float(pen.value(s.W))
         G = p.design.gradient(D, row_weight=p.row_weight)
         objective = loss + penalty
         bias_term = float((s.b.double() * r).sum())
         conj_G = float(pen.conjugate(-G))
         gap_at_one = float((s.W.double() * G).sum()) + bias_term + penalty + conj_G
-        profile_D = p.family.conjugate_profile(D, p.Y, p.row_weight)
+        profile_D = (p.family.conjugate_profile(D, p.Y, p.row_weight) if terms_D is None
+                     else p.family.profile_from_terms(*terms_D, p.row_weight))
         conj_one = reducer.scalar(profile_D(1.0))
         # the feasible dual point and its X^T product
         mix, v = shift
@@ -189,7 +190,14 @@ class _PathFitter:
             return keep * rows - shift_Y * p.Y[start:stop].to(D) + add
         Gp = G if M is None else G - M.gradient(p.design, p.class_labels(), p.row_weight, p.internal_outputs)
         Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
-        profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
+        compiled = p.softmax_rows(D)
+        if compiled is None:
+            profile = p.family.conjugate_profile(Dp, p.Y, p.row_weight)
+        else:  # the feasible dual point's terms straight from D's rows: no rows of it made
+            empty = None if M is None else torch.zeros(p.internal_outputs, dtype=torch.bool).index_fill_(
+                0, M.classes.cpu(), True)
+            profile = p.family.profile_from_terms(*compiled.shifted_conjugate_terms(
+                D, keep, shift_Y, add, empty, None if M is None else M.moved), p.row_weight)
 
         def gap(t: float) -> float:
             return (gap_at_one - conj_one + reducer.scalar(profile(t))
@@ -230,16 +238,23 @@ class _PathFitter:
         return _Check(G, objective, loss, best)
 
     def _dual_point(self):
-        """The residual ``D``, its weighted column sums ``r``, and the changes that
-        make it dual-feasible: ``M`` for outputs without examples, ``(s, v)`` for the rest."""
+        """The residual ``D``, its weighted column sums ``r``, the changes that make it dual-feasible (``M`` for
+        outputs without examples, ``(s, v)`` for the rest), and the loss and ``D``'s conjugate terms where the
+        compiled pass made them beside ``D`` (a softmax head's float64 rows on the CPU; else None, None)."""
         p, s = self.problem, self.state
         reducer = p.design.reducer
         mean_Y = p.dual_data()[0]
-        D = p.unweighted_residual(s.Z)  # the weighted residual w D is never held whole (10 GB at ImageNet shape)
-        r = reducer.sum(p.row_weight.to(D.dtype) @ D)
+        compiled = p.softmax_rows(s.Z)
+        if compiled is None:
+            D = p.unweighted_residual(s.Z)  # the weighted residual w D is never held whole (10 GB at ImageNet shape)
+            r = reducer.sum(p.row_weight.to(D.dtype) @ D)
+            loss, terms = None, None
+        else:  # one pass for D, r, the loss and D's conjugate terms (four passes over n x k otherwise)
+            D, local_loss, r, terms = compiled.dual_rows(s.Z)
+            r, loss = reducer.sum(r), reducer.scalar(torch.tensor(local_loss, dtype=torch.float64))
         M = p.family.empty_class_shift(D, p.Y, mean_Y)
         r_left = r if M is None else r - reducer.sum(M.column_sums(p.row_weight, p.class_labels(), p.internal_outputs))
-        return D, r, M, p.family.feasible_dual(r_left, mean_Y)
+        return D, r, M, p.family.feasible_dual(r_left, mean_Y), loss, terms
 
     def _point(self, lam: float, check: _Check, steps: int, seconds: float) -> PathPoint:
         p, s = self.problem, self.state

@@ -94,13 +94,18 @@ class Problem:
         factor = self.penalty(1.0, alpha, group).l1
         return score / factor
 
-    def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0) -> float:
+    def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0,
+             probabilities: torch.Tensor | None = None) -> float:
         """The weighted mean loss at predictions ``Z + t step``, in row chunks: a line search's trial point
         is never made whole (an ``n x k`` float64 copy is 10 GB at the ImageNet shape). ``step``: (n, k),
-        or (k,) for a change of the bias alone."""
+        or (k,) for a change of the bias alone. ``probabilities`` (multinomial, ``Z``'s shape): written with the
+        softmax at that point in the same pass (a line search's accepted point is where the next step starts)."""
+        if probabilities is not None and self.family.name != "multinomial":
+            raise ValueError(f"probabilities are a softmax head's, not a {self.family.name} problem's")
         compiled = self.softmax_rows(Z, step)
         if compiled is not None:
-            return self.design.reducer.scalar(torch.tensor(compiled.loss(Z, step, t), dtype=torch.float64))
+            return self.design.reducer.scalar(torch.tensor(compiled.loss(Z, step, t, probabilities=probabilities),
+                                                           dtype=torch.float64))
         rows = chunk_rows(Z.shape[1], Z.device)
         total = torch.zeros((), dtype=torch.float64, device=Z.device)
         for a in range(0, Z.shape[0], rows):
@@ -109,6 +114,8 @@ class Problem:
             else:
                 Zc = Z[a:a + rows] + t * (step if step.dim() == 1 else step[a:a + rows])
             losses = self.family.row_loss(Zc, self.Y[a:a + rows])
+            if probabilities is not None:
+                probabilities[a:a + rows] = softmax(Zc)
             total += (self.row_weight[a:a + rows] * losses).double().sum()
         return self.design.reducer.scalar(total)
 

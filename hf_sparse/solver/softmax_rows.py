@@ -83,10 +83,11 @@ def _exp_row(x, out, powers):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _weighted_loss(Z, S, s, t, mode, labels, weight):
+def _weighted_loss(Z, S, s, t, mode, labels, weight, P):
     """``sum_i weight_i (logsumexp(z_i) - z_i[label_i])`` at ``z = Z + t S`` (mode 1), ``Z + t s`` with a bias
-    step ``s`` (mode 2), or ``Z`` (mode 0)."""
+    step ``s`` (mode 2), or ``Z`` (mode 0); with ``P`` of ``Z``'s shape, ``softmax(z)`` written into it."""
     n, k = Z.shape
+    write = P.shape[0] == n
     out = np.zeros(n)
     for block in numba.prange((n + _BLOCK - 1) // _BLOCK):
         x, e, powers = np.empty(k), np.empty(k), np.empty(k, np.int64)
@@ -100,6 +101,10 @@ def _weighted_loss(Z, S, s, t, mode, labels, weight):
                     x[c] = Z[i, c]
             top, total = _exp_row(x, e, powers)
             out[i] = weight[i] * (math.log(total) + top - x[labels[i]])
+            if write:
+                scale = 1.0 / total
+                for c in range(k):
+                    P[i, c] = e[c] * scale
     return out.sum()
 
 
@@ -156,6 +161,58 @@ def _conjugate_terms(D, Y, a, others):
         others[i] = rest
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _dual_rows(Z, labels, weight, D, losses, a, others, parts):
+    """The gap check's pass over the predictions: ``D = softmax(Z) - onehot(labels)`` written, and per row the
+    weighted loss, ``a = 1 - p_label`` and ``others = sum_{c != label} p_c log p_c`` (the conjugate terms of
+    :func:`_conjugate_terms` for ``D``, with ``log p`` from the logits: no ``log`` call);
+    returns the weighted column sums of ``D`` (k,), in ``parts`` partial sums (the same on any thread count)."""
+    n, k = Z.shape
+    blocks = (n + _BLOCK - 1) // _BLOCK
+    sums = np.zeros((parts, k))
+    for part in numba.prange(parts):
+        e, powers = np.empty(k), np.empty(k, np.int64)
+        for block in range(part, blocks, parts):
+            for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+                top, total = _exp_row(Z[i], e, powers)
+                log_total = math.log(total) + top
+                y = labels[i]
+                losses[i] = weight[i] * (log_total - Z[i, y])
+                scale = 1.0 / total
+                rest = 0.0
+                for c in range(k):
+                    q = e[c] * scale
+                    D[i, c] = q
+                    sums[part, c] += weight[i] * q
+                    if c != y:
+                        rest += q * (Z[i, c] - log_total)
+                q = D[i, y]
+                D[i, y] = q - 1.0
+                sums[part, y] -= weight[i]
+                a[i] = 1.0 - q
+                others[i] = rest
+    return sums.sum(0)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _shifted_conjugate_terms(D, labels, keep, shift, add, empty, moved, a, others):
+    """:func:`_conjugate_terms` of the feasible dual point ``keep (D - M) - shift Y + add`` (per class vectors)
+    without making it: ``M`` moves each row's mass on the ``empty`` classes (True/False per class) to its own
+    class (``moved``, per row; :class:`~.empty_classes.EmptyClassShift`), which leaves nothing on them."""
+    n, k = D.shape
+    for i in numba.prange(n):
+        y = labels[i]
+        rest = 0.0
+        for c in range(k):
+            if c == y:
+                continue
+            q = add[c] if empty[c] else keep[c] * D[i, c] + add[c]
+            if q > 0.0:
+                rest += q * math.log(q)
+        a[i] = -(keep[y] * (D[i, y] + moved[i]) - shift[y] + add[y])
+        others[i] = rest
+
+
 def conjugate_terms(D: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The per-row terms of the softmax conjugate's profile (:meth:`~.families.Multinomial.conjugate_profile`) in one
     pass, or None where the compiled pass does not apply (``D`` not contiguous float64 on the CPU)."""
@@ -185,10 +242,18 @@ class SoftmaxRows:
         self.weight = weight.detach().cpu().double().numpy()
         self._ones = None  # unit weights, made when first needed
 
-    def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0) -> float:
+    def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0,
+             probabilities: torch.Tensor | None = None) -> float:
         """``sum_i weight_i loss_i(Z_i + t step_i)`` (this process's rows); ``step`` (n, k), or (k,) for a
-        change of the bias alone."""
+        change of the bias alone. ``probabilities``: written with the softmax there in the same pass (contiguous
+        float64, ``Z``'s shape), for a line search whose accepted point is where the next step starts."""
         empty = np.zeros((0, 0))
+        if probabilities is None:
+            P = empty
+        elif usable(probabilities) and probabilities.shape == Z.shape:
+            P = probabilities.numpy()
+        else:
+            raise ValueError("probabilities must be a contiguous float64 CPU tensor of Z's shape")
         Zn = Z.numpy()
         if step is None:
             args = (empty, np.zeros(0), 0.0, _PLAIN)
@@ -197,7 +262,7 @@ class SoftmaxRows:
         else:
             args = (step.numpy(), np.zeros(0), float(t), _FULL_STEP)
         with PARALLEL_KERNEL:
-            return float(_weighted_loss(Zn, *args, self.labels, self.weight))
+            return float(_weighted_loss(Zn, *args, self.labels, self.weight, P))
 
     def probabilities(self, Z: torch.Tensor, residual: bool = False, out=None):
         """The row softmax ``P``; with ``residual`` also ``(P, weight (P - Y))`` (the loss's gradient in ``Z``).
@@ -218,6 +283,33 @@ class SoftmaxRows:
         with PARALLEL_KERNEL:
             _probabilities(Z.numpy(), self.labels, self.weight, P.numpy(), R.numpy())
         return (P, R) if residual else P
+
+    def dual_rows(self, Z: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The gap check's dual point ``D = P - Y`` in one pass, with what the check needs beside it: the weighted
+        loss (float), ``D``'s weighted column sums (k,) and its conjugate terms ``(a, others)`` (n,) each
+        (:func:`conjugate_terms`), all float64 (this process's rows)."""
+        n = Z.shape[0]
+        D = torch.empty_like(Z)
+        losses, a, others = (torch.empty(n, dtype=torch.float64) for _ in range(3))
+        with PARALLEL_KERNEL:
+            sums = _dual_rows(Z.numpy(), self.labels, self.weight, D.numpy(), losses.numpy(), a.numpy(),
+                              others.numpy(), 8)
+        return D, float(losses.numpy().sum()), torch.from_numpy(sums), (a, others)
+
+    def shifted_conjugate_terms(self, D: torch.Tensor, keep: torch.Tensor, shift: torch.Tensor, add: torch.Tensor,
+                                empty: torch.Tensor | None = None, moved: torch.Tensor | None = None):
+        """The conjugate terms ``(a, others)`` of the dual point ``keep (D - M) - shift Y + add`` (``keep``, ``shift``,
+        ``add`` per class) made row by row from ``D``: ``M`` moves the mass on the ``empty`` classes (bool, k) to each
+        row's own class, ``moved`` (n,) of it (both None: no class is empty)."""
+        n, k = D.shape
+        if empty is None:
+            empty, moved = torch.zeros(k, dtype=torch.bool), torch.zeros(n, dtype=torch.float64)
+        a, others = (torch.empty(n, dtype=torch.float64) for _ in range(2))
+        vectors = [v.double().cpu().contiguous().numpy() for v in (keep, shift, add)]
+        with PARALLEL_KERNEL:
+            _shifted_conjugate_terms(D.numpy(), self.labels, *vectors, empty.cpu().numpy(),
+                                     moved.double().cpu().contiguous().numpy(), a.numpy(), others.numpy())
+        return a, others
 
     def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
         """``sum_i weight_i (p_i - y_i)`` (k,) float64: the loss's gradient in the bias, one pass, no ``n x k`` array."""
