@@ -57,6 +57,9 @@ def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeyp
     weights = problem.row_weight.double()
     expected = design.source.T.double() @ (weights[:, None] * D)
     torch.testing.assert_close(design.gradient(D, row_weight=problem.row_weight), expected.T, rtol=1e-12, atol=1e-14)
+    equal = torch.full((n,), 1 / n, dtype=torch.float64)  # equal weights: the product scaled once, the same numbers
+    torch.testing.assert_close(design.gradient(D, row_weight=equal), (design.source.T.double() @ D).T / n,
+                               rtol=1e-12, atol=1e-14)
     shift = torch.tensor([0.3, -1.0, 0.0, 2.0], dtype=torch.float64)
     direct = float((weights * (torch.logsumexp(Z + shift, 1) - ((Z + shift) * Y).sum(1))).sum())
     assert problem.loss(Z, shift) == pytest.approx(direct, rel=1e-13)

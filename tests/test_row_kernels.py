@@ -274,6 +274,9 @@ def test_restricted_gradient_and_matvec_against_dense_float64():
     torch.testing.assert_close(pattern.dense(got), dense * torch.from_numpy(mask), rtol=1e-12, atol=1e-11)
     W = torch.as_tensor(rng.standard_normal(mask.shape)) * torch.from_numpy(mask)
     torch.testing.assert_close(pattern.matvec(X, W), X.double() @ W.T, rtol=1e-12, atol=1e-12)
+    kept = torch.full((X.shape[0], k), np.nan, dtype=torch.float64)  # a kept array: every entry rewritten
+    assert pattern.matvec(X, W, out=kept) is kept
+    torch.testing.assert_close(kept, X.double() @ W.T, rtol=1e-12, atol=1e-12)
     assert pattern.density == pytest.approx(mask.mean())
 
 

@@ -108,12 +108,12 @@ def _gradient(X, R, labels, weight, classes, indptr, cols):
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _matvec(X, values, classes, indptr, cols, out):
-    """``out[i, classes[s]] = sum_p X[i, cols[p]] values[p]`` over class ``s``'s pairs (other columns of ``out``
-    untouched)."""
+    """``out[i, classes[s]] = sum_p X[i, cols[p]] values[p]`` over class ``s``'s pairs, zero in the other columns."""
     n = X.shape[0]
     tiles = (n + _TILE - 1) // _TILE
     for tile in numba.prange(tiles):
         a, b = tile * _TILE, min(n, (tile + 1) * _TILE)
+        out[a:b] = 0.0  # the tile's rows, in cache for the writes below (a separate pass cost a third of the product)
         XT = np.ascontiguousarray(X[a:b].T)
         acc = np.zeros(b - a)
         for s in range(classes.shape[0]):
@@ -238,9 +238,7 @@ class ClassPattern:
         (contiguous float64, overwritten)."""
         values = W.double()[torch.from_numpy(self.mask)].numpy()
         if out is None:
-            out = torch.zeros(X.shape[0], self.mask.shape[0], dtype=torch.float64)
-        else:
-            out.zero_()  # the kernel writes the classes with free pairs only
+            out = torch.empty(X.shape[0], self.mask.shape[0], dtype=torch.float64)
         with PARALLEL_KERNEL:
             _matvec(X.numpy(), values, self.classes, self.indptr, self.cols, out.numpy())
         return out
