@@ -282,3 +282,24 @@ def test_a_stalled_point_gets_its_bias_polished_whatever_the_rest_of_its_gap():
     polished = near._check(pen)
     assert float(near._dual_point()[3][0].max()) < 1e-9
     assert polished.gap < unpolished.gap / 4, (unpolished.gap, polished.gap)
+
+
+def test_kept_arrays_are_reused_only_where_the_path_keeps_them(monkeypatch):
+    """The block method keeps its ``n x k`` step arrays (and the gap check's dual point) for the path; their
+    contents are stale between uses, and the path must not depend on that: the same fit with fresh arrays
+    everywhere gives the same points."""
+    state = newton.Iterate(torch.zeros(3, 2), torch.zeros(3), torch.zeros(5, 3, dtype=torch.float64))
+    assert state.array("step") is not state.array("step")  # not kept: fresh each time
+    state.keep_arrays = True
+    kept = state.array("step")
+    assert state.array("step") is kept and kept.shape == (5, 3)
+    assert state.array("step", torch.float32).dtype == torch.float32 and state.array("step") is not kept
+    X, y = many_classes(seed=3)
+    path = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method="block")
+    monkeypatch.setattr(newton.Iterate, "array", lambda self, name, dtype=None: torch.full(
+        self.Z.shape, np.nan, dtype=dtype or self.Z.dtype))  # fresh, and poisoned: nothing may be read unwritten
+    fresh = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method="block")
+    for a, b in zip(path, fresh):
+        assert a.metrics["objective"] == pytest.approx(b.metrics["objective"], rel=1e-12)
+        assert a.metrics["iterations"] == b.metrics["iterations"]
+        assert 0 <= b.metrics["gap"] <= 1e-6

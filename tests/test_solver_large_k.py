@@ -214,7 +214,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 def peak_bytes_formula(n, d, k, m, b=4, method="bound"):
     """The peak-memory formulas of ``fit_path``'s docstring (CPU, in-memory design)."""
     if method == "block":
-        return n * d * b + n * m * b + n * k * (2 * b + 24)
+        return n * d * b + n * m * b + n * k * (2 * b + 24) + 32 * min(n * k, CPU_ENTRIES)
     chunk = min(n * k, CPU_ENTRIES)
     return n * d * b + n * m * b + n * k * (b + 16) + 36 * chunk + 8 * (d + 1) ** 2
 
@@ -234,8 +234,9 @@ def test_peak_memory_is_within_the_formula(n, d, k, method):
     the same fit). The peak is reset before the fit (``/proc/self/clear_refs``), so what the warm-up
     (numba's compilation) used does not hide it. Measured 2026-11-26: 257 MB against 279 MB and
     404 MB against 405 MB (345 and 474 MB before the compiled softmax passes; 490 MB at the first shape
-    before every ``n x k`` loop ran in row chunks); the block method 405 MB against 395 MB (its step arrays kept for
-    a call; 500 MB before its gradient was made from the probabilities without a residual array)."""
+    before every ``n x k`` loop ran in row chunks); the block method 497 MB against 529 MB (its step arrays kept for
+    the path, the gap check's chunks beside them; 500 MB against the 500 MB of a formula without them before its
+    gradient was made from the probabilities without a residual array)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT.format(n=n, d=d, k=k, method=method)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)

@@ -177,21 +177,24 @@ class ClassBlocks:
 
 @dataclass
 class _Workspace:
-    """The ``n x k`` arrays one call of the block solver rewrites at every step, where the compiled passes run
-    (``None`` elsewhere: the torch code makes its own). ``current``: ``P`` holds the probabilities at the iterate
+    """The ``n x k`` arrays the block solver rewrites at every step, where the compiled passes run (``None``
+    elsewhere: the torch code makes its own), kept on the iterate for the path. ``current``: ``P`` holds the probabilities at the iterate
     (the line search wrote them at the point it accepted), so that the next pass over them needs no softmax."""
 
     P: torch.Tensor | None
     step: torch.Tensor | None
     curvatures: torch.Tensor | None
-    R: torch.Tensor | None = None  # made when first needed: the dense gradient's residual
+    R: torch.Tensor | None = None  # taken when first needed: the dense gradient's residual
     current: bool = False
+    state: object = None  # the iterate whose kept arrays these are (see :meth:`~.newton.Iterate.array`)
 
     @classmethod
-    def for_problem(cls, problem, Z: torch.Tensor) -> "_Workspace":
-        if problem.softmax_rows(Z) is None:
+    def for_problem(cls, problem, state) -> "_Workspace":
+        if problem.softmax_rows(state.Z) is None:
             return cls(None, None, None)
-        return cls(torch.empty_like(Z), torch.empty_like(Z), torch.empty(Z.shape, dtype=problem.design.dtype))
+        # kept on the iterate for the whole path: the gap check writes its dual point into "step" between calls
+        return cls(state.array("probabilities"), state.array("step"), state.array("curvatures", problem.design.dtype),
+                   state=state)
 
     def probabilities(self, problem, Z: torch.Tensor) -> torch.Tensor:
         """Softmax of ``Z``: the kept ones where current, else one pass (into ``P`` where kept)."""
@@ -205,7 +208,7 @@ class _Workspace:
         if self.P is None:
             return problem.probabilities_and_residual(Z)
         if self.R is None:
-            self.R = torch.empty_like(self.P)
+            self.R = self.state.array("residual")
         self.current = True
         return problem.probabilities_and_residual(Z, out=(self.P, self.R))
 
@@ -254,7 +257,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     w = problem.row_weight.to(state.Z.dtype)[:, None]
     # the compiled passes write into arrays kept for the call: a fresh n x k array a step costs its page
     # faults (at 20,000 x 1,000, 35 ms each, as much as the pass itself)
-    kept = _Workspace.for_problem(problem, state.Z)
+    kept = _Workspace.for_problem(problem, state)
     label_sums = problem.label_sums()[:, cols.to(problem.design.device)].cpu() if restricted_curvature else None
 
     def gradient():
@@ -363,4 +366,5 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             state.stale_model = not fresh
             break
     state.W[:, cols] = W_set
+    state.scratch.pop("residual", None)  # kept for the call only: not beside the gap check's arrays
     return steps

@@ -111,21 +111,22 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     ``min(n k, 2^26)`` on a GPU, :mod:`.chunking`):
 
         peak ~ n d b + n m b + n k (b + 16) + c E + 8 (d+1)^2     (method="bound"; no Gram for "newton")
-        peak ~ n d b + n m b + n k (2 b + 24) + 8 k p^2             (method="block" on a CPU)
+        peak ~ n d b + n m b + n k (2 b + 24) + 32 E + 8 k p^2      (method="block" on a CPU)
 
     the standardized copy of X, the working set's gathered columns, the one-hot targets (in
     ``dtype``), the float64 predictions ``Z`` and the duality-gap check's float64 dual point, a few
     float64 temporaries of one row chunk (every ``n x k`` loop runs in row chunks; ``c = 36`` on a CPU,
     where the softmax passes are compiled and make none, :mod:`.softmax_rows`, and ``c = 56`` on a GPU),
-    and the Gram. The block method on a CPU keeps, for the steps of a call, the probabilities, change of predictions
-    (float64) and row curvatures (``dtype``) beside ``Z`` and the targets (a fresh ``n x k`` array a step cost as
-    much in page faults as the pass that fills it), plus its ``k`` class blocks of up to ``p`` slots; where its
-    gradient is a dense product (over 14% of the working set's class-feature pairs free) a float64 residual too
+    and the Gram. The block method on a CPU keeps, for the whole path, the probabilities, change of predictions
+    (float64, also the gap check's dual point) and row curvatures (``dtype``) beside ``Z`` and the targets (a
+    fresh ``n x k`` array a step cost as much in page faults as the pass that fills it), so the gap check's row
+    chunks come on top, plus its ``k`` class blocks of up to ``p`` slots; where its gradient is a dense product
+    (over 14% of the working set's class-feature pairs free) a float64 residual too, during a call
     (``n k (2 b + 32)``).
     The caller's own X comes on top. Example: n=20,000, d=768, k=1000 on the CPU,
     float32: 61 MB + 61 MB + 400 MB + 151 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
     k=1000, m=543): 10.5 + 2.8 + 25.6 + 3.8 GB, 43 GB. ``tests/test_solver_large_k.py`` measures it
-    (0.92-0.99 of the formula at three CPU shapes; the block method's 1.03 at one). Proximal Newton adds its coupled Hessian (up to
+    (0.92-0.99 of the formula at three CPU shapes; the block method's 0.94 at one). Proximal Newton adds its coupled Hessian (up to
     128 MB) or class blocks.
     """
     reducer = Reducer.auto(distributed)

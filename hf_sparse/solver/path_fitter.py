@@ -53,6 +53,7 @@ class _PathFitter:
         self.gram = FeatureGram.build(problem) if method == "bound" else None
         self._stall = 1e-14 if method == "bound" else max(1e-14, 1e-2 * tol)
         self.state = Iterate.zeros(problem)
+        self.state.keep_arrays = method == "block"  # its step arrays, kept for the path (counted in its formula)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
         self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
@@ -250,7 +251,7 @@ class _PathFitter:
             r = reducer.sum(p.row_weight.to(D.dtype) @ D)
             loss, terms = None, None
         else:  # one pass for D, r, the loss and D's conjugate terms (four passes over n x k otherwise)
-            D, local_loss, r, terms = compiled.dual_rows(s.Z)
+            D, local_loss, r, terms = compiled.dual_rows(s.Z, out=s.array("step"))  # the block solver's, idle now
             r, loss = reducer.sum(r), reducer.scalar(torch.tensor(local_loss, dtype=torch.float64))
         M = p.family.empty_class_shift(D, p.Y, mean_Y)
         r_left = r if M is None else r - reducer.sum(M.column_sums(p.row_weight, p.class_labels(), p.internal_outputs))

@@ -296,12 +296,15 @@ class SoftmaxRows:
             _probabilities(Z.numpy(), self.labels, self.weight, P.numpy(), R.numpy())
         return (P, R) if residual else P
 
-    def dual_rows(self, Z: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The gap check's dual point ``D = P - Y`` in one pass, with what the check needs beside it: the weighted
-        loss (float), ``D``'s weighted column sums (k,) and its conjugate terms ``(a, others)`` (n,) each
-        (:func:`conjugate_terms`), all float64 (this process's rows)."""
+    def dual_rows(self, Z: torch.Tensor, out: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, float, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The gap check's dual point ``D = P - Y`` in one pass (into ``out`` if given), with what the check needs
+        beside it: the weighted loss (float), ``D``'s weighted column sums (k,) and its conjugate terms
+        ``(a, others)`` (n,) each (:func:`conjugate_terms`), all float64 (this process's rows)."""
         n = Z.shape[0]
-        D = torch.empty_like(Z)
+        if out is not None and not (usable(out) and out.shape == Z.shape):
+            raise ValueError("out must be a contiguous float64 CPU tensor of Z's shape")
+        D = torch.empty_like(Z) if out is None else out
         losses, a, others = (torch.empty(n, dtype=torch.float64) for _ in range(3))
         with PARALLEL_KERNEL:
             sums = _dual_rows(Z.numpy(), self.labels, self.weight, D.numpy(), losses.numpy(), a.numpy(),
