@@ -71,3 +71,22 @@ def test_weighted_gradient_and_shifted_loss_against_a_direct_computation(monkeyp
     P = torch.softmax(Z, 1)
     torch.testing.assert_close(r, (weights[:, None] * (P - Y)).sum(0))
     torch.testing.assert_close(H, torch.diag((weights[:, None] * P).sum(0)) - (weights[:, None] * P).T @ P)
+
+
+def test_symmetric_product_by_blocks_and_the_compiled_softmax():
+    """The bias Hessian's ``(w P)^T P`` by blocks on and above the diagonal (mirrored below), against the full
+    product; ``softmax`` of float64 CPU rows by the compiled pass, against torch's."""
+    from hf_sparse.solver.families import _add_symmetric_product, softmax
+
+    rng = np.random.default_rng(4)
+    Z = torch.as_tensor(rng.standard_normal((300, 700)) * 4)
+    P = torch.softmax(Z, 1)
+    torch.testing.assert_close(softmax(Z), P, rtol=1e-14, atol=1e-17)
+    torch.testing.assert_close(softmax(Z.float()), P.float())  # the torch code (float32)
+    w = torch.as_tensor(rng.random(300))
+    A, B = (w[:, None] * P).float(), P.float()
+    out = torch.ones(700, 700, dtype=torch.float64)
+    _add_symmetric_product(out, A, B)  # 3 blocks of 256, 256 and 188 columns
+    want = 1 + (A.double().T @ B.double())
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-9)
+    assert torch.equal(out[256:, :256], out[:256, 256:].T)  # the blocks below the diagonal are mirrored

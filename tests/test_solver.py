@@ -95,6 +95,33 @@ def test_lam_max_is_exact(group):
     assert below[0].metrics["nnz"] > 0
 
 
+@pytest.mark.parametrize("sample_weight", [False, True])
+def test_lam_max_of_a_softmax_head_against_its_closed_form(sample_weight):
+    """At lam_max every weight is zero and the bias is optimal: each class's probability is its weighted frequency
+    (a class without rows: 0), so lam_max is the largest |X_std^T w (freq - Y)| / alpha, written out here in float64.
+    The bias is found by Newton steps in k dimensions (no pass over the rows): its gradient must vanish."""
+    from hf_sparse.solver.design import Design
+    from hf_sparse.solver.fit import _PathFitter
+    from hf_sparse.solver.problem import Problem
+
+    rng = np.random.default_rng(11)
+    n, d, k = 500, 6, 7
+    X = rng.standard_normal((n, d))
+    y = rng.choice([0, 1, 2, 4, 5, 6], size=n, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05])  # class 3 has no rows
+    w = rng.random(n) if sample_weight else np.ones(n)
+    problem = Problem.build(Design.build(torch.as_tensor(X), device="cpu", dtype=torch.float64), torch.as_tensor(y),
+                            family="multinomial", n_outputs=k, sample_weight=torch.as_tensor(w))
+    fitter = _PathFitter(problem, alpha=ALPHA, group=False, tol=1e-6, val=None, method="block")
+    lam = fitter.lam_max()
+    Y = np.eye(k)[y]
+    freq = (w / w.sum()) @ Y
+    Xs = (X - X.mean(0)) / X.std(0)
+    want = np.abs(Xs.T @ ((w / w.sum())[:, None] * (freq - Y))).max() / ALPHA
+    assert lam == pytest.approx(want * (1 + 1e-6), rel=1e-9)
+    assert float(problem.bias_gradient(fitter.state.Z).abs().max()) < 1e-12
+    assert float(torch.softmax(fitter.state.b, 0)[3]) < 1e-16  # the empty class: its optimum is minus infinity
+
+
 def test_constant_column_and_raw_space_predictions():
     X, y = make_data("multinomial", k=3, seed=5)
     X[:, 3] = 7.0

@@ -236,6 +236,17 @@ def conjugate_terms(D: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, tor
     return a, others
 
 
+def row_softmax(Z: torch.Tensor) -> torch.Tensor | None:
+    """Softmax of each row in one compiled pass (a new array), or None where it does not apply (:func:`usable`)."""
+    if not usable(Z):
+        return None
+    P = torch.empty_like(Z)
+    none = np.zeros(0, dtype=np.int64)
+    with PARALLEL_KERNEL:
+        _probabilities(Z.numpy(), none, np.zeros(0), P.numpy(), np.zeros((0, 0)))
+    return P
+
+
 def usable(Z: torch.Tensor, step: torch.Tensor | None = None) -> bool:
     """Whether the compiled passes apply: contiguous float64 CPU predictions (and an (n, k) step)."""
     tensors = (Z,) if step is None or step.dim() == 1 else (Z, step)
