@@ -303,3 +303,23 @@ def test_kept_arrays_are_reused_only_where_the_path_keeps_them(monkeypatch):
         assert a.metrics["objective"] == pytest.approx(b.metrics["objective"], rel=1e-12)
         assert a.metrics["iterations"] == b.metrics["iterations"]
         assert 0 <= b.metrics["gap"] <= 1e-6
+
+
+@pytest.mark.parametrize("density", [0.05, 0.6])
+def test_refresh_recomputes_the_predictions_sparse_or_dense(density):
+    """``Iterate.refresh`` (the predictions from scratch at each point): restricted to the nonzero weights when
+    few are (summed in float64), the dense product otherwise; both against X_std W^T + b in float64."""
+    rng = np.random.default_rng(5)
+    n, d, k = 300, 40, 30
+    X = torch.as_tensor(rng.standard_normal((n, d)), dtype=torch.float32)
+    design = Design.build(X, device="cpu", dtype=torch.float32)
+    from hf_sparse.solver.problem import Problem
+    problem = Problem.build(design, torch.as_tensor(rng.integers(0, k, n)), family="multinomial", n_outputs=k,
+                            sample_weight=None)
+    state = newton.Iterate.zeros(problem)
+    state.W = torch.as_tensor(rng.standard_normal((k, d))) * torch.as_tensor(rng.random((k, d)) < density)
+    state.b = torch.as_tensor(rng.standard_normal(k))
+    state.Z.fill_(np.nan)
+    state.refresh(problem)
+    Xs = (X.double() - X.double().mean(0)) / X.double().std(0, unbiased=False)
+    torch.testing.assert_close(state.Z, Xs @ state.W.T + state.b, rtol=1e-5, atol=1e-5)

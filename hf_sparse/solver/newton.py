@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .block_newton import ClassBlocks, block_newton_solve
+from .class_products import ClassPattern
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
 from .penalty import ElasticNet
 from .problem import Problem
@@ -86,7 +87,14 @@ class Iterate:
         if cols is None:
             cols = torch.nonzero(self.W.abs().sum(0) > 0).flatten()
         dtype = problem.design.dtype
-        self.Z.copy_(problem.design.block(cols).matvec(self.W[:, cols].to(dtype)))  # in place: no second n x k
+        block = problem.design.block(cols)
+        W = self.W[:, cols]
+        pattern = ClassPattern.from_mask(W != 0) if ClassPattern.applies(block.data) and self.Z.dtype == torch.float64 \
+            else None
+        if pattern is not None and pattern.pays("matvec"):  # the nonzero weights' products only, summed in float64
+            pattern.matvec(block.data, W, out=self.Z)
+        else:
+            self.Z.copy_(block.matvec(W.to(dtype)))  # in place: no second n x k
         self.Z += self.b.to(self.Z.dtype)
 
 
@@ -183,19 +191,20 @@ def armijo_backtrack(value_at, objective: float, predicted: float, max_halvings:
     return t, value, False
 
 
-def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *, max_steps: int = 3) -> float | None:
+def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *, max_steps: int = 3,
+                loss: float | None = None) -> float | None:
     """Newton steps on the unpenalized bias alone (the weights fixed) until ``done(r)`` holds for
     the residuals' weighted column sums ``r`` (the duality gap's dual point needs them at zero).
     Each step costs a few ``n k`` operations (no pass over the features); a step that does not
     lower the loss is not taken. ``outputs``: which biases to move (not those of outputs without
     examples, whose optimal bias is minus infinity). Returns the new loss, or None if no step
-    was taken.
+    was taken. ``loss``: the loss at ``state.Z`` where the caller has it (else one pass makes it).
     """
     reducer = problem.design.reducer
     idx = torch.nonzero(outputs.cpu()).flatten()
     k = len(idx)
     multinomial = problem.family.name == "multinomial"
-    loss, moved, H = problem.loss(state.Z), False, None
+    loss, moved, H = problem.loss(state.Z) if loss is None else loss, False, None
     for _ in range(max_steps):
         r = reducer.sum(problem.bias_gradient(state.Z))
         if done(r):
