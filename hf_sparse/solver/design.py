@@ -29,12 +29,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numba
 import numpy as np
 import torch
 
 from .chunking import chunk_rows
 from .column_scales import usable_std
 from .distributed import Reducer
+from .softmax_rows import PARALLEL_KERNEL
 
 
 def _as_tensor(array, device, dtype) -> torch.Tensor:
@@ -151,6 +153,16 @@ class Design:
         """``sum_{i: labels_i = c} values_i x_i`` per label ``c``: (n_labels, d) float64, summed over processes,
         exact (float64 sums, ``n d`` work: no ``n d k`` product for a one-hot matrix)."""
         out = torch.zeros(n_labels, self.n_features, dtype=torch.float64, device=self.device)
+        X = self.source
+        if self.chunk_rows is None and X.device.type == "cpu" and X.is_contiguous():
+            # one compiled pass over the rows grouped by label (a float64 copy of X and torch's scatter took 27 ms
+            # a check at 20,000 x 512); each label's rows summed in row order: the same sums on any thread count
+            order = torch.argsort(labels, stable=True)
+            starts = torch.searchsorted(labels[order], torch.arange(n_labels + 1, device=labels.device))
+            with PARALLEL_KERNEL:
+                _rows_by_label(X.numpy(), order.numpy(), starts.numpy(), values.double().contiguous().numpy(),
+                               out.numpy())
+            return self.reducer.sum(out)
         step = chunk_rows(self.n_features, self.device)
         start = 0
         for chunk in self.chunks():
@@ -230,6 +242,18 @@ class Block:
                 out[c, m, m] += hc.double().sum()
         self.design.reducer.sum(out)
         return out if batched else out[0]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rows_by_label(X, order, starts, values, out):
+    """``out[c] += sum values_i X[i]`` over the rows ``order[starts[c]:starts[c + 1]]`` (label ``c``'s), float64."""
+    d = X.shape[1]
+    for c in numba.prange(out.shape[0]):
+        for p in range(starts[c], starts[c + 1]):
+            i = order[p]
+            v = values[i]
+            for j in range(d):
+                out[c, j] += v * X[i, j]
 
 
 _PARTIALS = 1 << 24  # entries of partial products kept before summing in float64
