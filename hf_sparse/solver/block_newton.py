@@ -178,8 +178,9 @@ class ClassBlocks:
 @dataclass
 class _Workspace:
     """The ``n x k`` arrays the block solver rewrites at every step, where the compiled passes run (``None``
-    elsewhere: the torch code makes its own), kept on the iterate for the path. ``current``: ``P`` holds the probabilities at the iterate
-    (the line search wrote them at the point it accepted), so that the next pass over them needs no softmax."""
+    elsewhere: the torch code makes its own), kept on the iterate for the path. ``current``: ``P`` holds the
+    probabilities at the iterate (the line search wrote them at the point it accepted), so that the next pass over
+    them needs no softmax."""
 
     P: torch.Tensor | None
     step: torch.Tensor | None
@@ -255,8 +256,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     steps = 0
 
     w = problem.row_weight.to(state.Z.dtype)[:, None]
-    # the compiled passes write into arrays kept for the call: a fresh n x k array a step costs its page
-    # faults (at 20,000 x 1,000, 35 ms each, as much as the pass itself)
+    # the compiled passes write into arrays kept on the iterate: a fresh n x k array a step costs its page
+    # faults (at 20,000 x 1,000, 35-40 ms each, as much as the pass itself)
     kept = _Workspace.for_problem(problem, state)
     label_sums = problem.label_sums()[:, cols.to(problem.design.device)].cpu() if restricted_curvature else None
 

@@ -89,8 +89,8 @@ class Iterate:
         dtype = problem.design.dtype
         block = problem.design.block(cols)
         W = self.W[:, cols]
-        pattern = ClassPattern.from_mask(W != 0) if ClassPattern.applies(block.data) and self.Z.dtype == torch.float64 \
-            else None
+        restricted = ClassPattern.applies(block.data) and self.Z.dtype == torch.float64
+        pattern = ClassPattern.from_mask(W != 0) if restricted else None
         if pattern is not None and pattern.pays("matvec"):  # the nonzero weights' products only, summed in float64
             pattern.matvec(block.data, W, out=self.Z)
         else:

@@ -74,12 +74,13 @@ class _PathFitter:
         p = self.problem
         k = p.internal_outputs
         mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).sum(0, dtype=torch.float64))
-        b0 = p.family.intercept_at_zero(mean_Y).to(p.design.dtype)
+        b0 = p.family.intercept_at_zero(mean_Y)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
         if p.labels is not None:  # softmax over 3+ classes: in k dimensions, no pass over the rows
-            self.state.b = self._softmax_bias_alone(mean_Y, p.family.intercept_at_zero(mean_Y))
+            self.state.b = self._softmax_bias_alone(mean_Y, b0)
             self.state.Z = torch.zeros_like(self.state.Z) + self.state.b.to(self.state.Z.dtype)
         else:
+            b0 = b0.to(p.design.dtype)
             self.state.b = b0.double()
             self.state.Z = torch.zeros_like(self.state.Z) + b0
             self._inner(p, self.state, p.penalty(1.0, self.alpha, self.group),
@@ -265,7 +266,7 @@ class _PathFitter:
         tol_abs = self.tol * abs(objective)
         if polish and best > tol_abs and working is not None and not force_polish and bool(
                 ((pen.scores(G) > pen.l1 * (1 + _CLEAR_VIOLATION)) & ~working).any()):
-            polish = False  # a feature outside the working set clearly violates its KKT condition: another round follows
+            polish = False  # a feature outside the working set clearly violates its KKT condition: another round
         if polish and best > tol_abs:
             # The mixing removes the Fenchel-Young gap's bias term to first order; what it costs
             # beyond that (up to about s log k, far less where no probability is below s) pushed
