@@ -35,6 +35,7 @@ Examples::
     python benchmarks/bench_solver.py --data sst2 --sst2-n 5000
     python benchmarks/bench_solver.py --gpu-imagenet        # on a GPU machine: ours, the floor, glm_saga x3
     python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-head 5
+    python benchmarks/bench_solver.py --proxy k1000 --solvers ours glm_saga --glm-saga-budget 1500
     python benchmarks/bench_solver.py --proxy k10 --generator highrank --solvers ours glm_saga
 
 ``ours`` is ``fit_path(method="auto")``; ``ours_newton``, ``ours_block`` and ``ours_bound`` force one of its
@@ -122,7 +123,8 @@ def _run(name, X, y, lambdas, alpha, k, args, best_so_far):
         cap = args.glm_saga_head or args.glm_saga_lambdas or None
         tail = best_so_far if cap is not None and cap < len(lambdas) and not args.glm_saga_head else None
         return RUNNERS[name](X, y, lambdas, alpha, k=k, max_lambdas=cap, tail_warm_starts=tail,
-                             nepochs=args.glm_saga_epochs, verbose=args.verbose)
+                             nepochs=args.glm_saga_epochs, verbose=args.verbose,
+                             budget_seconds=args.glm_saga_budget or None)
     if name == "sklearn_saga":
         return RUNNERS[name](X, y, lambdas, alpha, k=k, tol=args.sklearn_tol,
                              max_iter=args.sklearn_max_iter)
@@ -279,6 +281,7 @@ def bench_one(args, k):
                          worst_rel_subopt=worst, median_rel_subopt=med, n_scored=int(len(r)),
                          notes=res.notes, settings=res.settings))
     head = _head_comparison(results, args.glm_saga_head)
+    budget = _budget_comparison(results)
     print(f"\n{'i':>3}{'lambda':>12}{'nnz feat':>9}{'nnz coef':>9}{'acc':>7}  best           " +
           "".join(f"{s[:12]:>13}" for s in results))
     for row in per_lambda:
@@ -287,7 +290,8 @@ def bench_one(args, k):
               "".join(f"{'-' if row['rel_subopt'][s] is None else format(row['rel_subopt'][s], '.1e'):>13}"
                       for s in results))
     return dict(data=desc, n=n, d=d, k=k, alpha=alpha, lam_max=lmax, lambdas=lambdas.tolist(),
-                fastest_compiled=fastest, solvers=rows, per_lambda=per_lambda, loadavg=load, glm_saga_head=head)
+                fastest_compiled=fastest, solvers=rows, per_lambda=per_lambda, loadavg=load, glm_saga_head=head,
+                glm_saga_budget=budget)
 
 
 def _head_comparison(results, n_head: int):
@@ -304,6 +308,25 @@ def _head_comparison(results, n_head: int):
             ours_s = float(sum(m["seconds"] for m in points[:n_head] if m is not None))
             out[name] = {"seconds": ours_s, "speedup_vs_glm_saga": saga_s / ours_s}
             print(f"  {name}: {ours_s:.2f}s, {saga_s / ours_s:.1f}x glm_saga")
+    return out
+
+
+def _budget_comparison(results):
+    """With ``--glm-saga-budget S`` and glm_saga out of it: its finished lambdas, where it stopped, and how much
+    faster each of our solvers' whole path is than glm_saga's measured seconds (a lower bound on its own time)."""
+    saga = results.get("glm_saga")
+    unfinished = saga.settings.get("unfinished") if saga is not None else None
+    if not unfinished:
+        return None
+    finished = [i for i, t in enumerate(saga.per_lambda_seconds) if t is not None]
+    out = {"finished_lambdas": finished, "unfinished": unfinished, "glm_saga_seconds": saga.seconds}
+    print(f"\nglm_saga ran out of its budget: {len(finished)} lambdas finished, lambda {unfinished['index']} unfinished "
+          f"after {unfinished['seconds']:.1f}s ({unfinished['epochs']} epochs); {saga.seconds:.1f}s in all")
+    for name, res in results.items():
+        if name.startswith("ours"):
+            out[name] = {"path_seconds": res.seconds, "at_least_x_glm_saga": saga.seconds / res.seconds}
+            print(f"  {name}: whole path {res.seconds:.2f}s, at least {saga.seconds / res.seconds:.1f}x faster than "
+                  f"glm_saga's first {len(finished) + 1} lambdas (which it did not finish)")
     return out
 
 
@@ -444,6 +467,9 @@ def main(argv=None):
     ap.add_argument("--glm-saga-head", type=int, default=0,
                     help="N = glm_saga's first N lambdas only, compared with ours on those lambdas (no estimate)")
     ap.add_argument("--glm-saga-epochs", type=int, default=2000, help="glm_saga max epochs per lambda")
+    ap.add_argument("--glm-saga-budget", type=float, default=0,
+                    help="stop glm_saga at the first epoch past this many seconds (0: no limit); its seconds are "
+                         "then a lower bound and the summary says how many lambdas it finished")
     ap.add_argument("--sklearn-tol", type=float, default=1e-6)
     ap.add_argument("--sklearn-max-iter", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2,

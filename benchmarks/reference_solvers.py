@@ -80,8 +80,12 @@ def _nclasses(y, k):
 
 def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e-4,
                  lookbehind=3, nepochs=2000, max_lambdas=None, tail_warm_starts=None,
-                 seed=0, verbose=False) -> PathResult:
+                 seed=0, verbose=False, budget_seconds=None) -> PathResult:
     """glm_saga 0.1.2's path loop on our lambdas.
+
+    ``budget_seconds``: stop at the first epoch that starts past this much time; the lambda it was on is
+    reported unfinished (``settings["unfinished"]``: its index, seconds and epochs so far), later ones are not
+    run, and the path's seconds are those measured (a lower bound on glm_saga's own).
 
     ``max_lambdas`` (cap, >= 3) runs the first ``max_lambdas - 2`` lambdas in
     sequence (warm starts, state carried) and the last 2 lambdas of the path
@@ -107,6 +111,8 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
         yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     loader = DataLoader(IndexedTensorDataset(Xt, yt), batch_size=batch_size, shuffle=True)
+    if budget_seconds is not None:
+        loader = _Budgeted(loader, time.perf_counter() + budget_seconds)
     linear = nn.Linear(d, k).to(Xt.device)
     with torch.no_grad():
         linear.weight.zero_()
@@ -154,9 +160,27 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
             print(f"   [glm_saga] lambda {i}: {times[i]:.2f}s epochs {epochs[i]}", flush=True)
         return state
 
-    state = None
+    state, unfinished = None, None
     for i in head:
-        state = one(i, state)
+        if budget_seconds is not None:
+            loader.epochs, started = 0, time.perf_counter()
+        try:
+            state = one(i, state)
+        except _OutOfBudget:
+            unfinished = dict(index=i, seconds=time.perf_counter() - started, epochs=loader.epochs)
+            if verbose:
+                print(f"   [glm_saga] lambda {i}: out of budget after {unfinished['seconds']:.1f}s, "
+                      f"{unfinished['epochs']} epochs", flush=True)
+            head = head[:head.index(i)]
+            break
+    if unfinished is not None:
+        measured = float(sum(t for t in times if t is not None)) + unfinished["seconds"]
+        return PathResult("glm_saga", weights, measured, times, estimated=False, measured_seconds=measured,
+                          notes=(f"budget {budget_seconds:.0f}s: finished lambdas {head}; lambda {unfinished['index']} "
+                                 f"unfinished after {unfinished['seconds']:.1f}s ({unfinished['epochs']} epochs)"),
+                          settings=dict(lr=lr, batch_size=batch_size, tol=tol, lookbehind=lookbehind,
+                                        nepochs=nepochs, epochs=epochs, budget_seconds=budget_seconds,
+                                        unfinished=unfinished))
     for i in tail:
         W0, b0 = tail_warm_starts[i - 1] if i - 1 not in head else weights[i - 1]
         with torch.no_grad():
@@ -184,6 +208,30 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
                              f"epochs per lambda {epochs}"),
                       settings=dict(lr=lr, batch_size=batch_size, tol=tol, lookbehind=lookbehind,
                                     nepochs=nepochs, epochs=epochs))
+
+
+class _OutOfBudget(Exception):
+    """glm_saga's time budget ran out (raised at the start of an epoch)."""
+
+
+class _Budgeted:
+    """A data loader that raises :class:`_OutOfBudget` when an epoch would start past ``deadline``
+    (``time.perf_counter()``); counts the epochs started (glm_saga's loop iterates it once an epoch)."""
+
+    def __init__(self, loader, deadline: float):
+        self.loader, self.deadline, self.epochs = loader, deadline, 0
+
+    def __iter__(self):
+        if time.perf_counter() > self.deadline:
+            raise _OutOfBudget
+        self.epochs += 1
+        return iter(self.loader)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):  # dataset, batch_size, ...
+        return getattr(self.loader, name)
 
 
 # --------------------------------------------------------------------------- sklearn saga

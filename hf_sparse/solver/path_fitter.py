@@ -166,9 +166,11 @@ class _PathFitter:
                 break
             elif self.state.stale_model:
                 reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
-            elif previous - check.objective <= self._stall * abs(check.objective):
-                # The last round gained less than a hundredth of the tolerance: at this
-                # precision the gap is what it can be (it has a floor in float32). The bound
+            elif previous - check.objective <= self._stall * abs(check.objective) and tol < self.tol:
+                # The last round, already at a tighter tolerance, gained less than a hundredth of the
+                # tolerance: at this precision the gap is what it can be (it has a floor in float32).
+                # (A round that only added a violator or two gains little too: that is no stall. Giving
+                # up there left points at gaps of 1.0-1.4e-6 that one tighter round certifies.) The bound
                 # solver's linear steps leave the gradient (so the gap) loose long after the
                 # objective has settled: it goes on to the float64 floor. Before giving up,
                 # the bias is polished once whatever the rest of the gap: its gradient weighs
