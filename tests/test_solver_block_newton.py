@@ -106,6 +106,33 @@ def test_class_blocks_are_each_class_gram():
         np.testing.assert_allclose(sub.H[c, :s, :s], 3 * A.T @ (A * h[::3, c].numpy()[:, None]), rtol=1e-12)
 
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_class_blocks_of_every_size_either_side_of_the_compiled_limit(monkeypatch, dtype):
+    """Blocks of 1 to 45 slots (odd and even, past several blocks of four), with the compiled kernel's limit at 20
+    slots so that the largest go to batched BLAS: every block equals ``A' diag(h_c) A`` in float64 (NumPy), over a
+    row count that is not a multiple of the kernel's tile."""
+    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 20)
+    rng = np.random.default_rng(5)
+    n, d, k = 333, 50, 45
+    design = Design.build(torch.as_tensor(rng.normal(size=(n, d))), device="cpu", dtype=dtype)
+    block = design.block(torch.arange(d))
+    h = torch.as_tensor(rng.random((n, k)), dtype=dtype)
+    free = np.zeros((k, d), dtype=bool)
+    for c in range(k):
+        free[c, rng.choice(d, c, replace=False)] = True  # class c: c free columns, c + 1 slots with the bias
+    model = ClassBlocks.build(block, h, free)
+    Xs, hs = block.data.double().numpy(), h.double().numpy()
+    for c in range(k):
+        A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])
+        s = model.sizes[c]
+        assert s == c + 1
+        expected = A.T @ (A * hs[:, c][:, None])
+        # float32 products (batched BLAS) are exact to float32's digits of the block's scale
+        np.testing.assert_allclose(model.H[c, :s, :s], expected, rtol=1e-5 if dtype == torch.float32 else 1e-12,
+                                   atol=(1e-6 if dtype == torch.float32 else 1e-12) * np.abs(expected).max())
+
+
 def _fista_quadratic(H, g, w0, l1, l2, iterations=20_000):
     """``min g.(v - w0) + 1/2 (v - w0)' H (v - w0) + l1 |v[:-1]|_1 + l2/2 |v[:-1]|^2`` by FISTA."""
     L = np.linalg.eigvalsh(H).max() + l2
@@ -176,8 +203,9 @@ def test_block_path_matches_the_float64_reference_at_50_classes(k50_paths):
 
 def test_block_path_needs_few_steps_where_class_blocks_alone_stall(monkeypatch):
     """The shared-feature moves are what make the class blocks converge: without them (the former
-    large-k branch) a 20-class path on correlated post-ReLU features takes more than twice the
-    Newton steps (measured: 168 against 406, and 2 of its 8 points not certified)."""
+    large-k branch) a 20-class path on correlated post-ReLU features takes about twice the Newton steps
+    (measured: 168 against 406, and 2 of its 8 points not certified; 204 against 394 since the blocks are
+    kept while each step gains up to half the last, not a quarter: fewer blocks formed, a few more steps)."""
     X, y = deep_like(n=1000, d=32, k=20, rank=8)
     kwargs = dict(alpha=0.99, n_lambdas=8, lambda_min_ratio=1e-2, dtype=torch.float64)
     ours = fit_path(X, y, method="block", **kwargs)
@@ -187,7 +215,7 @@ def test_block_path_needs_few_steps_where_class_blocks_alone_stall(monkeypatch):
     steps = sum(p.metrics["iterations"] for p in ours)
     plain_steps = sum(p.metrics["iterations"] for p in plain)
     assert all(p.metrics["converged"] for p in ours)
-    assert steps * 2 < plain_steps, (steps, plain_steps)
+    assert steps * 1.8 < plain_steps, (steps, plain_steps)
 
 
 def test_newton_switches_to_class_blocks_past_the_coupled_size(monkeypatch):

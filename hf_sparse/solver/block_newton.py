@@ -42,11 +42,14 @@ from .softmax_rows import PARALLEL_KERNEL
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
 #: blocks of at most this many slots are formed by the compiled row-tile kernel on the CPU, larger ones by batched
-#: BLAS, which spends its time gathering columns for small blocks (measured at 20,000 rows and 1,000 classes:
-#: 14 slots 98 ms against 496 ms, 22 slots 241 against 604 ms, 28 slots 442 against 609 ms, 45 slots 1.6 s
-#: against 0.86 s)
-COMPILED_MAX_SLOTS = 32
-_SLOW_RATE = 0.25  # keep older blocks while each step's predicted decrease is below this share of the last
+#: BLAS, which spends its time gathering columns for small blocks (measured at 20,000 rows, 512 columns, the kernel
+#: against batched BLAS: 1,000 classes of 24-40 slots 452 against 909 ms, 56-72 slots 1.66 against 1.78 s; 100
+#: classes of 72-100 slots 215 against 291 ms, 100-150 slots 488 against 502 ms, 150-250 slots 1.34 against 1.16 s)
+COMPILED_MAX_SLOTS = 128
+# keep older blocks while each step's predicted decrease is below this share of the last (0.25 before: 0.5 forms fewer
+# blocks for as many steps; k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank k=100 4.3 -> 3.5 s;
+# at 1,000 classes no change, 23.97 / 23.78 s and 10.3 / 10.7 s on two generators)
+_SLOW_RATE = 0.5
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
 HESSIAN_ROWS: int | None = None

@@ -259,34 +259,63 @@ class ClassPattern:
         return out[0], out[1]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(inline="always")
+def _add_row(H, c, i, j, s, v0, v1, v2, v3):
+    """``H[c, i, j:j + 4] += v`` for the entries in the lower triangle (``j + q <= i``) of an ``s``-slot block."""
+    if j <= i:
+        H[c, i, j] += v0
+    if j + 1 <= i and j + 1 < s:
+        H[c, i, j + 1] += v1
+    if j + 2 <= i and j + 2 < s:
+        H[c, i, j + 2] += v2
+    if j + 3 <= i and j + 3 < s:
+        H[c, i, j + 3] += v3
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
 def _class_grams(X, h, slots, sizes, classes, H):
     """``H[c, :s, :s] += [X, 1, 0][:, slots[c, :s]]' diag(h[:, classes[c]]) [X, 1, 0][:, slots[c, :s]]`` (lower
-    triangle), ``s = sizes[c]``: slot ``m`` is a column of ones (the bias), ``m + 1`` of zeros (padding)."""
+    triangle), ``s = sizes[c]``: slot ``m`` is a column of ones (the bias), ``m + 1`` of zeros (padding).
+
+    Per tile of rows, each class's columns are gathered (``A``) and weighted (``U = h A``), and ``U A'`` is taken two
+    rows by four columns at a time: eight sums on six loads (one row against one column was a load per multiply:
+    2.1x slower at 2-32 slots, 1.3x at 2-15)."""
     n, m = X.shape
     k = slots.shape[0]
     for a in range(0, n, _TILE):
         b = min(n, a + _TILE)
-        XT = np.zeros((m + 2, b - a))
+        r = b - a
+        XT = np.zeros((m + 2, r))
         XT[:m] = X[a:b].T
         XT[m] = 1.0
         for c in numba.prange(k):
             s = sizes[c]
-            hc = np.ascontiguousarray(h[a:b, classes[c]])
-            u = np.empty(b - a)
+            A = np.zeros((s + 4, r))  # rows past s stay zero: the blocks of four may run over the end
+            U = np.zeros((s + 1, r))
+            hc = classes[c]
             for i in range(s):
                 xi = XT[slots[c, i]]
-                for t in range(b - a):
-                    u[t] = hc[t] * xi[t]
-                j = 0
-                while j + 4 <= i + 1:
-                    H[c, i, j], H[c, i, j + 1], H[c, i, j + 2], H[c, i, j + 3] = _dot4(
-                        XT[slots[c, j]], XT[slots[c, j + 1]], XT[slots[c, j + 2]], XT[slots[c, j + 3]], u,
-                        H[c, i, j], H[c, i, j + 1], H[c, i, j + 2], H[c, i, j + 3])
-                    j += 4
-                while j <= i:
-                    H[c, i, j] += _dot(u, XT[slots[c, j]])
-                    j += 1
+                for t in range(r):
+                    A[i, t] = xi[t]
+                    U[i, t] = h[a + t, hc] * xi[t]
+            for i in range(0, s, 2):
+                u0, u1 = U[i], U[i + 1]
+                for j in range(0, i + 1, 4):
+                    a0, a1, a2, a3 = A[j], A[j + 1], A[j + 2], A[j + 3]
+                    t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = 0.0
+                    for t in range(r):
+                        x0, x1, x2, x3, v0, v1 = a0[t], a1[t], a2[t], a3[t], u0[t], u1[t]
+                        t00 += v0 * x0
+                        t01 += v0 * x1
+                        t02 += v0 * x2
+                        t03 += v0 * x3
+                        t10 += v1 * x0
+                        t11 += v1 * x1
+                        t12 += v1 * x2
+                        t13 += v1 * x3
+                    _add_row(H, c, i, j, s, t00, t01, t02, t03)
+                    if i + 1 < s:
+                        _add_row(H, c, i + 1, j, s, t10, t11, t12, t13)
 
 
 def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
