@@ -46,10 +46,12 @@ _GROUP = 16  # classes per batched product (similar sizes together: padding stay
 #: against batched BLAS: 1,000 classes of 24-40 slots 452 against 909 ms, 56-72 slots 1.66 against 1.78 s; 100
 #: classes of 72-100 slots 215 against 291 ms, 100-150 slots 488 against 502 ms, 150-250 slots 1.34 against 1.16 s)
 COMPILED_MAX_SLOTS = 128
-# keep older blocks while each step's predicted decrease is below this share of the last (0.25 before: 0.5 forms fewer
-# blocks for as many steps; k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank k=100 4.3 -> 3.5 s;
-# at 1,000 classes no change, 23.97 / 23.78 s and 10.3 / 10.7 s on two generators)
-_SLOW_RATE = 0.5
+# keep older blocks while each step's predicted decrease is below this share of the last: at 100 classes half (forming
+# blocks costs more than a step there: k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank
+# 4.3 -> 3.5 s), at 1,000 a quarter (each step's n x k passes cost more than a block: half took 265 steps against 236
+# and 59.5 s against 57.0 s at the k=1000 proxy). Between the two the crossover is not measured.
+_SLOW_RATE = {"fewer": 0.5, "many": 0.25}
+_MANY_CLASSES = 300
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
 HESSIAN_ROWS: int | None = None
@@ -304,6 +306,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         return t
 
     blocks, m, damping = None, W_set.shape[1], 0.0
+    slow_rate = _SLOW_RATE["many" if state.W.shape[0] >= _MANY_CLASSES else "fewer"]
     fresh, last_decrease = False, math.inf
     for steps in range(1, max_steps + 1):
         scale = tol * max(abs(objective), 1e-12)
@@ -326,7 +329,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         elif not block_done:
             # blocks formed at an earlier point are kept while their full steps converge fast (forming
             # them is most of a step's cost); a short step or a slow one asks for new ones
-            slow = not fresh and -predicted > _SLOW_RATE * last_decrease
+            slow = not fresh and -predicted > slow_rate * last_decrease
             last_decrease = -predicted
             t = take(dW, db, predicted)
             if t < _SHORT_STEP and fresh and damping < _MAX_DAMPING:
