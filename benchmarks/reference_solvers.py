@@ -52,6 +52,7 @@ Times exclude the one-off conversion of X to the dtype/layout the solver wants
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Callable
 
@@ -112,7 +113,7 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
     loader = DataLoader(IndexedTensorDataset(Xt, yt), batch_size=batch_size, shuffle=True)
     if budget_seconds is not None:
-        loader = _Budgeted(loader, time.perf_counter() + budget_seconds)
+        loader = _Budgeted(loader, math.inf)  # the deadline is set when its first lambda starts
     linear = nn.Linear(d, k).to(Xt.device)
     with torch.no_grad():
         linear.weight.zero_()
@@ -146,8 +147,8 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         state = train_saga(linear, loader, lr, nepochs, lam, alpha, group=False, verbose=None,
                            state=state, n_ex=n, n_classes=k, tol=tol, lookbehind=lookbehind,
                            family="multinomial", logger=logger)
-        with torch.no_grad():  # glm_saga's own loop does this pass after every lambda
-            elastic_loss_and_acc_loader(linear, loader, lam, alpha)
+        with torch.no_grad():  # glm_saga's own loop does this pass after every lambda (not cut by a budget)
+            elastic_loss_and_acc_loader(linear, getattr(loader, "loader", loader), lam, alpha)
         times[i] = time.perf_counter() - t0
         weights[i] = (linear.weight.detach().double().cpu().numpy().copy(),
                       linear.bias.detach().double().cpu().numpy().copy())
@@ -161,6 +162,8 @@ def run_glm_saga(X, y, lambdas, alpha, *, k=None, lr=0.1, batch_size=256, tol=1e
         return state
 
     state, unfinished = None, None
+    if budget_seconds is not None:
+        loader.deadline = time.perf_counter() + budget_seconds  # glm_saga's own time from here
     for i in head:
         if budget_seconds is not None:
             loader.epochs, started = 0, time.perf_counter()
