@@ -17,7 +17,7 @@ from hf_sparse.solver.class_products import ClassPattern
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.empty_classes import EmptyClassShift
 from hf_sparse.solver.problem import Problem
-from hf_sparse.solver.softmax_rows import SoftmaxRows, usable
+from hf_sparse.solver.softmax_rows import SoftmaxRows, row_curvatures, usable
 
 from solver_reference import standardize
 
@@ -278,6 +278,27 @@ def test_restricted_gradient_and_matvec_against_dense_float64():
     assert pattern.matvec(X, W, out=kept) is kept
     torch.testing.assert_close(kept, X.double() @ W.T, rtol=1e-12, atol=1e-12)
     assert pattern.density == pytest.approx(mask.mean())
+    # the bias added in the same pass, in every column, those of classes without a free pair too
+    mask[0] = False
+    W = W * torch.from_numpy(mask)
+    bias = torch.as_tensor(rng.standard_normal(k))
+    kept.fill_(np.nan)
+    ClassPattern.from_mask(mask).matvec(X, W, out=kept, bias=bias)
+    torch.testing.assert_close(kept, X.double() @ W.T + bias, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kept[:, 0], bias[0].expand(X.shape[0]), rtol=0, atol=0)
+
+
+def test_row_curvatures_in_one_pass_match_torch():
+    rng = np.random.default_rng(5)
+    P = torch.softmax(torch.as_tensor(rng.standard_normal((130, 7))), dim=1)
+    w = torch.as_tensor(rng.random(130))
+    for dtype in (torch.float32, torch.float64):
+        out = torch.full(P.shape, np.nan, dtype=dtype)
+        assert row_curvatures(P, w, out) is out
+        torch.testing.assert_close(out, (w[:, None] * P * (1 - P)).to(dtype), rtol=1e-6 if dtype == torch.float32
+                                   else 1e-14, atol=0)
+    with pytest.raises(ValueError, match="contiguous"):
+        row_curvatures(P.T, w, torch.empty(7, 130))
 
 
 def test_restricted_gradient_from_probabilities_makes_the_residual_itself():

@@ -37,7 +37,7 @@ import torch
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import elastic_net_cd
 from .shared_moves import shared_curvature, shared_moves
-from .softmax_rows import PARALLEL_KERNEL
+from .softmax_rows import PARALLEL_KERNEL, row_curvatures
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
@@ -117,10 +117,11 @@ class ClassBlocks:
         small = np.nonzero(sizes <= COMPILED_MAX_SLOTS)[0] if compiled else np.zeros(0, dtype=np.int64)
         if len(small):
             q = int(sizes[small].max())
-            part = torch.from_numpy(class_grams(block.data, h, slots[small, :q], sizes[small], classes=small))
-            H[small, :q, :q] = block.design.reducer.sum(part).numpy()
+            part = block.design.reducer.sum(torch.from_numpy(
+                class_grams(block.data, h, slots[small, :q], sizes[small], classes=small))).numpy()
             if len(small) == k:
-                return cls(H, slots, sizes)
+                return cls(part, slots, sizes)  # q == p: every block is here (no copy)
+            H[small, :q, :q] = part
         rest = np.setdiff1d(np.arange(k), small)
         order = rest[np.argsort(sizes[rest], kind="stable")]
         device = h.device
@@ -219,12 +220,10 @@ class _Workspace:
         return problem.probabilities_and_residual(Z, out=(self.P, self.R))
 
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The rows' curvatures ``w p (1 - p)`` in ``dtype``; kept arrays: made in ``P`` (overwritten) and copied."""
+        """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
         if self.curvatures is None:
             return (P * (1 - P) * w).to(dtype)
-        self.current = False
-        P.addcmul_(P, P, value=-1.0).mul_(w)
-        return self.curvatures.copy_(P)
+        return row_curvatures(P, w[:, 0], self.curvatures)
 
 
 def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.Tensor, *, tol: float,
@@ -284,12 +283,12 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     def take(dW, db, predicted) -> float:
         """The step with the line search; returns its length (0: none accepted)."""
         nonlocal W_set, objective
-        if restricted_matvec:  # dW is zero off the free pairs
-            dZ = pattern.matvec(block.data, dW, out=kept.step)
+        if restricted_matvec:  # dW is zero off the free pairs; the bias added in the same pass
+            dZ = pattern.matvec(block.data, dW, out=kept.step, bias=db)
         else:
             dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
-        if db is not None:
-            dZ += db.to(state.Z.dtype)
+            if db is not None:
+                dZ += db.to(state.Z.dtype)
         # each trial writes its probabilities into the kept P: the accepted one (the last tried) is where the next
         # pass over them starts
         t, trial, accepted = armijo_backtrack(

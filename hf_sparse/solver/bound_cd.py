@@ -60,6 +60,10 @@ from .problem import Problem
 
 _MAX_HALVINGS = 30
 _MAX_SWEEPS = 500
+# a step that changed a few of the working set's columns multiplies only those, gathered, when that is cheaper
+# than the product over all of them: gathering a column entry costs about as much as 32 multiply-adds of the
+# product (2-core box, 20,000 rows: 700 columns gathered in 8 ms, the 10-class product over 768 in 2.6 ms)
+_GATHER_COST = 32
 
 
 @dataclass
@@ -360,11 +364,10 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
         dW, db = dV_t[:, :m], dV_t[:, m]
         changed = torch.nonzero(dW.abs().sum(0) > 0).flatten()
         # the step's change of predictions in the design's precision (a step, not a sum: float32 holds it)
-        if len(changed) == m:
+        if len(changed) * _GATHER_COST >= m * k:  # the product over every column (zeros where unchanged)
             dZ = block.matvec(dW.to(design.dtype))
         elif len(changed):
-            dZ = design.block(cols[changed]).matvec(dW[:, changed].to(design.dtype))
-            design.block(cols)  # keep the working set's columns cached for the next step
+            dZ = block.subset(changed).matvec(dW[:, changed].to(design.dtype))
         else:
             dZ = torch.zeros(state.Z.shape, dtype=design.dtype, device=state.Z.device)
         dZ += db.to(dZ.dtype)

@@ -107,13 +107,14 @@ def _gradient(X, R, labels, weight, classes, indptr, cols):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _matvec(X, values, classes, indptr, cols, out):
-    """``out[i, classes[s]] = sum_p X[i, cols[p]] values[p]`` over class ``s``'s pairs, zero in the other columns."""
+def _matvec(X, values, classes, indptr, cols, bias, out):
+    """``out[i, classes[s]] = bias[classes[s]] + sum_p X[i, cols[p]] values[p]`` over class ``s``'s pairs, ``bias``
+    in the other columns."""
     n = X.shape[0]
     tiles = (n + _TILE - 1) // _TILE
     for tile in numba.prange(tiles):
         a, b = tile * _TILE, min(n, (tile + 1) * _TILE)
-        out[a:b] = 0.0  # the tile's rows, in cache for the writes below (a separate pass cost a third of the product)
+        out[a:b] = bias  # the tile's rows, in cache for the writes below (a separate pass cost a third of the product)
         XT = np.ascontiguousarray(X[a:b].T)
         acc = np.zeros(b - a)
         for s in range(classes.shape[0]):
@@ -131,8 +132,9 @@ def _matvec(X, values, classes, indptr, cols, out):
                 for t in range(b - a):
                     acc[t] += v * row[t]
                 p += 1
+            c = classes[s]
             for t in range(b - a):
-                out[a + t, classes[s]] = acc[t]
+                out[a + t, c] = acc[t] + bias[c]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -233,14 +235,17 @@ class ClassPattern:
         out[torch.from_numpy(self.mask)] = values.double()
         return out
 
-    def matvec(self, X: torch.Tensor, W: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``X W^T`` (n, k) float64 for a ``W`` (k, m) that is zero off the free pairs, into ``out`` if given
-        (contiguous float64, overwritten)."""
+    def matvec(self, X: torch.Tensor, W: torch.Tensor, out: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``X W^T`` (n, k) float64 for a ``W`` (k, m) that is zero off the free pairs, plus ``bias`` (k,) if given,
+        into ``out`` if given (contiguous float64, overwritten)."""
         values = W.double()[torch.from_numpy(self.mask)].numpy()
+        k = self.mask.shape[0]
+        shift = np.zeros(k) if bias is None else bias.double().cpu().contiguous().numpy()
         if out is None:
-            out = torch.empty(X.shape[0], self.mask.shape[0], dtype=torch.float64)
+            out = torch.empty(X.shape[0], k, dtype=torch.float64)
         with PARALLEL_KERNEL:
-            _matvec(X.numpy(), values, self.classes, self.indptr, self.cols, out.numpy())
+            _matvec(X.numpy(), values, self.classes, self.indptr, self.cols, shift, out.numpy())
         return out
 
     def shared_terms(self, X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,5 +334,15 @@ def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.n
     H = np.zeros((k, p, p))
     with PARALLEL_KERNEL:
         _class_grams(X.numpy(), h.contiguous().numpy(), np.ascontiguousarray(slots), sizes, classes, H)
-    lower = np.tril(H)
-    return lower + np.transpose(np.tril(H, -1), (0, 2, 1))
+        _mirror_lower(H)
+    return H
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _mirror_lower(H):
+    """``H[c]``'s upper triangle from its lower one, in place (NumPy's ``tril`` and transpose: three passes)."""
+    k, p, _ = H.shape
+    for c in numba.prange(k):
+        for i in range(p):
+            for j in range(i):
+                H[c, j, i] = H[c, i, j]

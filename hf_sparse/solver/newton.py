@@ -92,10 +92,10 @@ class Iterate:
         restricted = ClassPattern.applies(block.data) and self.Z.dtype == torch.float64
         pattern = ClassPattern.from_mask(W != 0) if restricted else None
         if pattern is not None and pattern.pays("matvec"):  # the nonzero weights' products only, summed in float64
-            pattern.matvec(block.data, W, out=self.Z)
+            pattern.matvec(block.data, W, out=self.Z, bias=self.b)
         else:
             self.Z.copy_(block.matvec(W.to(dtype)))  # in place: no second n x k
-        self.Z += self.b.to(self.Z.dtype)
+            self.Z += self.b.to(self.Z.dtype)
 
 
 def prediction_dtype(design) -> torch.dtype:

@@ -139,6 +139,28 @@ def _probabilities(Z, labels, weight, P, R):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _curvatures(P, weight, out):
+    """``out = weight p (1 - p)`` from probabilities ``P``, in ``out``'s precision: one pass (torch took three)."""
+    n, k = P.shape
+    for block in numba.prange((n + _BLOCK - 1) // _BLOCK):
+        for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
+            w = weight[i]
+            for c in range(k):
+                p = P[i, c]
+                out[i, c] = w * p * (1.0 - p)
+
+
+def row_curvatures(P: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The rows' softmax curvatures ``weight p (1 - p)`` from probabilities ``P`` (contiguous float64 CPU, n x k)
+    into ``out`` (contiguous, ``P``'s shape, float32 or float64); ``weight`` (n,). Returns ``out``."""
+    if not (usable(P) and out.is_contiguous() and out.device.type == "cpu" and out.shape == P.shape):
+        raise ValueError("P must be a contiguous float64 CPU tensor and out a contiguous CPU tensor of its shape")
+    with PARALLEL_KERNEL:
+        _curvatures(P.numpy(), weight.double().cpu().contiguous().numpy(), out.numpy())
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _probability_sums(Z, weight, parts):
     """``sum_i weight_i softmax(Z_i)`` (k,), in ``parts`` partial sums (each over every ``parts``-th block of rows:
     the same sums on any thread count)."""
