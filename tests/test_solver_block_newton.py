@@ -231,7 +231,7 @@ def test_newton_switches_to_class_blocks_past_the_coupled_size(monkeypatch):
         return original(*args, **kw)
     monkeypatch.setattr(newton, "block_newton_solve", spy)
     coupled = fit_path(X, y, method="newton", **kwargs)
-    assert calls == []  # 12 classes x 10 features: always under 4,000 coordinates
+    assert calls == []  # 12 classes x 10 features: always under 2,000 coordinates
     monkeypatch.setattr(newton, "_COUPLED_MAX_COORDS", 40)
     switched = fit_path(X, y, method="newton", **kwargs)
     assert calls and all(free + 12 > 40 for free in calls)

@@ -102,7 +102,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             features, a class-coupling model, vectorized block coordinate descent; multinomial
             without ``group`` only), ``"block"`` (proximal Newton on class-diagonal blocks plus
             shared-feature moves at every size, :mod:`.block_newton`, multinomial without ``group``;
-            ``"newton"`` switches to it past 4,000 working coordinates) or ``"auto"``
+            ``"newton"`` switches to it past 2,000 working coordinates) or ``"auto"``
             (:func:`auto_method`: ``"block"`` from :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` on a
             GPU from :data:`BOUND_MIN_CLASSES` classes and up to :data:`BOUND_MAX_FEATURES` features).
 
