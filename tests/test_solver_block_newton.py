@@ -133,6 +133,16 @@ def test_class_blocks_of_every_size_either_side_of_the_compiled_limit(monkeypatc
                                    atol=(1e-6 if dtype == torch.float32 else 1e-12) * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("q", [100, 300, 400])
+def test_batched_gram_by_column_ranges_is_the_whole_product(q):
+    """Past 256 slots the batched product is taken by column ranges on and below the diagonal, the others mirrored:
+    every entry, above the diagonal too, as ``A^T A`` in float64 (fails when a range or its mirror is dropped)."""
+    A = torch.as_tensor(np.random.default_rng(q).standard_normal((3, 50, q)))
+    out = torch.ones(3, q, q, dtype=torch.float64)  # added to, not overwritten
+    block_newton._add_batched_gram(out, A)
+    torch.testing.assert_close(out, 1 + A.transpose(1, 2) @ A, rtol=1e-12, atol=1e-12)
+
+
 def _fista_quadratic(H, g, w0, l1, l2, iterations=20_000):
     """``min g.(v - w0) + 1/2 (v - w0)' H (v - w0) + l1 |v[:-1]|_1 + l2/2 |v[:-1]|^2`` by FISTA."""
     L = np.linalg.eigvalsh(H).max() + l2

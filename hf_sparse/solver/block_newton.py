@@ -81,6 +81,23 @@ def batched_cd(H, sizes, g, w0, l1, l2, damping, max_sweeps, tol):
     return v
 
 
+def _add_batched_gram(out: torch.Tensor, A: torch.Tensor) -> None:
+    """``out += A^T A`` per batch entry, in float64, for ``A`` (batch, rows, q): past 256 slots by column ranges on
+    and below the diagonal, those above mirrored (at 10 classes of 390 slots, three ranges: 6 of 9 products, 25.5
+    against 31.5 ms a piece of 2,150 rows)."""
+    q = A.shape[2]
+    parts = max(1, min(3, q // 128))
+    edges = [round(i * q / parts) for i in range(parts + 1)]
+    for i in range(parts):
+        a, b = edges[i], edges[i + 1]
+        for j in range(i, parts):
+            e, f = edges[j], edges[j + 1]
+            product = torch.bmm(A[:, :, e:f].transpose(1, 2), A[:, :, a:b]).double()
+            out[:, e:f, a:b] += product
+            if j > i:
+                out[:, a:b, e:f] += product.transpose(1, 2)
+
+
 @dataclass
 class ClassBlocks:
     """Every class's Newton block on its free features and bias, padded to one layout.
@@ -144,8 +161,7 @@ class ClassBlocks:
             for (classes, q, idx, cls_t), out in zip(groups, outs):
                 A = ext.index_select(1, idx).reshape(r, len(classes), q)
                 A *= root.index_select(1, cls_t)[:, :, None]
-                A = A.permute(1, 0, 2)  # (classes, r, q)
-                out += torch.bmm(A.transpose(1, 2), A).double()
+                _add_batched_gram(out, A.permute(1, 0, 2))  # (classes, r, q)
         for (classes, q, _, _), out in zip(groups, outs):
             block.design.reducer.sum(out)
             H[classes, :q, :q] = out.cpu().numpy()
