@@ -49,9 +49,11 @@ COMPILED_MAX_SLOTS = 128
 # keep older blocks while each step's predicted decrease is below this share of the last: at 100 classes half (forming
 # blocks costs more than a step there: k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank
 # 4.3 -> 3.5 s), at 1,000 a quarter (each step's n x k passes cost more than a block: half took 265 steps against 236
-# and 59.5 s against 57.0 s at the k=1000 proxy). Between the two the crossover is not measured.
-_SLOW_RATE = {"fewer": 0.5, "many": 0.25}
-_MANY_CLASSES = 300
+# and 59.5 s against 57.0 s at the k=1000 proxy), below 30 classes whatever the rate (blocks of hundreds of slots
+# cost ten steps each: at 10 classes, n=20,000, d=768, lowrank_noisy 13.1 s against 17.2 at half, shared48_noisy
+# 8.4 against 8.4; at 30 classes no gain, at 50 slower: 9.4 against 8.8 s). Between the tiers not measured.
+_SLOW_RATE = {"few": math.inf, "fewer": 0.5, "many": 0.25}
+_FEW_CLASSES, _MANY_CLASSES = 30, 300
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
 HESSIAN_ROWS: int | None = None
@@ -321,7 +323,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         return t
 
     blocks, m, damping = None, W_set.shape[1], 0.0
-    slow_rate = _SLOW_RATE["many" if state.W.shape[0] >= _MANY_CLASSES else "fewer"]
+    classes = state.W.shape[0]
+    slow_rate = _SLOW_RATE["many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"]
     fresh, last_decrease = False, math.inf
     for steps in range(1, max_steps + 1):
         scale = tol * max(abs(objective), 1e-12)
