@@ -127,7 +127,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     float32: 61 MB + 61 MB + 400 MB + 151 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
     k=1000, m=543): 10.5 + 2.8 + 25.6 + 3.8 GB, 43 GB. ``tests/test_solver_large_k.py`` measures it
     (0.92-0.99 of the formula at three CPU shapes; the block method's 0.94 at one). Proximal Newton adds its
-    coupled Hessian (up to 128 MB) or class blocks.
+    coupled Hessian (up to 32 MB: 2,000 coordinates) or class blocks.
     """
     reducer = Reducer.auto(distributed)
     n, d = check_features(X)
