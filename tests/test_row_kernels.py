@@ -85,6 +85,18 @@ def test_loss_writes_the_probabilities_of_the_point_it_evaluates(monkeypatch):
             torch.testing.assert_close(P, torch.softmax(point, 1), rtol=1e-14, atol=1e-16)
     with pytest.raises(ValueError, match="contiguous float64"):
         SoftmaxRows(y, w).loss(Z, probabilities=torch.zeros(3, 3, dtype=torch.float64))
+    # the point written over the step in the same pass (a line search's full step: its point becomes Z)
+    monkeypatch.undo()
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+        assert (problem.softmax_rows(Z, step) is not None) == compiled
+        written = step.clone()
+        loss = problem.loss(Z, written, 0.3, into_step=True)
+        assert loss == problem.loss(Z, step, 0.3)
+        torch.testing.assert_close(written, Z + 0.3 * step, rtol=1e-15, atol=1e-15)
+        with pytest.raises(ValueError, match="into_step needs an \\(n, k\\) step"):
+            problem.loss(Z, bias, 0.3, into_step=True)
     binary = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), (y > 4).long(), family="multinomial",
                            n_outputs=2, sample_weight=None)  # one internal output: no softmax rows
     with pytest.raises(ValueError, match="softmax head"):

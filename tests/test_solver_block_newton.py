@@ -346,6 +346,21 @@ def test_kept_arrays_are_reused_only_where_the_path_keeps_them(monkeypatch):
         assert 0 <= b.metrics["gap"] <= 1e-6
 
 
+def test_an_accepted_full_step_becomes_the_predictions_and_the_former_ones_the_step_array():
+    """A line search's full step writes its point over the step array; accepted, that array becomes ``Z`` and the
+    former ``Z`` the step array, kept under its name (never one array under both names: the gap check writes its
+    dual point into the step array between calls)."""
+    state = newton.Iterate(torch.zeros(3, 2), torch.zeros(3), torch.zeros(5, 3, dtype=torch.float64))
+    state.keep_arrays = True
+    kept = block_newton._Workspace(state.array("probabilities"), state.array("step"), None, state=state)
+    point, former = kept.step, state.Z
+    kept.adopt_point(state, point)
+    assert state.Z is point and kept.step is former and state.array("step") is former
+    fresh = torch.ones(5, 3, dtype=torch.float64)  # a step array not kept for the path (the dense products' own)
+    kept.adopt_point(state, fresh)
+    assert state.Z is fresh and state.array("step") is former and kept.step is former
+
+
 @pytest.mark.parametrize("density", [0.05, 0.6])
 def test_refresh_recomputes_the_predictions_sparse_or_dense(density):
     """``Iterate.refresh`` (the predictions from scratch at each point): restricted to the nonzero weights when

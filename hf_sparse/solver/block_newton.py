@@ -50,8 +50,8 @@ COMPILED_MAX_SLOTS = 128
 # blocks costs more than a step there: k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank
 # 4.3 -> 3.5 s), at 1,000 a quarter (each step's n x k passes cost more than a block: half took 265 steps against 236
 # and 59.5 s against 57.0 s at the k=1000 proxy), below 30 classes whatever the rate (blocks of hundreds of slots
-# cost ten steps each: at 10 classes, n=20,000, d=768, lowrank_noisy 13.1 s against 17.2 at half, shared48_noisy
-# 8.4 against 8.4; at 30 classes no gain, at 50 slower: 9.4 against 8.8 s). Between the tiers not measured.
+# cost ten steps each: at 10 classes, n=20,000, d=768, lowrank_noisy 12.1 s against 17.2 at half, shared48_noisy
+# 7.9 against 8.4; at 30 classes no gain, at 50 slower: 9.4 against 8.8 s). Between the tiers not measured.
 _SLOW_RATE = {"few": math.inf, "fewer": 0.5, "many": 0.25}
 _FEW_CLASSES, _MANY_CLASSES = 30, 300
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
@@ -237,6 +237,15 @@ class _Workspace:
         self.current = True
         return problem.probabilities_and_residual(Z, out=(self.P, self.R))
 
+    def adopt_point(self, state, point: torch.Tensor) -> None:
+        """Make ``point`` (an accepted trial point, written over the step) the iterate's ``Z``; the former ``Z``
+        becomes the step array (where it is kept for the path, under that name: no array is both)."""
+        former, state.Z = state.Z, point
+        if state.scratch.get("step") is point:
+            state.scratch["step"] = former
+        if self.step is point:
+            self.step = former
+
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
         if self.curvatures is None:
@@ -308,17 +317,28 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             if db is not None:
                 dZ += db.to(state.Z.dtype)
         # each trial writes its probabilities into the kept P: the accepted one (the last tried) is where the next
-        # pass over them starts
-        t, trial, accepted = armijo_backtrack(
-            lambda t: problem.loss(state.Z, dZ, t, probabilities=kept.P) + float(penalty.value(W_set + t * dW)),
-            objective, predicted)
+        # pass over them starts. The full step's trial also writes its point over dZ (most are accepted: then that
+        # is the new Z, with no pass to add the step); a shorter trial first takes dZ back.
+        written = False
+
+        def value_at(t: float) -> float:
+            nonlocal written
+            if written:
+                dZ.sub_(state.Z)
+            written = t == 1.0
+            return (problem.loss(state.Z, dZ, t, probabilities=kept.P, into_step=written)
+                    + float(penalty.value(W_set + t * dW)))
+        t, trial, accepted = armijo_backtrack(value_at, objective, predicted)
         kept.current = accepted and kept.P is not None
         if not accepted:
             return 0.0
         W_set = W_set + t * dW
         if db is not None:
             state.b = state.b + t * db
-        state.Z.add_(dZ, alpha=t)  # in place: no second n x k array
+        if written:
+            kept.adopt_point(state, dZ)
+        else:
+            state.Z.add_(dZ, alpha=t)  # in place: no second n x k array
         objective = trial
         return t
 

@@ -95,17 +95,21 @@ class Problem:
         return score / factor
 
     def loss(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0,
-             probabilities: torch.Tensor | None = None) -> float:
+             probabilities: torch.Tensor | None = None, into_step: bool = False) -> float:
         """The weighted mean loss at predictions ``Z + t step``, in row chunks: a line search's trial point
         is never made whole (an ``n x k`` float64 copy is 10 GB at the ImageNet shape). ``step``: (n, k),
         or (k,) for a change of the bias alone. ``probabilities`` (multinomial, ``Z``'s shape): written with the
-        softmax at that point in the same pass (a line search's accepted point is where the next step starts)."""
+        softmax at that point in the same pass (a line search's accepted point is where the next step starts).
+        ``into_step``: the point ``Z + t step`` written over the (n, k) ``step`` in the same pass (an accepted trial
+        then needs no ``Z += t step``: the caller takes ``step`` as its new ``Z``)."""
         if probabilities is not None and self.family.name != "multinomial":
             raise ValueError(f"probabilities are a softmax head's, not a {self.family.name} problem's")
+        if into_step and (step is None or step.dim() != 2):
+            raise ValueError("into_step needs an (n, k) step to write the point over")
         compiled = self.softmax_rows(Z, step)
         if compiled is not None:
-            return self.design.reducer.scalar(torch.tensor(compiled.loss(Z, step, t, probabilities=probabilities),
-                                                           dtype=torch.float64))
+            return self.design.reducer.scalar(torch.tensor(
+                compiled.loss(Z, step, t, probabilities=probabilities, into_step=into_step), dtype=torch.float64))
         rows = chunk_rows(Z.shape[1], Z.device)
         total = torch.zeros((), dtype=torch.float64, device=Z.device)
         for a in range(0, Z.shape[0], rows):
@@ -116,6 +120,8 @@ class Problem:
             losses = self.family.row_loss(Zc, self.Y[a:a + rows])
             if probabilities is not None:
                 probabilities[a:a + rows] = softmax(Zc)
+            if into_step:
+                step[a:a + rows] = Zc
             total += (self.row_weight[a:a + rows] * losses).double().sum()
         return self.design.reducer.scalar(total)
 
