@@ -16,6 +16,7 @@ import hf_sparse.solver.newton as newton
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.block_newton import ClassBlocks
 from hf_sparse.solver.shared_moves import shared_moves
+from hf_sparse.solver.step_arrays import StepArrays
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.fit import BLOCK_MIN_CLASSES, BOUND_MIN_CLASSES
 
@@ -352,7 +353,7 @@ def test_an_accepted_full_step_becomes_the_predictions_and_the_former_ones_the_s
     dual point into the step array between calls)."""
     state = newton.Iterate(torch.zeros(3, 2), torch.zeros(3), torch.zeros(5, 3, dtype=torch.float64))
     state.keep_arrays = True
-    kept = block_newton._Workspace(state.array("probabilities"), state.array("step"), None, state=state)
+    kept = StepArrays(state.array("probabilities"), state.array("step"), None, state=state)
     point, former = kept.step, state.Z
     kept.adopt_point(state, point)
     assert state.Z is point and kept.step is former and state.array("step") is former

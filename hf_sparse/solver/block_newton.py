@@ -37,7 +37,8 @@ import torch
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import elastic_net_cd
 from .shared_moves import shared_curvature, shared_moves
-from .softmax_rows import PARALLEL_KERNEL, row_curvatures
+from .softmax_rows import PARALLEL_KERNEL
+from .step_arrays import StepArrays
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
@@ -199,60 +200,6 @@ class ClassBlocks:
         return out[:, :-1]
 
 
-@dataclass
-class _Workspace:
-    """The ``n x k`` arrays the block solver rewrites at every step, where the compiled passes run (``None``
-    elsewhere: the torch code makes its own), kept on the iterate for the path. ``current``: ``P`` holds the
-    probabilities at the iterate (the line search wrote them at the point it accepted), so that the next pass over
-    them needs no softmax."""
-
-    P: torch.Tensor | None
-    step: torch.Tensor | None
-    curvatures: torch.Tensor | None
-    R: torch.Tensor | None = None  # taken when first needed: the dense gradient's residual
-    current: bool = False
-    state: object = None  # the iterate whose kept arrays these are (see :meth:`~.newton.Iterate.array`)
-
-    @classmethod
-    def for_problem(cls, problem, state) -> "_Workspace":
-        if problem.softmax_rows(state.Z) is None:
-            return cls(None, None, None)
-        # kept on the iterate for the whole path: the gap check writes its dual point into "step" between calls
-        return cls(state.array("probabilities"), state.array("step"), state.array("curvatures", problem.design.dtype),
-                   state=state)
-
-    def probabilities(self, problem, Z: torch.Tensor) -> torch.Tensor:
-        """Softmax of ``Z``: the kept ones where current, else one pass (into ``P`` where kept)."""
-        if self.current:
-            return self.P
-        P = problem.probabilities(Z, out=self.P)
-        self.current = self.P is not None
-        return P
-
-    def probabilities_and_residual(self, problem, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.P is None:
-            return problem.probabilities_and_residual(Z)
-        if self.R is None:
-            self.R = self.state.array("residual")
-        self.current = True
-        return problem.probabilities_and_residual(Z, out=(self.P, self.R))
-
-    def adopt_point(self, state, point: torch.Tensor) -> None:
-        """Make ``point`` (an accepted trial point, written over the step) the iterate's ``Z``; the former ``Z``
-        becomes the step array (where it is kept for the path, under that name: no array is both)."""
-        former, state.Z = state.Z, point
-        if state.scratch.get("step") is point:
-            state.scratch["step"] = former
-        if self.step is point:
-            self.step = former
-
-    def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
-        if self.curvatures is None:
-            return (P * (1 - P) * w).to(dtype)
-        return row_curvatures(P, w[:, 0], self.curvatures)
-
-
 def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.Tensor, *, tol: float,
                        max_steps: int = 50, **_ignored) -> int:
     """Proximal Newton on the class-diagonal blocks, each step followed by shared-feature moves.
@@ -289,7 +236,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     w = problem.row_weight.to(state.Z.dtype)[:, None]
     # the compiled passes write into arrays kept on the iterate: a fresh n x k array a step costs its page
     # faults (at 20,000 x 1,000, 35-40 ms each, as much as the pass itself)
-    kept = _Workspace.for_problem(problem, state)
+    kept = StepArrays.for_problem(problem, state)
     label_sums = problem.label_sums()[:, cols.to(problem.design.device)].cpu() if restricted_curvature else None
 
     def gradient():
