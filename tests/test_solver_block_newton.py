@@ -355,10 +355,10 @@ def test_an_accepted_full_step_becomes_the_predictions_and_the_former_ones_the_s
     state.keep_arrays = True
     kept = StepArrays(state.array("probabilities"), state.array("step"), None, state=state)
     point, former = kept.step, state.Z
-    kept.adopt_point(state, point)
+    kept.adopt_point(point)
     assert state.Z is point and kept.step is former and state.array("step") is former
     fresh = torch.ones(5, 3, dtype=torch.float64)  # a step array not kept for the path (the dense products' own)
-    kept.adopt_point(state, fresh)
+    kept.adopt_point(fresh)
     assert state.Z is fresh and state.array("step") is former and kept.step is former
 
 

@@ -132,7 +132,7 @@ class ClassBlocks:
         slots[np.arange(k), counts] = m  # m: the ones column (bias)
         H = np.zeros((k, p, p))
         # the small blocks by the compiled kernel, the others by batched BLAS (at the dense end of a 1,000-class path a
-        # few classes have more than 32 free columns; sending every class to BLAS for them cost 0.1 s a block)
+        # few classes have more than COMPILED_MAX_SLOTS slots; sending every class to BLAS for them cost 0.1 s a block)
         compiled = stride == 1 and ClassPattern.applies(block.data)
         small = np.nonzero(sizes <= COMPILED_MAX_SLOTS)[0] if compiled else np.zeros(0, dtype=np.int64)
         if len(small):
@@ -283,7 +283,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         if db is not None:
             state.b = state.b + t * db
         if written:
-            kept.adopt_point(state, dZ)
+            kept.adopt_point(dZ)
         else:
             state.Z.add_(dZ, alpha=t)  # in place: no second n x k array
         objective = trial

@@ -297,6 +297,8 @@ class SoftmaxRows:
         change of the bias alone. ``probabilities``: written with the softmax there in the same pass (contiguous
         float64, ``Z``'s shape), for a line search whose accepted point is where the next step starts.
         ``into_step``: the point ``Z + t step`` written over ``step`` (an (n, k) one) in the same pass."""
+        if into_step and (step is None or step.dim() != 2):
+            raise ValueError("into_step needs an (n, k) step to write the point over")
         empty = np.zeros((0, 0))
         if probabilities is None:
             P = empty
@@ -311,8 +313,6 @@ class SoftmaxRows:
             args = (empty, step.detach().cpu().double().numpy(), float(t), _BIAS_STEP)
         else:
             args = (step.numpy(), np.zeros(0), float(t), _FULL_STEP_INTO_STEP if into_step else _FULL_STEP)
-        if into_step and args[-1] != _FULL_STEP_INTO_STEP:
-            raise ValueError("into_step needs an (n, k) step to write the point over")
         with PARALLEL_KERNEL:
             return float(_weighted_loss(Zn, *args, self.labels, self.weight, P))
 

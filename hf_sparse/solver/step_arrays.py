@@ -32,12 +32,12 @@ class StepArrays:
     curvatures: torch.Tensor | None
     R: torch.Tensor | None = None  # taken when first needed: the dense gradient's residual
     current: bool = False
-    state: object = None  # the iterate whose kept arrays these are (see :meth:`~.newton.Iterate.array`)
+    state: object = None  # the iterate these arrays serve (its kept arrays: :meth:`~.newton.Iterate.array`)
 
     @classmethod
     def for_problem(cls, problem, state) -> "StepArrays":
         if problem.softmax_rows(state.Z) is None:
-            return cls(None, None, None)
+            return cls(None, None, None, state=state)
         # kept on the iterate for the whole path: the gap check writes its dual point into "step" between calls
         return cls(state.array("probabilities"), state.array("step"), state.array("curvatures", problem.design.dtype),
                    state=state)
@@ -58,9 +58,10 @@ class StepArrays:
         self.current = True
         return problem.probabilities_and_residual(Z, out=(self.P, self.R))
 
-    def adopt_point(self, state, point: torch.Tensor) -> None:
+    def adopt_point(self, point: torch.Tensor) -> None:
         """Make ``point`` (an accepted trial point, written over the step) the iterate's ``Z``; the former ``Z``
         becomes the step array (where it is kept for the path, under that name: no array is both)."""
+        state = self.state
         former, state.Z = state.Z, point
         if state.scratch.get("step") is point:
             state.scratch["step"] = former
