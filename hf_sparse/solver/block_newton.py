@@ -293,6 +293,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     classes = state.W.shape[0]
     slow_rate = _SLOW_RATE["many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"]
     fresh, last_decrease = False, math.inf
+    moved = True  # whether the point moved since the shared moves last looked (they found nothing there)
     for steps in range(1, max_steps + 1):
         scale = tol * max(abs(objective), 1e-12)
         P, grad_W, grad_b = gradient()
@@ -327,8 +328,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             elif damping > 0.0:
                 damping = 0.0 if damping <= _MIN_DAMPING else 0.1 * damping
             if t > 0.0:
-                fresh = False
-        if m > 0:
+                fresh, moved = False, True
+        if m > 0 and (moved or not block_done):
             # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
             if restricted_curvature:
@@ -348,10 +349,11 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             dW = moves[None, :] * moving.to(W_set)
             predicted = float((slope.to(moves) * moves).sum()) + float(penalty.value(W_set + dW) - penalty.value(W_set))
             shared_done = -predicted <= scale or take(dW, None, predicted) == 0.0
+            moved = not shared_done
             if not shared_done:
                 fresh = False
         else:
-            shared_done = True
+            shared_done = True  # no columns, or the point where they found nothing (the same moves again)
         if block_done and shared_done:
             # older blocks that see nothing left end the call too: the path's gap check decides
             # whether fresh ones are needed (most often the point is certified already)

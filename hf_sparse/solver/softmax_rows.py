@@ -33,6 +33,9 @@ _PLAIN, _FULL_STEP, _BIAS_STEP, _FULL_STEP_INTO_STEP = 0, 1, 2, 3
 
 
 _BLOCK = 64  # rows per parallel task (each task keeps one row's scratch)
+# fused multiply-adds (one rounding where there were two: no less accurate) in the exp polynomial and the sums: the
+# passes are bound by the exp's arithmetic (at 20,000 x 1,000, the loss pass 21.9 -> 18.7 ms)
+_CONTRACT = {"contract"}
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so that n * _LN2_HI is exact (fdlibm's constants)
 _LN2_LO = 1.90821492927058770002e-10
@@ -91,7 +94,7 @@ def _exp_row(x, out, scratch):
     return top, total
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _weighted_loss(Z, S, s, t, mode, labels, weight, P):
     """``sum_i weight_i (logsumexp(z_i) - z_i[label_i])`` at ``z = Z + t S`` (mode 1; mode 3 also writes ``z`` over
     ``S``), ``Z + t s`` with a bias step ``s`` (mode 2), or ``Z`` (mode 0); with ``P`` of ``Z``'s shape,
@@ -124,7 +127,7 @@ def _weighted_loss(Z, S, s, t, mode, labels, weight, P):
     return out.sum()
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _probabilities(Z, labels, weight, P, R):
     """Row softmax into ``P``; with ``R`` of ``Z``'s shape also ``R = weight (P - onehot(labels))``."""
     n, k = Z.shape
@@ -142,7 +145,7 @@ def _probabilities(Z, labels, weight, P, R):
                 R[i, labels[i]] -= weight[i]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _curvatures(P, weight, out):
     """``out = weight p (1 - p)`` from probabilities ``P``, in ``out``'s precision: one pass (torch took three)."""
     n, k = P.shape
@@ -164,7 +167,7 @@ def row_curvatures(P: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> 
     return out
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _probability_sums(Z, weight, parts):
     """``sum_i weight_i softmax(Z_i)`` (k,), in ``parts`` partial sums (each over every ``parts``-th block of rows:
     the same sums on any thread count)."""
@@ -182,7 +185,7 @@ def _probability_sums(Z, weight, parts):
     return sums.sum(0)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _conjugate_terms(D, Y, a, others):
     """Per row: ``a = -sum_c D Y`` and ``others = sum_c (1 - Y) xlogx(D + Y)`` (``xlogx(0) = 0``)."""
     n, k = D.shape
@@ -199,7 +202,7 @@ def _conjugate_terms(D, Y, a, others):
         others[i] = rest
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _dual_rows(Z, labels, weight, D, losses, a, others, parts):
     """The gap check's pass over the predictions: ``D = softmax(Z) - onehot(labels)`` written, and per row the
     weighted loss, ``a = 1 - p_label`` and ``others = sum_{c != label} p_c log p_c`` (the conjugate terms of
@@ -232,7 +235,7 @@ def _dual_rows(Z, labels, weight, D, losses, a, others, parts):
     return sums.sum(0)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def _shifted_conjugate_terms(D, labels, keep, shift, add, empty, moved, a, others):
     """:func:`_conjugate_terms` of the feasible dual point ``keep (D - M) - shift Y + add`` (per class vectors)
     without making it: ``M`` moves each row's mass on the ``empty`` classes (True/False per class) to its own
