@@ -385,7 +385,7 @@ def test_block_path_is_the_same_with_restricted_and_dense_products(monkeypatch, 
 
 
 def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
-    """Small class blocks come from the compiled row-tile kernel (1,000 rows: four tiles and a partial one); they
+    """Small class blocks come from the compiled row-tile kernel (1,000 rows: three tiles and a partial one); they
     equal the batched-BLAS blocks and each class's Gram written out in float64."""
     import hf_sparse.solver.block_newton as block_newton
     from hf_sparse.solver.block_newton import ClassBlocks

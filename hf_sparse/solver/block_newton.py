@@ -42,11 +42,15 @@ from .step_arrays import StepArrays
 
 _PIECE_ENTRIES = 1 << 23  # rows x classes x slots of the gathered temporaries per piece (32 MB of float32)
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
-#: blocks of at most this many slots are formed by the compiled row-tile kernel on the CPU, larger ones by batched
-#: BLAS, which spends its time gathering columns for small blocks (measured at 20,000 rows, 512 columns, the kernel
-#: against batched BLAS: 1,000 classes of 24-40 slots 452 against 909 ms, 56-72 slots 1.66 against 1.78 s; 100
-#: classes of 72-100 slots 215 against 291 ms, 100-150 slots 488 against 502 ms, 150-250 slots 1.34 against 1.16 s)
-COMPILED_MAX_SLOTS = 128
+#: on the CPU the blocks are formed by the compiled row-tile kernel (:func:`~.class_products.class_grams`, sums in
+#: float32 per tile of rows), at 20,000 rows twice as fast as batched BLAS at every size measured: 100 classes of
+#: 100-150 slots 232 against 546 ms, 150-250 slots 568 against 1,083 ms; 30 classes of 250-350 slots 289 against
+#: 635 ms; 10 classes of 350-420 slots 160 against 320 ms. Blocks past this many slots go to BLAS (tests lower it)
+COMPILED_MAX_SLOTS = math.inf
+#: ... but the kernel runs classes in parallel: with fewer than this many classes per thread, blocks past
+#: :data:`_FEW_CLASSES_MAX_SLOTS` slots go to (multithreaded) BLAS, where the kernel would leave threads idle
+_CLASSES_PER_THREAD = 4
+_FEW_CLASSES_MAX_SLOTS = 128
 # keep older blocks while each step's predicted decrease is below this share of the last: at 100 classes half (forming
 # blocks costs more than a step there: k=100 proxy 15.5 -> 14.5 s at seed 1, 12.8 -> 12.2 s at seed 0, highrank
 # 4.3 -> 3.5 s), at 1,000 a quarter (each step's n x k passes cost more than a block: half took 265 steps against 236
@@ -131,10 +135,12 @@ class ClassBlocks:
         slots[for_class, position] = col
         slots[np.arange(k), counts] = m  # m: the ones column (bias)
         H = np.zeros((k, p, p))
-        # the small blocks by the compiled kernel, the others by batched BLAS (at the dense end of a 1,000-class path a
-        # few classes have more than COMPILED_MAX_SLOTS slots; sending every class to BLAS for them cost 0.1 s a block)
+        # the blocks by the compiled kernel on the CPU, up to the cap (see COMPILED_MAX_SLOTS); the others, and all on a
+        # GPU, by batched BLAS
         compiled = stride == 1 and ClassPattern.applies(block.data)
-        small = np.nonzero(sizes <= COMPILED_MAX_SLOTS)[0] if compiled else np.zeros(0, dtype=np.int64)
+        cap = COMPILED_MAX_SLOTS if k >= _CLASSES_PER_THREAD * numba.get_num_threads() else min(
+            COMPILED_MAX_SLOTS, _FEW_CLASSES_MAX_SLOTS)
+        small = np.nonzero(sizes <= cap)[0] if compiled else np.zeros(0, dtype=np.int64)
         if len(small):
             q = int(sizes[small].max())
             part = block.design.reducer.sum(torch.from_numpy(
