@@ -11,7 +11,7 @@ faster restricted at every share measured (5-40%). Dense BLAS wins the gradient 
 (at 100 classes and 700 columns: 28.8 ms against 29.4 at 16%, 33.8 against 29.4 at 20%) and the change of
 predictions from about 20% (17.0 against 17.8 ms at 20%, 21.4 against 17.8 at 30%).
 :meth:`ClassPattern.pays` decides (:data:`MAX_DENSITY`, a little below those crossovers; measured on the 2-core box).
-Sums are in float64.
+Sums are in float64, but for the class blocks' per-tile sums (in the features' precision: they steer the steps).
 
 Example:
     >>> free = np.array([[True, False, True], [False, True, False]])
@@ -332,9 +332,9 @@ def _class_grams(X, h, slots, sizes, classes, H):
 def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
                 classes: np.ndarray | None = None) -> np.ndarray:
     """Every class's block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` in float64, ``(k, p, p)`` (see
-    :class:`~.block_newton.ClassBlocks`): for blocks of a few dozen slots, where a batched BLAS product spends its
-    time gathering columns (1,000 classes, 20-30 slots each). ``classes``: which columns of ``h`` the rows of
-    ``slots`` are (default: all, in order)."""
+    :class:`~.block_newton.ClassBlocks`), each tile of rows summed in ``X``'s precision: twice as fast as batched
+    BLAS from a few dozen slots (where BLAS spends its time gathering columns) to a few hundred. ``classes``: which
+    columns of ``h`` the rows of ``slots`` are (default: all, in order)."""
     k, p = slots.shape
     classes = np.arange(k, dtype=np.int64) if classes is None else np.ascontiguousarray(classes, dtype=np.int64)
     H = np.zeros((k, p, p))
