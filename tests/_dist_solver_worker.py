@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+import numba
 import numpy as np
 import torch
 from accelerate import Accelerator
@@ -21,9 +22,13 @@ def main(data_path: str, out_dir: str) -> None:
     data = np.load(data_path)
     X, y, lambdas = data["X"], data["y"], data["lambdas"]
     rank, world = accelerator.process_index, accelerator.num_processes
+    if "threads" in data:  # each process its own thread count (the class blocks' routing must not depend on it)
+        numba.set_num_threads(int(data["threads"][rank]))
     rows = np.array_split(np.arange(len(y)), world)[rank]
+    method = str(data["method"]) if "method" in data else "auto"
     path = fit_path(torch.from_numpy(X[rows]), torch.from_numpy(y[rows]), lambdas=lambdas,
-                    family=str(data["family"]), group=bool(data["group"]), dtype=torch.float64, tol=1e-10)
+                    family=str(data["family"]), group=bool(data["group"]), dtype=torch.float64, tol=1e-10,
+                    method=method)
     assert path.info["world_size"] == world
     if accelerator.is_main_process:
         path.save(out_dir)
