@@ -259,25 +259,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("family, group", [("multinomial", False), ("multilabel", True)])
-def test_two_processes_equal_one(tmp_path, family, group):
+def _fit_in_two_processes(tmp_path, **data) -> RegularizationPath:
+    """The path of ``_dist_solver_worker.py`` run by ``torch.distributed.run`` on 2 CPU processes (``data``: its
+    ``.npz`` arrays), as rank 0 saved it."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    X, y = make_data(family, n=401, d=10, k=3, seed=8)  # odd n: unequal shards
-    single = fit_path(X, y, family=family, group=group, n_lambdas=6, lambda_min_ratio=0.05,
-                      dtype=torch.float64, tol=1e-10)
-    np.savez(tmp_path / "data.npz", X=X, y=y, lambdas=single.lambdas.numpy(), family=family, group=group)
+    np.savez(tmp_path / "data.npz", **data)
     worker = Path(__file__).with_name("_dist_solver_worker.py")
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), str(worker), str(tmp_path / "data.npz"), str(tmp_path / "out")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    distributed = RegularizationPath.load(tmp_path / "out")
+    return RegularizationPath.load(tmp_path / "out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family, group", [("multinomial", False), ("multilabel", True)])
+def test_two_processes_equal_one(tmp_path, family, group):
+    X, y = make_data(family, n=401, d=10, k=3, seed=8)  # odd n: unequal shards
+    single = fit_path(X, y, family=family, group=group, n_lambdas=6, lambda_min_ratio=0.05,
+                      dtype=torch.float64, tol=1e-10)
+    distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family=family,
+                                        group=group)
     torch.testing.assert_close(distributed.mean, single.mean)
     for a, b in zip(single, distributed):
         torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
@@ -291,12 +298,9 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
     that runs classes in parallel leaves threads idle below 4 classes a thread); the processes sum their parts, so
     every process must route alike: one process with 1 thread and one with 2, 6 classes of up to 150 slots (the
     compiled kernel at 1 thread, BLAS past 128 slots at 2 on its own), equal the one-process path."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     import numba
+
+    import hf_sparse.solver.block_newton as block_newton
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs numba to allow 2 threads")
@@ -304,23 +308,14 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
     n, d, k = 401, 150, 6
     X = rng.standard_normal((n, d))
     y = (X @ rng.standard_normal((d, k)) + 3 * rng.gumbel(size=(n, k))).argmax(1)
-    import hf_sparse.solver.block_newton as block_newton
-
     sizes = []
     build = block_newton.ClassBlocks.build
     monkeypatch.setattr(block_newton.ClassBlocks, "build", lambda *a, **kw: sizes.append(
         int(a[2].sum(1).max()) + 1) or build(*a, **kw))
     single = fit_path(X, y, n_lambdas=4, lambda_min_ratio=1e-3, dtype=torch.float64, tol=1e-10, method="block")
     assert max(sizes) > block_newton._FEW_CLASSES_MAX_SLOTS  # some blocks past 128 slots
-    np.savez(tmp_path / "data.npz", X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial", group=False,
-             method="block", threads=np.array([1, 2]))
-    worker = Path(__file__).with_name("_dist_solver_worker.py")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), str(worker), str(tmp_path / "data.npz"), str(tmp_path / "out")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    distributed = RegularizationPath.load(tmp_path / "out")
+    distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial",
+                                        group=False, method="block", threads=np.array([1, 2]))
     for a, b in zip(single, distributed):
         torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
         assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
