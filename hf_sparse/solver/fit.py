@@ -83,7 +83,8 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             is computed at a dual point feasible for the unpenalized bias, so it bounds the
             suboptimality; it is never clipped: a negative one beyond rounding (1e-12 of the
             objective with float64 predictions, 1e-8 with float32 ones) is reported as it is, with
-            ``converged=False`` and a RuntimeWarning.
+            ``converged=False`` and a RuntimeWarning. A point that stops above ``tol`` (its step or round
+            limit) is reported ``converged=False`` with a RuntimeWarning too.
         device, dtype: where and in which precision to solve (default: X's device, float32).
         chunk_rows: stream X in chunks of this many rows (features larger than memory).
         distributed: reduce across processes (``None``: when a process group is running);
@@ -127,7 +128,9 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     float32: 61 MB + 61 MB + 400 MB + 151 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
     k=1000, m=543): 10.5 + 2.8 + 25.6 + 3.8 GB, 43 GB. ``tests/test_solver_large_k.py`` measures it
     (0.92-0.99 of the formula at three CPU shapes; the block method's 0.94 at one). Proximal Newton adds its
-    coupled Hessian (up to 32 MB: 2,000 coordinates) or class blocks.
+    coupled Hessian (up to 32 MB: 2,000 coordinates) or class blocks; with ``method="newton"``, a point the class
+    blocks leave uncertified after 50 steps goes on with the coupled Hessian up to 6,000 coordinates (288 MB, and
+    its ``n x M`` float32 rows in pieces of up to 256 MB).
     """
     reducer = Reducer.auto(distributed)
     n, d = check_features(X)
@@ -195,6 +198,16 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             f"objective), beyond the rounding floor of {fitter.gap_floor:g}: their certificate failed "
             "and they are reported converged=False. Fit with dtype=torch.float64 (on the CPU) for a "
             "certified path.", RuntimeWarning, stacklevel=2)
+    failed = {lam for lam, _ in fitter.negative_gaps}
+    unconverged = [p.metrics for p in points if not p.metrics["converged"] and p.metrics["lam"] not in failed]
+    if unconverged:
+        lams = [f"{m['lam']:.4g}" for m in unconverged]
+        warnings.warn(
+            f"{len(unconverged)} of {len(points)} points stopped above the duality-gap tolerance {tol:g} (lambdas "
+            f"{lams}; relative gaps up to {max(m['gap'] for m in unconverged):.3g}):"
+            " their weights are the solver's best, not certified, and they are reported converged=False. The densest"
+            " points are the hardest: a larger lambda_min_ratio, max_features or a looser tol avoids them.",
+            RuntimeWarning, stacklevel=2)
     info = {"n_rows": int(reducer.sum(torch.tensor([float(n)], dtype=torch.float64))[0]), "n_features": d,
             "n_outputs": k, "dtype": str(dtype).replace("torch.", ""), "device": str(device),
             "tol": tol, "world_size": reducer.world_size, "seconds": time.perf_counter() - started,

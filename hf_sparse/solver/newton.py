@@ -110,7 +110,7 @@ def prediction_dtype(design) -> torch.dtype:
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
                  free: torch.Tensor, *, tol: float, max_steps: int = 50, reuse_hessian: bool = False,
-                 coupled: bool = True) -> int:
+                 coupled: bool = True, max_coupled: int | None = None) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
@@ -122,11 +122,12 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     the caller's duality-gap check decides, and calls again (with a fresh Hessian) if it
     must. ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the
     new coordinates (:class:`~.softmax_hessian.SoftmaxHessian`). Softmax over 3+ classes beyond
-    :data:`_COUPLED_MAX_COORDS` coordinates (or at any size with ``coupled=False``) goes to
+    ``max_coupled`` coordinates (default :data:`_COUPLED_MAX_COORDS`; or at any size with ``coupled=False``) goes to
     :func:`~.block_newton.block_newton_solve`: class-diagonal blocks plus shared-feature moves.
     """
+    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
     if (problem.family.name == "multinomial" and not penalty.group and free.shape[0] >= 3 and not _CLASS_LOOP
-            and (not coupled or int(free.sum()) + free.shape[0] > _COUPLED_MAX_COORDS)):
+            and (not coupled or int(free.sum()) + free.shape[0] > max_coupled)):
         return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
     block = problem.design.block(cols)
     reducer = problem.design.reducer
@@ -145,7 +146,8 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
             # direction, where the Hessian is zero, and the model would chase it forever.
             grad_b -= grad_b.mean()
         if model is None:
-            model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse, coupled=coupled)
+            model, fresh = _quadratic_model(problem, block, state, penalty, free_np, reuse=reuse, coupled=coupled,
+                                            max_coupled=max_coupled)
             reuse, state.stale_model = False, not fresh
         new_W, new_b = model(grad_W, grad_b, W_set, state.b, 1e-3 * tol * max(objective, 1e-12))
         dW, db = new_W - W_set, new_b - state.b
@@ -258,11 +260,11 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
 
 
 def _quadratic_model(problem: Problem, block, state: Iterate, penalty: ElasticNet, free: np.ndarray,
-                     *, reuse: bool, coupled: bool = True):
+                     *, reuse: bool, coupled: bool = True, max_coupled: int = _COUPLED_MAX_COORDS):
     """The Hessian as a function that minimizes the model plus penalty from a gradient, and
     whether that Hessian is the one at ``state.Z`` (``reuse``: the softmax Hessian kept from an
     earlier call may serve, grown to these coordinates)."""
-    layout = _coupled_layout(problem, free, penalty.group) if coupled else None
+    layout = _coupled_layout(problem, free, penalty.group, max_coupled) if coupled else None
     if layout is not None:
         return _coupled_model(problem, block, state, penalty, layout, reuse=reuse)
     h = problem.curvature(state.Z).to(problem.design.dtype)
@@ -308,7 +310,7 @@ def _solve_blocks(H, grams, grad_W, grad_b, W_set, b, penalty: ElasticNet, free:
     return out[:, :m], out[:, m]
 
 
-def _coupled_layout(problem: Problem, free: np.ndarray, group: bool):
+def _coupled_layout(problem: Problem, free: np.ndarray, group: bool, max_coords: int = _COUPLED_MAX_COORDS):
     """Coordinates for the exact softmax Hessian, or None to use its diagonal blocks.
 
     Softmax over three or more classes is flat along ``W[c] += v`` for all ``c`` but for
@@ -326,7 +328,7 @@ def _coupled_layout(problem: Problem, free: np.ndarray, group: bool):
     else:
         classes, cols = np.nonzero(free)
     M = len(cols) + k
-    if M > _COUPLED_MAX_COORDS:
+    if M > max_coords:
         return None
     coord_col = np.concatenate([cols, np.full(k, m)])
     coord_class = np.concatenate([classes, np.arange(k)])
