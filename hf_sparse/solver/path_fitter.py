@@ -169,9 +169,10 @@ class _PathFitter:
             if max_coupled is None and steps >= _RESCUE_AFTER and self._rescue_applies(working):
                 # the class blocks have not certified this point: the coupled Hessian, from where they left
                 max_coupled, step_limit, reuse, tol = _RESCUE_COORDS, steps + _MAX_STEPS, False, self.tol
-                logger.info("lambda %.4g: %d class-block steps left a gap of %.2g; going on with the coupled "
-                            "Hessian (%d coordinates)", lam, steps, check.gap / max(abs(check.objective), 1e-300),
-                            int(working.sum()) + working.shape[0])
+                if p.design.reducer.rank == 0:
+                    logger.info("lambda %.4g: %d class-block steps left a gap of %.2g; going on with the coupled "
+                                "Hessian (%d coordinates)", lam, steps, check.gap / max(abs(check.objective), 1e-300),
+                                int(working.sum()) + working.shape[0])
                 working |= violators
                 continue
             if bool(violators.any()):
