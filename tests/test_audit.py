@@ -13,6 +13,7 @@ import math
 import os
 import random
 import re
+import warnings
 
 import pytest
 import torch
@@ -553,8 +554,13 @@ def wiki(tmp_path_factory):
     train, test, test_fuzzed = dataset(plain, train_rows), dataset(plain, test_rows), dataset(fuzzed, test_rows)
     finetune_text_classifier(train, text_column="comment", out_dir=tmp / "model")
     model = SparseHeadForSequenceClassification.from_pretrained(tmp / "model")
-    model.fit_sparse_head(train, eval_dataset=test, text_column="comment", features_per_class=5, relax=True,
-                          max_length=WIKI_MAX_LENGTH, cache_dir=tmp / "cache")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit_sparse_head(train, eval_dataset=test, text_column="comment", features_per_class=5, relax=True,
+                              max_length=WIKI_MAX_LENGTH, cache_dir=tmp / "cache")
+    # every path point certified: with coordinate descent capped at 2,000 sweeps on these ill-conditioned sentence
+    # embeddings, the last 8 of 100 points stopped above the tolerance after 100-130 Newton steps each
+    assert not [w for w in caught if "stopped above the duality-gap tolerance" in str(w.message)]
     return model, test, test_fuzzed
 
 
