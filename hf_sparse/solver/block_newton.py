@@ -138,12 +138,14 @@ class ClassBlocks:
         # the blocks by the compiled kernel on the CPU, up to the cap (see COMPILED_MAX_SLOTS); the others, and all on a
         # GPU, by batched BLAS
         compiled = stride == 1 and ClassPattern.applies(block.data)
-        threads = numba.get_num_threads()
-        if block.design.reducer.enabled:  # each class must take the same route in every process (parts are summed)
-            threads = int(block.design.reducer.max(torch.tensor([threads])))
-        cap = COMPILED_MAX_SLOTS if k >= _CLASSES_PER_THREAD * threads else min(COMPILED_MAX_SLOTS,
-                                                                                _FEW_CLASSES_MAX_SLOTS)
-        small = np.nonzero(sizes <= cap)[0] if compiled else np.zeros(0, dtype=np.int64)
+        small = np.zeros(0, dtype=np.int64)
+        if compiled:
+            threads = numba.get_num_threads()
+            if block.design.reducer.enabled:  # each class must take the same route in every process (parts are summed)
+                threads = int(block.design.reducer.max(torch.tensor([threads])))
+            cap = COMPILED_MAX_SLOTS if k >= _CLASSES_PER_THREAD * threads else min(COMPILED_MAX_SLOTS,
+                                                                                    _FEW_CLASSES_MAX_SLOTS)
+            small = np.nonzero(sizes <= cap)[0]
         if len(small):
             q = int(sizes[small].max())
             part = block.design.reducer.sum(torch.from_numpy(

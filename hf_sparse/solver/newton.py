@@ -37,11 +37,6 @@ _MAX_SWEEPS = 2_000
 #: the selected columns' Gram at a condition number near 1e8) CD needs 10^4-10^5 sweeps, and capped, its inexact
 #: model steps took 120-130 Newton steps a point and left 8 of 100 points uncertified
 _SWEEP_WORK = 2e8
-
-
-def _max_sweeps(size: int) -> int:
-    """The sweep limit for a coordinate-descent model of ``size`` coordinates (see :data:`_SWEEP_WORK`)."""
-    return max(_MAX_SWEEPS, int(_SWEEP_WORK // max(size, 1) ** 2))
 _SLOW_RATE = 0.25  # keep an older Hessian while each step's predicted decrease is below this share of the last
 # the full softmax Hessian up to this many coordinates (32 MB), class blocks with shared moves beyond: at 10 classes
 # (n=20,000, d=768, 25 lambdas) 2,000 took 8.8 s against 14.6 at the former 4,000 on shared48_noisy and 17.6 against
@@ -49,6 +44,21 @@ _SLOW_RATE = 0.25  # keep an older Hessian while each step's predicted decrease 
 # 3.2 / 4.4 s against 6.1 / 6.6; 1,500 and 2,500 were no better; paths that stay below it are unchanged
 _COUPLED_MAX_COORDS = 2_000
 _CLASS_LOOP = False  # True: the former large-k branch (class blocks one class at a time, no shared moves; benchmarks)
+
+
+def _max_sweeps(size: int) -> int:
+    """The sweep limit for a coordinate-descent model of ``size`` coordinates (see :data:`_SWEEP_WORK`)."""
+    return max(_MAX_SWEEPS, int(_SWEEP_WORK // max(size, 1) ** 2))
+
+
+def uses_class_blocks(problem: Problem, group: bool, free: torch.Tensor, max_coupled: int | None = None,
+                      coupled: bool = True) -> bool:
+    """Whether :func:`newton_solve` hands this working set (``free``: (k, m) or (k, d)) to the class blocks of
+    :mod:`.block_newton`: softmax over 3+ classes without groups, past ``max_coupled`` coordinates (default
+    :data:`_COUPLED_MAX_COORDS`) or at any size with ``coupled=False``."""
+    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
+    return (problem.family.name == "multinomial" and not group and free.shape[0] >= 3 and not _CLASS_LOOP
+            and (not coupled or int(free.sum()) + free.shape[0] > max_coupled))
 
 
 @dataclass
@@ -135,10 +145,9 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     ``max_coupled`` coordinates (default :data:`_COUPLED_MAX_COORDS`; or at any size with ``coupled=False``) goes to
     :func:`~.block_newton.block_newton_solve`: class-diagonal blocks plus shared-feature moves.
     """
-    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
-    if (problem.family.name == "multinomial" and not penalty.group and free.shape[0] >= 3 and not _CLASS_LOOP
-            and (not coupled or int(free.sum()) + free.shape[0] > max_coupled)):
+    if uses_class_blocks(problem, penalty.group, free, max_coupled, coupled):
         return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
+    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
     block = problem.design.block(cols)
     reducer = problem.design.reducer
     W_set = state.W[:, cols].clone()

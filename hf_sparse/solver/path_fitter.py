@@ -222,10 +222,8 @@ class _PathFitter:
     def _rescue_applies(self, working: torch.Tensor) -> bool:
         """Whether this point's working set went to class blocks (a method="newton" softmax past the coupled limit)
         and fits the rescue's coupled Hessian."""
-        p = self.problem
-        coords = int(working.sum()) + working.shape[0]
-        return (self.method == "newton" and p.family.name == "multinomial" and not self.group
-                and working.shape[0] >= 3 and newton._COUPLED_MAX_COORDS < coords <= _RESCUE_COORDS)
+        return (self.method == "newton" and newton.uses_class_blocks(self.problem, self.group, working)
+                and not newton.uses_class_blocks(self.problem, self.group, working, _RESCUE_COORDS))
 
     def _check(self, pen: ElasticNet, polish: bool = True, force_polish: bool = False,
                working: torch.Tensor | None = None) -> _Check:
