@@ -1,13 +1,16 @@
 """The solver's GPU check, as one prepared run for a lent GPU machine (a few minutes of device time).
 
-1. a small smoke test on the GPU (k=600, the large-k `bound` method) against the same path on the CPU;
-2. the ImageNet shape of issue 16 (planted sparse, 1.28M x 2048, k=1000, 100 lambdas to 1e-3 lam_max):
-   the first lambdas with float32 predictions (as before 2026-11-26) for a same-process comparison, then
-   today's path until ``--budget`` runs out, one line per lambda, a cProfile of where the time went, and
-   the peak GPU memory of each phase. Everything printed is also written under ``--out``.
+1. a small smoke test on the GPU (k=600) for each method named, against the same path on the CPU
+   (``--no-smoke``: a tiny GPU fit instead, to compile the solver's numba kernels before the timings);
+2. ``--build-bench``: the class blocks of the block method at the ImageNet rows, one product per class over a
+   piece's rows against products over batches of rows (same process, same data);
+3. the ImageNet shape of issue 16 (planted sparse, 1.28M x 2048, k=1000, 100 lambdas to 1e-3 lam_max)
+   with each ``--phase METHOD:SECONDS`` in turn on the same data, until its budget runs out: one line per
+   lambda, a cProfile of where the time went, and the peak GPU memory of each phase. Everything printed is
+   also written under ``--out`` (the per-lambda log after every lambda).
 
-Run: ``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --budget 220 --old-budget 30 --out $OUT``
-Dry run on a CPU: ``python benchmarks/gpu_check.py --device cpu --n 20000 --d 256 --k 200 --budget 30``
+Run: ``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --phase block:270 --phase bound:100 --out $OUT``
+Dry run on a CPU: ``python benchmarks/gpu_check.py --device cpu --n 20000 --d 256 --k 200 --phase block:20``
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pstats
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hf_sparse.solver import bound_cd, fit_path, newton, path_fitter  # noqa: E402
+from hf_sparse.solver import block_newton, fit_path, path_fitter  # noqa: E402
 from objective import lam_max_torch, lambda_path  # noqa: E402
 from synthetic import planted_sparse  # noqa: E402
 
@@ -37,21 +41,53 @@ class OutOfBudget(Exception):
     pass
 
 
-def smoke() -> None:
+def smoke(method: str) -> None:
     X, y, _ = planted_sparse(20_000, 128, 600, seed=0, device=torch.device("cpu"))
     t = time.perf_counter()
-    cpu = fit_path(X, y, n_lambdas=3, lambda_min_ratio=0.3, method="bound")
+    cpu = fit_path(X, y, n_lambdas=3, lambda_min_ratio=0.3, method=method)
     t_cpu = time.perf_counter() - t
     t = time.perf_counter()
-    gpu = fit_path(X.cuda(), y.cuda(), n_lambdas=3, lambda_min_ratio=0.3, device="cuda", method="bound")
+    gpu = fit_path(X.cuda(), y.cuda(), n_lambdas=3, lambda_min_ratio=0.3, device="cuda", method=method)
     torch.cuda.synchronize()
     t_gpu = time.perf_counter() - t
     worst = max(float((a.weight.cpu() - b.weight).abs().max()) for a, b in zip(gpu, cpu))
-    print(f"smoke k=600 n=20000 d=128: method {gpu.info.get('method')}, cpu {t_cpu:.1f}s gpu {t_gpu:.1f}s, "
-          f"max |W_gpu - W_cpu| {worst:.2e}, gaps {[p.metrics.get('gap') for p in gpu]}", flush=True)
+    print(f"smoke {method} k=600 n=20000 d=128: cpu {t_cpu:.1f}s gpu {t_gpu:.1f}s, max |W_gpu - W_cpu| "
+          f"{worst:.2e}, gaps gpu {[p.metrics.get('gap') for p in gpu]} cpu {[p.metrics.get('gap') for p in cpu]}",
+          flush=True)
 
 
-def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync) -> float:
+def build_bench(X: torch.Tensor, k: int, m: int = 600, seed: int = 0) -> None:
+    """The block method's class blocks at ``X``'s rows, a mid-path working set (``m`` columns, 1-40 free per class):
+    one batched product per class against batches of rows; the seconds of each and their largest difference."""
+    from hf_sparse.solver.design import Design
+
+    rng = np.random.default_rng(seed)
+    design = Design.build(X, device=X.device, dtype=torch.float32)
+    block = design.block(torch.as_tensor(np.sort(rng.choice(X.shape[1], m, replace=False)), device=X.device))
+    h = torch.rand(X.shape[0], k, device=X.device) / k
+    free = np.zeros((k, m), dtype=bool)
+    for c in range(k):
+        free[c, rng.choice(m, rng.integers(1, 41), replace=False)] = True
+    results = {}
+    for label, batches in (("one product per class", {}), ("batches of 2048 rows", {"cuda": 2048}),
+                           ("batches of 8192 rows", {"cuda": 8192})):
+        block_newton.GRAM_ROWS_PER_BATCH = batches
+        for _ in range(2):  # the first of each warms up
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            results[label] = block_newton.ClassBlocks.build(block, h, free)
+            seconds = time.perf_counter() - t
+        print(f"class blocks, {X.shape[0]} rows, {k} classes of up to {results[label].slots.shape[1]} slots, "
+              f"{label}: {seconds:.3f}s", flush=True)
+    reference = results["one product per class"].H
+    for label, blocks in results.items():
+        scale = np.abs(reference).max()
+        print(f"  {label}: largest difference {np.abs(blocks.H - reference).max() / scale:.1e} of the largest entry")
+    block_newton.GRAM_ROWS_PER_BATCH = {"cuda": 2048}
+    del design, block, h
+
+
+def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: Path) -> float:
     """Fit the path until it ends or ``budget`` seconds pass, logging each lambda; returns the seconds."""
     solve = path_fitter._PathFitter.solve
     started = time.perf_counter()
@@ -66,6 +102,7 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync) -> flo
                    converged=m["converged"], peak_gib=torch.cuda.max_memory_allocated() / 2**30
                    if torch.cuda.is_available() else None)
         log.append(row)
+        (out / "lambdas.json").write_text(json.dumps(log, indent=1))
         print(f"[{label}] {row['index']:3d} lam {lam:.4e} {row['seconds']:6.2f}s (total {row['elapsed']:6.1f}s) "
               f"steps {row['steps']:3d} feats {row['n_features']:4d} nnz {row['nnz']:6d} gap {row['gap']:.1e} "
               f"acc {row['train_accuracy']:.3f}", flush=True)
@@ -75,7 +112,7 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync) -> flo
 
     path_fitter._PathFitter.solve = logged
     try:
-        fit_path(X, y, lambdas=torch.as_tensor(lambdas), tol=1e-6, device=X.device, progress=False)
+        fit_path(X, y, lambdas=torch.as_tensor(lambdas), tol=1e-6, device=X.device, progress=False, method=label)
         print(f"[{label}] the whole path: {time.perf_counter() - started:.1f}s", flush=True)
     except OutOfBudget:
         print(f"[{label}] stopped after the {budget:.0f}s budget", flush=True)
@@ -86,8 +123,8 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync) -> flo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--budget", type=float, default=330, help="seconds for the path with today's chunks")
-    ap.add_argument("--old-budget", type=float, default=30, help="seconds for the path with float32 predictions")
+    ap.add_argument("--phase", action="append", default=None,
+                    help="METHOD:SECONDS, one path per phase on the same data (default: block:270, bound:100)")
     ap.add_argument("--n", type=int, default=1_281_167)
     ap.add_argument("--d", type=int, default=2048)
     ap.add_argument("--k", type=int, default=1000)
@@ -95,15 +132,28 @@ def main() -> None:
     ap.add_argument("--min-ratio", type=float, default=1e-3)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--no-smoke", action="store_true", help="a tiny GPU fit instead of the smoke tests")
+    ap.add_argument("--build-bench", action="store_true", help="time the block method's class blocks")
     args = ap.parse_args()
+    phases = [(p.split(":")[0], float(p.split(":")[1])) for p in (args.phase or ["block:270", "bound:100"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     print(torch.cuda.get_device_name() if cuda else "cpu", torch.__version__, flush=True)
-    if cuda:
-        smoke()
+    if cuda and args.no_smoke:
+        t = time.perf_counter()
+        Xs, ys, _ = planted_sparse(4000, 32, 120, seed=0, device=dev)
+        for method, _ in phases:
+            fit_path(Xs, ys, n_lambdas=3, lambda_min_ratio=0.3, device=dev, method=method)
+        print(f"warm-up fits {time.perf_counter() - t:.1f}s", flush=True)
+    elif cuda:
+        for method, _ in phases:
+            try:
+                smoke(method)
+            except Exception:  # noqa: BLE001 - one method's failure must not cost the others' device time
+                traceback.print_exc()
 
     def stop(*_):
         raise OutOfBudget  # a single lambda that outlasts the budget
@@ -117,60 +167,48 @@ def main() -> None:
     print(f"X {tuple(X.shape)} made in {time.perf_counter() - t:.1f}s, {len(lambdas)} lambdas to "
           f"{args.min_ratio:g} lam_max", flush=True)
 
-    block_cd = bound_cd.block_cd
-    cd_seconds = [0.0]
-
-    def timed_cd(*a):
-        t = time.perf_counter()
+    if args.build_bench and cuda:
         try:
-            return block_cd(*a)
-        finally:
-            cd_seconds[0] += time.perf_counter() - t
-    bound_cd.block_cd = timed_cd
-
+            build_bench(X, args.k)
+        except Exception:  # noqa: BLE001 - the path's figures still come
+            traceback.print_exc()
     log, summary = [], {}
-    float64 = newton.prediction_dtype
-    phases = (("float32 predictions", lambda design: design.dtype, args.old_budget),
-              ("today", float64, args.budget))
-    for label, prediction_dtype, budget in phases:
-        if budget <= 0:
-            continue
-        newton.prediction_dtype = prediction_dtype
+    for label, budget in phases:
         if cuda:
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        cd_seconds[0] = 0.0
         profiler = cProfile.Profile()
-        signal.alarm(int(budget + 120))
+        signal.alarm(int(budget + 30))
         profiler.enable()
         try:
-            secs = timed_path(X, y, lambdas, budget, label, log, sync)
+            secs = timed_path(X, y, lambdas, budget, label, log, sync, out)
         except OutOfBudget:
             secs = float("nan")
-            print(f"[{label}] one lambda outlasted the budget by two minutes", flush=True)
+            print(f"[{label}] one lambda outlasted the budget by 30 s", flush=True)
+        except Exception:  # noqa: BLE001 - report it and go on to the next phase
+            secs = float("nan")
+            traceback.print_exc()
         finally:
             profiler.disable()
             signal.alarm(0)
-            newton.prediction_dtype = float64
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         rows = [r for r in log if r["phase"] == label]
-        summary[label] = dict(seconds=secs, lambdas=len(rows), peak_gib=peak, block_cd_seconds=cd_seconds[0],
-                              steps=sum(r["steps"] for r in rows))
-        print(f"[{label}] {len(rows)} lambdas in {secs:.1f}s, block_cd {cd_seconds[0]:.1f}s, "
-              f"peak GPU memory {peak if peak is None else round(peak, 1)} GiB", flush=True)
+        summary[label] = dict(seconds=secs, lambdas=len(rows), peak_gib=peak, steps=sum(r["steps"] for r in rows),
+                              certified=sum(r["gap"] <= 1e-6 for r in rows))
+        print(f"[{label}] {len(rows)} lambdas in {secs:.1f}s, {summary[label]['certified']} certified, peak GPU "
+              f"memory {peak if peak is None else round(peak, 1)} GiB", flush=True)
         text = io.StringIO()
         stats = pstats.Stats(profiler, stream=text)
-        stats.sort_stats("tottime").print_stats(25)
-        stats.sort_stats("cumulative").print_stats(30)
-        (out / f"profile_{label.replace(' ', '_')}.txt").write_text(text.getvalue())
-        if label == "today":
-            print(text.getvalue()[:6000], flush=True)
-    (out / "gpu_imagenet.json").write_text(json.dumps(dict(shape=[args.n, args.d, args.k], summary=summary,
-                                                            lambdas=log), indent=1))
-    same = min(summary.get("float32 predictions", {}).get("lambdas", 0), summary.get("today", {}).get("lambdas", 0))
-    if same:
-        before = [r for r in log if r["phase"] == "float32 predictions"][same - 1]["elapsed"]
-        after = [r for r in log if r["phase"] == "today"][same - 1]["elapsed"]
-        print(f"first {same} lambdas: float32 predictions {before:.1f}s, today {after:.1f}s ({before / after:.2f}x)")
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
+        (out / f"profile_{label}.txt").write_text(text.getvalue())
+        print(text.getvalue()[:3000], flush=True)
+        (out / "gpu_imagenet.json").write_text(json.dumps(dict(shape=[args.n, args.d, args.k], summary=summary,
+                                                                lambdas=log), indent=1))
+    for label, _ in phases:  # the same number of lambdas, each phase's time
+        rows = [r for r in log if r["phase"] == label]
+        print(label, "elapsed at lambdas 10/20/30/40/50/75/100:",
+              [round(rows[i - 1]["elapsed"], 1) if len(rows) >= i else None for i in (10, 20, 30, 40, 50, 75, 100)])
 
 
 if __name__ == "__main__":

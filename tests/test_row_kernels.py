@@ -406,6 +406,9 @@ def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
     assert 0 < (compiled.sizes <= 5).sum() < k
     mixed = ClassBlocks.build(block, h, free)
     np.testing.assert_allclose(mixed.H, blas.H, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 64})  # a GPU's batches of rows, on the CPU
+    batched = ClassBlocks.build(block, h, free)
+    np.testing.assert_allclose(batched.H, blas.H, rtol=1e-12, atol=1e-12)
     Xs = block.data.numpy()
     for c in (0, 5, 24):
         A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])

@@ -134,14 +134,17 @@ def test_class_blocks_of_every_size_either_side_of_the_compiled_limit(monkeypatc
                                    atol=(1e-6 if dtype == torch.float32 else 1e-12) * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("q", [100, 300, 400])
-def test_batched_gram_by_column_ranges_is_the_whole_product(q):
-    """Past 256 slots the batched product is taken by column ranges on and below the diagonal, the others mirrored:
-    every entry, above the diagonal too, as ``A^T A`` in float64 (fails when a range or its mirror is dropped)."""
-    A = torch.as_tensor(np.random.default_rng(q).standard_normal((3, 50, q)))
+@pytest.mark.parametrize("q, rows_per_batch", [(100, None), (300, None), (400, None), (7, 16), (300, 16), (7, 25)])
+def test_batched_gram_is_the_whole_product(q, rows_per_batch):
+    """Past 256 slots the batched product is taken by column ranges on and below the diagonal, the others mirrored;
+    with ``rows_per_batch`` (a GPU) the rows in batches, summed, the rows past the last whole batch on their own:
+    every entry, above the diagonal too, as ``A^T A`` in float64 (fails when a range, its mirror or the last rows
+    are dropped)."""
+    A = torch.as_tensor(np.random.default_rng(q).standard_normal((50, 3, q)))  # (rows, classes, slots)
     out = torch.ones(3, q, q, dtype=torch.float64)  # added to, not overwritten
-    block_newton._add_batched_gram(out, A)
-    torch.testing.assert_close(out, 1 + A.transpose(1, 2) @ A, rtol=1e-12, atol=1e-12)
+    block_newton._add_batched_gram(out, A, rows_per_batch)
+    per_class = A.permute(1, 0, 2)
+    torch.testing.assert_close(out, 1 + per_class.transpose(1, 2) @ per_class, rtol=1e-12, atol=1e-12)
 
 
 def _fista_quadratic(H, g, w0, l1, l2, iterations=20_000):

@@ -19,7 +19,11 @@ CPU_ENTRIES = 1 << 22  # rows x width per chunk on a CPU (32 MB of float64)
 GPU_ENTRIES = 1 << 26  # ... on a GPU (512 MB of float64; a few such temporaries live at once)
 
 
-def chunk_rows(width: int, device: torch.device | str) -> int:
-    """Rows per chunk for temporaries ``width`` entries wide on ``device`` (at least 1)."""
-    entries = GPU_ENTRIES if torch.device(device).type == "cuda" else CPU_ENTRIES
+def chunk_rows(width: int, device: torch.device | str, cpu_entries: int | None = None) -> int:
+    """Rows per chunk for temporaries ``width`` entries wide on ``device`` (at least 1); ``cpu_entries``: a
+    caller's own budget on a CPU instead of :data:`CPU_ENTRIES` (on a GPU every caller takes :data:`GPU_ENTRIES`)."""
+    if torch.device(device).type == "cuda":
+        entries = GPU_ENTRIES
+    else:
+        entries = CPU_ENTRIES if cpu_entries is None else cpu_entries
     return max(1, entries // max(int(width), 1))

@@ -116,8 +116,11 @@ class Problem:
             if step is None:
                 Zc = Z[a:a + rows]
             else:
-                Zc = Z[a:a + rows] + t * (step if step.dim() == 1 else step[a:a + rows])
-            losses = self.family.row_loss(Zc, self.Y[a:a + rows])
+                Zc = torch.add(Z[a:a + rows], step if step.dim() == 1 else step[a:a + rows], alpha=t)
+            if self.labels is not None:  # the label's entry picked: no n x k product with the one-hot targets
+                losses = torch.logsumexp(Zc, dim=1) - Zc.gather(1, self.labels[a:a + rows, None])[:, 0]
+            else:
+                losses = self.family.row_loss(Zc, self.Y[a:a + rows])
             if probabilities is not None:
                 probabilities[a:a + rows] = softmax(Zc)
             if into_step:
@@ -160,7 +163,12 @@ class Problem:
         if compiled is not None:
             return compiled.probabilities(Z, residual=True, out=out)
         P = softmax(Z)
-        return P, (P - self.Y.to(P.dtype)) * self.row_weight[:, None].to(P.dtype)
+        R = torch.empty_like(P)
+        rows = chunk_rows(Z.shape[1], Z.device)  # in row chunks: whole n x k temporaries are 10 GB each at 1.28M x 1,000
+        for a in range(0, Z.shape[0], rows):
+            torch.sub(P[a:a + rows], self.Y[a:a + rows].to(P.dtype), out=R[a:a + rows])
+            R[a:a + rows] *= self.row_weight[a:a + rows, None].to(P.dtype)
+        return P, R
 
     def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
         """The weighted mean loss's gradient in the bias (k,), float64, this process's rows: one compiled pass

@@ -18,7 +18,9 @@ import numba
 import numpy as np
 import torch
 
-_PIECE_ENTRIES = 1 << 23  # rows x columns of the curvature's temporaries per piece (32 MB of float32)
+from .chunking import chunk_rows
+
+_PIECE_ENTRIES = 1 << 23  # rows x columns of the curvature's temporaries per piece on a CPU (32 MB of float32)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -94,7 +96,7 @@ def shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor) -> t
     free_t = moving.to(device=P.device, dtype=dtype)
     w = problem.row_weight.to(dtype)
     out = torch.zeros(len(block.cols), dtype=torch.float64, device=P.device)
-    for start, stop, chunk in block.pieces(max(1, _PIECE_ENTRIES // max(len(block.cols), P.shape[1], 1))):
+    for start, stop, chunk in block.pieces(chunk_rows(max(len(block.cols), P.shape[1]), P.device, _PIECE_ENTRIES)):
         q = (P[start:stop].to(dtype) @ free_t).clamp(0, 1)
         out += ((chunk * chunk) * (q * (1 - q)) * w[start:stop, None]).sum(0, dtype=torch.float64)
     return problem.design.reducer.sum(out)

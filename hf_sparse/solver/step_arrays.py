@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .chunking import chunk_rows
 from .softmax_rows import row_curvatures
 
 
@@ -70,6 +71,11 @@ class StepArrays:
 
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
-        if self.curvatures is None:
-            return (P * (1 - P) * w).to(dtype)
+        if self.curvatures is None:  # the torch code (a GPU): in row chunks, no whole float64 temporaries
+            out = torch.empty(P.shape, dtype=dtype, device=P.device)
+            rows = chunk_rows(P.shape[1], P.device)
+            for a in range(0, P.shape[0], rows):
+                Pc = P[a:a + rows]
+                out[a:a + rows] = Pc * (1 - Pc) * w[a:a + rows]
+            return out
         return row_curvatures(P, w[:, 0], self.curvatures)
