@@ -133,11 +133,12 @@ class ClassBlocks:
     sizes: np.ndarray  # (k,) int64
 
     @classmethod
-    def build(cls, block, h: torch.Tensor, free: np.ndarray, stride: int = 1) -> "ClassBlocks":
+    def build(cls, block, h, free: np.ndarray, stride: int = 1) -> "ClassBlocks":
         """The blocks ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` over all processes, float64.
 
         ``block``: the working set (:class:`~.design.Block`, ``m`` columns); ``h`` (n_local, k) the
-        row curvatures (row weights included); ``free`` (k, m) each class's free columns. ``stride``:
+        row curvatures (row weights included), or a function ``(start, stop) ->`` those rows (no whole array of
+        them: 5 GB at the ImageNet shape); ``free`` (k, m) each class's free columns. ``stride``:
         sum every ``stride``-th row only, times ``stride`` (a subsampled Hessian, ``stride`` times cheaper).
         """
         k, m = free.shape
@@ -164,13 +165,14 @@ class ClassBlocks:
         if len(small):
             q = int(sizes[small].max())
             part = block.design.reducer.sum(torch.from_numpy(
-                class_grams(block.data, h, slots[small, :q], sizes[small], classes=small))).numpy()
+                class_grams(block.data, h(0, block.design.n_rows) if callable(h) else h, slots[small, :q],
+                            sizes[small], classes=small))).numpy()
             if len(small) == k:
                 return cls(part, slots, sizes)  # q == p: every block is here (no copy)
             H[small, :q, :q] = part
         rest = np.setdiff1d(np.arange(k), small)
         order = rest[np.argsort(sizes[rest], kind="stable")]
-        device = h.device
+        device = block.design.device
         groups = []  # (classes, width, their slots, the classes as a tensor)
         for a in range(0, len(order), _GROUP):
             classes = order[a:a + _GROUP]
@@ -178,7 +180,8 @@ class ClassBlocks:
             groups.append((classes, q, torch.as_tensor(slots[classes, :q].reshape(-1), device=device),
                            torch.as_tensor(classes, device=device)))
         outs = [torch.zeros(len(g[0]), g[1], g[1], dtype=torch.float64, device=device) for g in groups]
-        for start, stop, chunk in block.pieces(stride * chunk_rows(min(k, _GROUP) * p, device, _PIECE_ENTRIES)):
+        # pieces of rows bounded by the gathered columns' width and by the rows' curvatures (k wide)
+        for start, stop, chunk in block.pieces(stride * chunk_rows(max(min(k, _GROUP) * p, k), device, _PIECE_ENTRIES)):
             first = (-start) % stride  # rows whose index is a multiple of the stride
             chunk = chunk[first::stride]
             r = chunk.shape[0]
@@ -186,7 +189,8 @@ class ClassBlocks:
                 continue
             ext = torch.cat([chunk, torch.ones(r, 1, dtype=chunk.dtype, device=device),
                              torch.zeros(r, 1, dtype=chunk.dtype, device=device)], dim=1)
-            root = torch.sqrt(stride * h[start + first:stop:stride].to(chunk.dtype).clamp_min(0))
+            rows = h(start, stop) if callable(h) else h[start:stop]
+            root = rows[first::stride].to(chunk.dtype).clamp_min(0).mul_(stride).sqrt_()
             for (classes, q, idx, cls_t), out in zip(groups, outs):
                 A = ext.index_select(1, idx).reshape(r, len(classes), q)
                 A *= root.index_select(1, cls_t)[:, :, None]
@@ -267,16 +271,16 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        if restricted_gradient and kept.P is not None:  # the residual made from P in cache: no n x k array
+        if kept.P is None:  # the torch code (a GPU): the residual made in row chunks, never whole
+            P = problem.probabilities(state.Z)
+            grad_W, sums = problem.residual_products(P, block)
+        elif restricted_gradient:  # the residual made from P in cache: no n x k array; zero off the free pairs
             P = kept.probabilities(problem, state.Z)
             values, sums = pattern.gradient(block.data, P, problem.class_labels(), problem.row_weight)
+            grad_W = pattern.dense(reducer.sum(values))
         else:
             P, R = kept.probabilities_and_residual(problem, state.Z)
-            if restricted_gradient:
-                values, sums = pattern.gradient(block.data, R)
-            else:
-                values, sums = None, R.sum(0, dtype=torch.float64)
-        grad_W = block.rmatvec(R) if values is None else pattern.dense(reducer.sum(values))  # zero off the free pairs
+            grad_W, sums = block.rmatvec(R), R.sum(0, dtype=torch.float64)
         grad_b = reducer.sum(sums)
         return P, grad_W, grad_b - grad_b.mean()
 
@@ -286,7 +290,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         if restricted_matvec:  # dW is zero off the free pairs; the bias added in the same pass
             dZ = pattern.matvec(block.data, dW, out=kept.step, bias=db)
         else:
-            dZ = block.matvec(dW.to(design.dtype)).to(state.Z.dtype)
+            dZ = block.matvec(dW.to(design.dtype), dtype=state.Z.dtype)
             if db is not None:
                 dZ += db.to(state.Z.dtype)
         # each trial writes its probabilities into the kept P: the accepted one (the last tried) is where the next
@@ -324,7 +328,10 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         scale = tol * max(abs(objective), 1e-12)
         P, grad_W, grad_b = gradient()
         if blocks is None:
-            blocks = ClassBlocks.build(block, kept.curvature(P, w, design.dtype), free_np,
+            # the torch code's curvatures by pieces of rows, as the blocks take them (the compiled pass keeps its own)
+            h = (kept.curvature(P, w, design.dtype) if kept.curvatures is not None
+                 else lambda a, b: kept.curvature(P[a:b], w[a:b], design.dtype))
+            blocks = ClassBlocks.build(block, h, free_np,
                                        stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)))
             fresh = True  # formed at the current point (until a step moves it)
         del P

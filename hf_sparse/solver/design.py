@@ -212,11 +212,18 @@ class Block:
         design: the design's cache keeps this block (gathering it again cost half of a 10-class path's time)."""
         return Block(self.design, self.cols[idx], None if self.data is None else self.data[:, idx])
 
-    def matvec(self, W: torch.Tensor) -> torch.Tensor:
-        """``X_cols @ W.T`` for this process's rows: (n_local, k)."""
+    def matvec(self, W: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``X_cols @ W.T`` for this process's rows: (n_local, k), in ``dtype`` (default ``W``'s; another is
+        written in row chunks, with no whole array in ``W``'s dtype beside it)."""
+        dtype = dtype or W.dtype
         if W.shape[1] == 0:
-            return torch.zeros(self.design.n_rows, W.shape[0], device=W.device, dtype=W.dtype)
-        return torch.cat([chunk @ W.T for chunk in self._chunks()])
+            return torch.zeros(self.design.n_rows, W.shape[0], device=W.device, dtype=dtype)
+        if dtype == W.dtype:
+            return torch.cat([chunk @ W.T for chunk in self._chunks()])
+        out = torch.empty(self.design.n_rows, W.shape[0], device=W.device, dtype=dtype)
+        for start, stop, rows in self.pieces(chunk_rows(W.shape[0], W.device)):
+            out[start:stop] = rows @ W.T
+        return out
 
     def rmatvec(self, R: torch.Tensor) -> torch.Tensor:
         """``R.T @ X_cols`` summed over processes: (k, m)."""

@@ -34,23 +34,19 @@ from .problem import Problem
 from .refit import Refitter
 from .validation import check_features, check_options, check_targets
 
-__all__ = ["BOUND_MAX_FEATURES", "BOUND_MIN_CLASSES", "auto_method", "fit_path"]
+__all__ = ["BLOCK_MIN_CLASSES", "auto_method", "fit_path"]
 
 logger = logging.getLogger(__name__)
 
-# method="auto": the bound solver from this many classes, on a GPU only (the method measured at the ImageNet
-# shape there, benchmarks/RESULTS.md "GPU"). On a CPU the class-block Newton wins at every size measured
-# (2026-11-26, 2-core box, deep-feature-like data, alpha 0.99, 1e-2 lam_max): k=1000 proxy (n=20000, d=512,
-# 25 lambdas) block 551 s / 25 of 25 certified, bound 904 s / 20 of 25; n=5000, d=128, k=1000, 10 lambdas,
-# seed 1: lowrank_noisy block 113 s / 9 of 10, bound 83 s / 5 of 10 (its end objective 1.9e-6 worse), highrank
-# block 77 s / 10 of 10, bound 73 s / 7 of 10. Earlier (loaded box): k=100 Newton 114 s, bound 247 s.
-BOUND_MIN_CLASSES = 500
-# method="auto": the class-block Newton (solver/block_newton.py) from this many classes (below the bound solver's).
-# Measured 2026-11-26, one process each (deep_features, alpha 0.99, to 1e-2 lam_max): n=5000, d=256, k=100,
-# 10 lambdas: newton 10.0 s / 206 steps, block 3.8-3.9 s / 196 steps, 10/10 certified in both; the issue's
-# proxy (n=20000, d=768, k=100, 25 lambdas): newton 37.1 s, block 39.7 s (a tie), 23/25 certified in both.
+# method="auto": the class-block Newton (solver/block_newton.py) from this many classes, on every device; the bound
+# solver only when asked for. Measured 2026-11-26, one process each (deep_features, alpha 0.99, to 1e-2 lam_max):
+# n=5000, d=256, k=100, 10 lambdas: newton 10.0 s / 206 steps, block 3.8-3.9 s / 196 steps, 10/10 certified in
+# both; the issue's proxy (n=20000, d=768, k=100, 25 lambdas): newton 37.1 s, block 39.7 s (a tie), 23/25 certified
+# in both. At 1,000 classes block won on the CPU (2-core box: k=1000 proxy, n=20000, d=512, 25 lambdas, block 551 s
+# / 25 of 25 certified, bound 904 s / 20 of 25) and on one H200 at the ImageNet shape (1.28M x 2048, 100 lambdas to
+# 1e-3 lam_max, same process, 2026-11-26/27: the first 30 lambdas in 59.9 s / 111 steps against 89.4 s / 300+
+# steps, every point certified in both; benchmarks/RESULTS.md "GPU").
 BLOCK_MIN_CLASSES = 100
-BOUND_MAX_FEATURES = 8192  # ... and up to this many features (its Gram is 8 (d+1)^2 bytes)
 
 
 def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=None, n_lambdas: int = 100,
@@ -104,8 +100,8 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
             without ``group`` only), ``"block"`` (proximal Newton on class-diagonal blocks plus
             shared-feature moves at every size, :mod:`.block_newton`, multinomial without ``group``;
             ``"newton"`` switches to it past 2,000 working coordinates) or ``"auto"``
-            (:func:`auto_method`: ``"block"`` from :data:`BLOCK_MIN_CLASSES` classes, ``"bound"`` on a
-            GPU from :data:`BOUND_MIN_CLASSES` classes and up to :data:`BOUND_MAX_FEATURES` features).
+            (:func:`auto_method`: ``"block"`` from :data:`BLOCK_MIN_CLASSES` classes on every device, it
+            beat ``"bound"`` on a CPU and on a GPU at 1,000 classes; else ``"newton"``).
 
     Memory (bytes, one process, in-memory design; ``b``: bytes of ``dtype``; ``m``: the working set's
     features; ``E``: the entries of one row chunk of ``n x k`` work, ``min(n k, 2^22)`` on a CPU and
@@ -159,7 +155,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
                           standardize=standardize)
     problem = Problem.build(design, y_t, family=family, n_outputs=k, sample_weight=w)
     if method == "auto":
-        method = auto_method(family, group, k, d, design.device)
+        method = auto_method(family, group, k)
     fitter = _PathFitter(problem, alpha=alpha, group=group, tol=tol, val=val, method=method)
 
     lam_max = fitter.lam_max()
@@ -218,19 +214,17 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
                               refit=Refitter(problem, alpha=alpha, group=group, tol=tol, val=val))
 
 
-def auto_method(family: str, group: bool, n_classes: int, n_features: int, device) -> str:
-    """What ``method="auto"`` solves with (measurements beside the constants above).
+def auto_method(family: str, group: bool, n_classes: int) -> str:
+    """What ``method="auto"`` solves with (measurements beside :data:`BLOCK_MIN_CLASSES`): the class blocks for
+    softmax heads of many classes without a group penalty, on a CPU and a GPU alike, else proximal Newton.
 
     Example:
-        >>> auto_method("multinomial", False, 1000, 2048, "cuda")
-        'bound'
-        >>> auto_method("multinomial", False, 1000, 2048, "cpu")
+        >>> auto_method("multinomial", False, 1000)
         'block'
+        >>> auto_method("multinomial", False, 10)
+        'newton'
     """
     many = family == "multinomial" and not group
-    if (many and n_classes >= BOUND_MIN_CLASSES and n_features <= BOUND_MAX_FEATURES
-            and torch.device(device).type == "cuda"):
-        return "bound"
     return "block" if many and n_classes >= BLOCK_MIN_CLASSES else "newton"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .chunking import chunk_rows
-from .design import Design
+from .design import Design, accurate_rmatvec
 from .families import Family, Multilabel, get_family, softmax
 from .penalty import ElasticNet
 from .softmax_rows import SoftmaxRows, usable
@@ -164,11 +164,24 @@ class Problem:
             return compiled.probabilities(Z, residual=True, out=out)
         P = softmax(Z)
         R = torch.empty_like(P)
-        rows = chunk_rows(Z.shape[1], Z.device)  # in row chunks: whole n x k temporaries are 10 GB each at 1.28M x 1,000
+        rows = chunk_rows(Z.shape[1], Z.device)  # row chunks: a whole n x k temporary is 10 GB at 1.28M x 1,000
         for a in range(0, Z.shape[0], rows):
             torch.sub(P[a:a + rows], self.Y[a:a + rows].to(P.dtype), out=R[a:a + rows])
             R[a:a + rows] *= self.row_weight[a:a + rows, None].to(P.dtype)
         return P, R
+
+    def residual_products(self, P: torch.Tensor, block) -> tuple[torch.Tensor, torch.Tensor]:
+        """``X_cols^T R`` (k, m) summed over processes and ``R``'s column sums (k,) on this process's rows, for the
+        weighted residual ``R = w (P - Y)`` of the probabilities ``P`` (multinomial) and a
+        :class:`~.design.Block`: made in row chunks, never whole (the torch code's gradient, as on a GPU)."""
+        k = P.shape[1]
+        grad = torch.zeros(k, len(block.cols), dtype=torch.float64, device=P.device)
+        sums = torch.zeros(k, dtype=torch.float64, device=P.device)
+        for start, stop, rows in block.pieces(chunk_rows(k, P.device)):
+            R = (P[start:stop] - self.Y[start:stop].to(P.dtype)) * self.row_weight[start:stop, None].to(P.dtype)
+            grad += accurate_rmatvec(R, rows)
+            sums += R.sum(0, dtype=torch.float64)
+        return self.design.reducer.sum(grad), sums
 
     def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
         """The weighted mean loss's gradient in the bias (k,), float64, this process's rows: one compiled pass
