@@ -117,12 +117,12 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     where the softmax passes are compiled and make none, :mod:`.softmax_rows`, and ``c = 56`` on a GPU),
     and the Gram. The block method on a GPU holds one float64 ``n x k`` array beside ``Z`` at a time (the
     probabilities of a step, the change of predictions of a line search or the gap check's dual point) and makes
-    its residual, curvatures and blocks in row chunks. The block method on a CPU keeps, for the whole path, the probabilities, change of predictions
-    (float64, also the gap check's dual point) and row curvatures (``dtype``) beside ``Z`` and the targets (a
-    fresh ``n x k`` array a step cost as much in page faults as the pass that fills it), so the gap check's row
-    chunks come on top, plus its ``k`` class blocks of up to ``p`` slots; where its gradient is a dense product
-    (over 14% of the working set's class-feature pairs free) a float64 residual too, during a call
-    (``n k (2 b + 32)``).
+    its residual, curvatures and blocks in row chunks. The block method on a CPU keeps, for the whole path, the
+    probabilities, change of predictions (float64, also the gap check's dual point) and row curvatures
+    (``dtype``) beside ``Z`` and the targets (a fresh ``n x k`` array a step cost as much in page faults as the
+    pass that fills it), so the gap check's row chunks come on top, plus its ``k`` class blocks of up to ``p``
+    slots; where its gradient is a dense product (over 14% of the working set's class-feature pairs free) a
+    float64 residual too, during a call (``n k (2 b + 32)``).
     The caller's own X comes on top. Example: n=20,000, d=768, k=1000 on the CPU,
     float32: 61 MB + 61 MB + 400 MB + 151 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
     k=1000, m=1,369 at 9.3e-3 lam_max), block: 10.5 + 7.0 + 25.6 + 3.8 GB, 47 GB (57 GB with your X; 61
