@@ -8,6 +8,7 @@ saves it. Run: ``ACCELERATE_USE_CPU=1 python -m torch.distributed.run --nproc_pe
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -22,6 +23,11 @@ def main(data_path: str, out_dir: str) -> None:
     data = np.load(data_path)
     X, y, lambdas = data["X"], data["y"], data["lambdas"]
     rank, world = accelerator.process_index, accelerator.num_processes
+    if "torch_route" in data:  # the torch code a GPU runs, on these CPU processes
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _torch_route import force_torch_route
+
+        force_torch_route()
     if "threads" in data:  # each process its own thread count (the class blocks' routing must not depend on it)
         numba.set_num_threads(int(data["threads"][rank]))
     rows = np.array_split(np.arange(len(y)), world)[rank]

@@ -323,6 +323,30 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
         assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["block", "bound"])
+def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatch, method):
+    """The torch code a GPU runs (forced on these CPU processes: residuals, curvatures and class blocks in row
+    chunks, the blocks as batched products over batches of rows), in two processes as in one: what
+    ``accelerate launch`` on several GPUs runs."""
+    import hf_sparse.solver.block_newton as block_newton
+    from _torch_route import force_torch_route
+
+    force_torch_route(monkeypatch.setattr)
+    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})  # the GPU's batches of rows, smaller
+    rng = np.random.default_rng(5)
+    n, d, k = 401, 12, 8
+    X = rng.standard_normal((n, d))
+    y = (X @ (rng.standard_normal((d, k)) * (rng.random((d, k)) < 0.4)) + rng.gumbel(size=(n, k))).argmax(1)
+    single = fit_path(X, y, n_lambdas=5, lambda_min_ratio=0.05, dtype=torch.float64, tol=1e-10, method=method)
+    assert all(single.metric("converged"))
+    distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial",
+                                        group=False, method=method, torch_route=np.array(1))
+    for a, b in zip(single, distributed):
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
+        assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
+
+
 def test_stop_at_features_per_class_and_binary_relaxed_refit():
     X, y = make_data("multinomial", n=400, d=20, k=2, seed=9)
     path = fit_path(X[:300], y[:300], n_lambdas=40, lambda_min_ratio=1e-3, stop_at_features_per_class=3,

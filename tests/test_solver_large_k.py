@@ -212,11 +212,9 @@ _MEMORY_SCRIPT = textwrap.dedent("""
     import json, sys, numpy as np, torch
     from hf_sparse.solver import fit_path
     if "{route}" == "torch":  # the torch code a GPU runs: no compiled row passes or class-block kernel
-        from hf_sparse.solver import block_newton, class_products, families, problem
-        problem.Problem.softmax_rows = lambda self, Z, step=None: None
-        families.conjugate_terms = lambda D, Y: None
-        block_newton.COMPILED_MAX_SLOTS = 0
-        class_products.ClassPattern.applies = staticmethod(lambda X: False)
+        sys.path.insert(0, "tests")
+        from _torch_route import force_torch_route
+        force_torch_route()
     n, d, k = {n}, {d}, {k}
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d)).astype(np.float32)
