@@ -266,9 +266,9 @@ def test_peak_memory_is_within_the_formula(n, d, k, method, route):
     the path, the gap check's chunks beside them; 500 MB against the 500 MB of a formula without them before its
     gradient was made from the probabilities without a residual array). The block method's torch code (what a GPU
     runs, forced here on the CPU) has the bound method's formula with a GPU's ``c = 56`` and no Gram: measured
-    2026-11-27 336 MB against 336 MB and 464 MB against 485 MB (its residual, curvatures and step made in row
-    chunks; before, the blocks' pieces took the curvatures of up to all rows at once: 4.78 against now 4.29 times
-    ``n k`` float64 at n=32,000, d=2,048, k=1,000)."""
+    2026-11-27 336 MB against 363 MB and 464 MB against 485 MB (its residual, curvatures and step made in row
+    chunks; with the code of the last GPU run, 5.30 against now 4.29 times ``n k`` float64 at n=32,000, d=2,048,
+    k=1,000)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT.format(n=n, d=d, k=k, method=method, route=route)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

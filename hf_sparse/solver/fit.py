@@ -128,7 +128,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     k=1000, m=1,369 at 9.3e-3 lam_max), block: 10.5 + 7.0 + 25.6 + 3.8 GB, 47 GB (57 GB with your X; 61
     GB with all 2,048 features active).
     ``tests/test_solver_large_k.py`` measures it (0.92-0.99 of the formula at three CPU shapes; the block
-    method's 0.94 at one, and its GPU code, run on the CPU, 0.96-1.0 at two). Proximal Newton adds its
+    method's 0.94 at one, and its GPU code, run on the CPU, 0.93-0.95 at two). Proximal Newton adds its
     coupled Hessian (up to 32 MB: 2,000 coordinates) or class blocks; with ``method="newton"``, a point the class
     blocks leave uncertified after 50 steps goes on with the coupled Hessian up to 6,000 coordinates (288 MB, and
     its ``n x M`` float32 rows in pieces of up to 256 MB).
