@@ -163,12 +163,7 @@ class Problem:
         if compiled is not None:
             return compiled.probabilities(Z, residual=True, out=out)
         P = softmax(Z)
-        R = torch.empty_like(P)
-        rows = chunk_rows(Z.shape[1], Z.device)  # row chunks: a whole n x k temporary is 10 GB at 1.28M x 1,000
-        for a in range(0, Z.shape[0], rows):
-            torch.sub(P[a:a + rows], self.Y[a:a + rows].to(P.dtype), out=R[a:a + rows])
-            R[a:a + rows] *= self.row_weight[a:a + rows, None].to(P.dtype)
-        return P, R
+        return P, (P - self.Y.to(P.dtype)) * self.row_weight[:, None].to(P.dtype)
 
     def residual_products(self, P: torch.Tensor, block) -> tuple[torch.Tensor, torch.Tensor]:
         """``X_cols^T R`` (k, m) summed over processes and ``R``'s column sums (k,) on this process's rows, for the

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .chunking import chunk_rows
 from .softmax_rows import row_curvatures
 
 
@@ -52,8 +51,8 @@ class StepArrays:
         return P
 
     def probabilities_and_residual(self, problem, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.P is None:
-            return problem.probabilities_and_residual(Z)
+        """Both in one compiled pass, into the kept arrays (where none are kept, the torch code makes the gradient
+        from the probabilities in row chunks: :meth:`~.problem.Problem.residual_products`)."""
         if self.R is None:
             self.R = self.state.array("residual")
         self.current = True
@@ -71,11 +70,6 @@ class StepArrays:
 
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
-        if self.curvatures is None:  # the torch code (a GPU): in row chunks, no whole float64 temporaries
-            out = torch.empty(P.shape, dtype=dtype, device=P.device)
-            rows = chunk_rows(P.shape[1], P.device)
-            for a in range(0, P.shape[0], rows):
-                Pc = P[a:a + rows]
-                out[a:a + rows] = Pc * (1 - Pc) * w[a:a + rows]
-            return out
+        if self.curvatures is None:  # the torch code (a GPU): the class blocks ask for them by pieces of rows
+            return (P * (1 - P) * w).to(dtype)
         return row_curvatures(P, w[:, 0], self.curvatures)
