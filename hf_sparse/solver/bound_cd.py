@@ -380,7 +380,7 @@ def bound_solve(problem: Problem, state, penalty: ElasticNet, cols: torch.Tensor
             continue
         boehning = False
         V = V + t * dV
-        state.Z += t * dZ
+        state.Z.add_(dZ, alpha=t)  # in place: no t * dZ temporary
         objective = trial
         dZ = None  # release the n x k step before the next one is made
     state.W[:, cols] = torch.as_tensor(V[:, :m], device=state.W.device)

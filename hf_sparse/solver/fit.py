@@ -107,28 +107,28 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     features; ``E``: the entries of one row chunk of ``n x k`` work, ``min(n k, 2^22)`` on a CPU and
     ``min(n k, 2^26)`` on a GPU, :mod:`.chunking`):
 
-        peak ~ n d b + n m b + n k (b + 16) + c E + 8 (d+1)^2     (method="bound"; no Gram for "newton",
-                                                                  nor for "block" on a GPU)
-        peak ~ n d b + n m b + n k (2 b + 24) + 32 E + 8 k p^2      (method="block" on a CPU)
+        peak ~ n d b + n m b + n k (b + 17) + 36 E + 8 (d+1)^2     (method="bound"; no Gram for "newton")
+        peak ~ n d b + n m b + n k (b + 25) + 32 E + 8 k p^2        (method="block" on a CPU)
+        peak ~ n d b + n m b + 17 n k + 48 E                        (method="block" on a GPU)
 
-    the standardized copy of X, the working set's gathered columns, the one-hot targets (in
-    ``dtype``), the float64 predictions ``Z`` and the duality-gap check's float64 dual point, a few
-    float64 temporaries of one row chunk (every ``n x k`` loop runs in row chunks; ``c = 36`` on a CPU,
-    where the softmax passes are compiled and make none, :mod:`.softmax_rows`, and ``c = 56`` on a GPU),
-    and the Gram. The block method on a GPU holds one float64 ``n x k`` array beside ``Z`` at a time (the
-    probabilities of a step, the change of predictions of a line search or the gap check's dual point) and makes
-    its residual, curvatures and blocks in row chunks. The block method on a CPU keeps, for the whole path, the
-    probabilities, change of predictions (float64, also the gap check's dual point) and row curvatures
-    (``dtype``) beside ``Z`` and the targets (a fresh ``n x k`` array a step cost as much in page faults as the
-    pass that fills it), so the gap check's row chunks come on top, plus its ``k`` class blocks of up to ``p``
+    the standardized copy of X, the working set's gathered columns, the one-hot targets (one byte each), the
+    float64 predictions ``Z`` and one more float64 ``n x k`` array (the duality-gap check's dual point, a step's
+    probabilities; the bound method's change of predictions in ``dtype`` beside them), a few float64 temporaries
+    of one row chunk (every ``n x k`` loop runs in row chunks and its steps in place where they can), and the
+    Gram. The block method on a GPU makes its residual, curvatures, blocks and line-search points in row chunks.
+    The block method on a CPU keeps, for the whole path, the probabilities, change of predictions (float64, also
+    the gap check's dual point) and row curvatures (``dtype``) beside ``Z`` and the targets (a fresh ``n x k``
+    array a step cost as much in page faults as the pass that fills it), plus its ``k`` class blocks of up to ``p``
     slots; where its gradient is a dense product (over 14% of the working set's class-feature pairs free) a
-    float64 residual too, during a call (``n k (2 b + 32)``).
+    float64 residual too, during a call (``n k (b + 33)``).
     The caller's own X comes on top. Example: n=20,000, d=768, k=1000 on the CPU,
-    float32: 61 MB + 61 MB + 400 MB + 151 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
-    k=1000, m=1,369 at 9.3e-3 lam_max), block: 10.5 + 7.0 + 25.6 + 3.8 GB, 47 GB (57 GB with your X; 61
-    GB with all 2,048 features active).
-    ``tests/test_solver_large_k.py`` measures it (0.92-0.99 of the formula at three CPU shapes; the block
-    method's 0.94 at one, and its GPU code, run on the CPU, 0.93-0.95 at two). Proximal Newton adds its
+    float32, block: 61 MB + 61 MB + 580 MB + 134 MB + 5 MB; the ImageNet shape on a GPU (n=1.28M, d=2048,
+    k=1000), block: 10.5 + 21.8 + 3.2 GB + 5.1 GB per 1,000 active features: 40.6 GB at m=1,000, 46 GB with all
+    2,048 (56.5 GB with your X; 66.6 GB, 62.5 GiB, measured with the code before 2026-11-27 at m=1,936, whose
+    softmax held two more ``n x k`` float64 arrays at the peak and whose targets were float32).
+    ``tests/test_solver_large_k.py`` measures it with row chunks of 2^18 entries (a GPU's share of the rows):
+    1.00-1.06 of the formula for bound at two CPU shapes, block 1.01 at one, and its GPU code, run on the CPU,
+    0.98-1.00 at two. Proximal Newton adds its
     coupled Hessian (up to 32 MB: 2,000 coordinates) or class blocks; with ``method="newton"``, a point the class
     blocks leave uncertified after 50 steps goes on with the coupled Hessian up to 6,000 coordinates (288 MB, and
     its ``n x M`` float32 rows in pieces of up to 256 MB).

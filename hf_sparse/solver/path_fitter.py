@@ -82,16 +82,16 @@ class _PathFitter:
         """Smallest lambda with all weights zero: the largest gradient at W = 0, optimal bias."""
         p = self.problem
         k = p.internal_outputs
-        mean_Y = p.design.reducer.sum((p.row_weight[:, None] * p.Y).sum(0, dtype=torch.float64))
+        mean_Y = p.dual_data()[0]
         b0 = p.family.intercept_at_zero(mean_Y)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
         if p.labels is not None:  # softmax over 3+ classes: in k dimensions, no pass over the rows
             self.state.b = self._softmax_bias_alone(mean_Y, b0)
-            self.state.Z = torch.zeros_like(self.state.Z) + self.state.b.to(self.state.Z.dtype)
+            self.state.Z.copy_(self.state.b.expand_as(self.state.Z))  # in place: no second n x k array
         else:
             b0 = b0.to(p.design.dtype)
             self.state.b = b0.double()
-            self.state.Z = torch.zeros_like(self.state.Z) + b0
+            self.state.Z.copy_(b0.expand_as(self.state.Z))
             self._inner(p, self.state, p.penalty(1.0, self.alpha, self.group),
                         torch.zeros(0, dtype=torch.long, device=p.design.device),
                         torch.zeros(k, 0, dtype=torch.bool), tol=1e-12)
@@ -263,9 +263,9 @@ class _PathFitter:
         mix, v = shift
         keep, shift_Y, add = (1 - mix).to(D), mix.to(D), v.to(D)
 
-        def Dp(start: int, stop: int) -> torch.Tensor:  # the feasible dual point's rows, made on demand
-            rows = D[start:stop] if M is None else D[start:stop] - M.rows(start, stop, p.Y)
-            return keep * rows - shift_Y * p.Y[start:stop].to(D) + add
+        def Dp(start: int, stop: int) -> torch.Tensor:  # the feasible dual point's rows, made on demand, in place
+            rows = D[start:stop] * keep if M is None else (D[start:stop] - M.rows(start, stop, p.Y)).mul_(keep)
+            return rows.addcmul_(p.Y[start:stop], shift_Y, value=-1).add_(add)
         Gp = G if M is None else G - M.gradient(p.design, p.class_labels(), p.row_weight, p.internal_outputs)
         Gp = (1 - mix)[:, None] * Gp - mix[:, None] * B + v[:, None] * a[None, :]
         compiled = p.softmax_rows(D)

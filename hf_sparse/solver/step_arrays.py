@@ -71,5 +71,5 @@ class StepArrays:
     def curvature(self, P: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The rows' curvatures ``w p (1 - p)`` in ``dtype`` (``w``: (n, 1)); kept arrays: one compiled pass."""
         if self.curvatures is None:  # the torch code (a GPU): the class blocks ask for them by pieces of rows
-            return (P * (1 - P) * w).to(dtype)
+            return (1 - P).mul_(P).mul_(w).to(dtype)  # in place after the one new array
         return row_curvatures(P, w[:, 0], self.curvatures)
