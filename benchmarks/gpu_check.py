@@ -10,9 +10,10 @@
    also written under ``--out`` (the per-lambda log after every lambda).
 
 Run (what the next lent machine should run: the whole path with ``method="block"`` and its peak memory since
-the row-chunked GPU code, in one command of under ten minutes):
-``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --no-smoke --phase block:480 --out $OUT``
-(the tenth session's runs: ``--phase block:270 --phase bound:100``, then ``--no-smoke --build-bench --phase block:215``)
+the in-place softmax and byte targets, in one command of under ten minutes; the last lambdas may be cut):
+``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --no-smoke --phase block:540 --out $OUT``
+(the tenth session's runs: ``--phase block:270 --phase bound:100``, then ``--no-smoke --build-bench --phase block:215``;
+the eleventh's: ``--no-smoke --phase block:480``, then ``--no-smoke --phase block:135``)
 Dry run on a CPU: ``python benchmarks/gpu_check.py --device cpu --n 20000 --d 256 --k 200 --phase block:20``
 """
 
@@ -127,7 +128,7 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: P
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", action="append", default=None,
-                    help="METHOD:SECONDS, one path per phase on the same data (default: block:480)")
+                    help="METHOD:SECONDS, one path per phase on the same data (default: block:540)")
     ap.add_argument("--n", type=int, default=1_281_167)
     ap.add_argument("--d", type=int, default=2048)
     ap.add_argument("--k", type=int, default=1000)
@@ -138,7 +139,7 @@ def main() -> None:
     ap.add_argument("--no-smoke", action="store_true", help="a tiny GPU fit instead of the smoke tests")
     ap.add_argument("--build-bench", action="store_true", help="time the block method's class blocks")
     args = ap.parse_args()
-    phases = [(p.split(":")[0], float(p.split(":")[1])) for p in (args.phase or ["block:480"])]
+    phases = [(p.split(":")[0], float(p.split(":")[1])) for p in (args.phase or ["block:540"])]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
