@@ -90,3 +90,24 @@ def test_symmetric_product_by_blocks_and_the_compiled_softmax():
     want = 1 + (A.double().T @ B.double())
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-9)
     assert torch.equal(out[256:, :256], out[:256, 256:].T)  # the blocks below the diagonal are mirrored
+
+
+def test_in_place_softmax_and_xlogx_against_direct_formulas(monkeypatch):
+    """The torch softmax (a GPU's, made in place after one new array) leaves ``Z`` as it was and matches
+    ``torch.softmax``; ``x log x`` is 0 at and below 0 and exact for tiny values, for a vector and for a chunk of
+    ``n x k`` work (xlogy past 2^20 entries), against the formula in float64."""
+    from hf_sparse.solver import families
+
+    monkeypatch.setattr(families, "row_softmax", lambda Z: None)  # the torch code, as on a GPU
+    rng = np.random.default_rng(5)
+    Z = torch.as_tensor(rng.standard_normal((400, 50)) * 30)
+    before = Z.clone()
+    torch.testing.assert_close(families.softmax(Z), torch.softmax(Z, 1), rtol=1e-13, atol=1e-300)
+    assert torch.equal(Z, before)
+    for size in (1000, (1 << 20) + 1000):
+        p = torch.as_tensor(rng.random(size))
+        p[:4] = torch.tensor([0.0, -1e-17, 1e-300, 1.0], dtype=torch.float64)
+        got = families._xlogx(p)
+        want = torch.as_tensor([v * np.log(v) if v > 0 else 0.0 for v in p[:1000].tolist()])
+        torch.testing.assert_close(got[:1000], want, rtol=1e-14, atol=0)
+        assert got[1] == 0 and got[0] == 0 and got[2] < 0
