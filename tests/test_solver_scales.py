@@ -243,3 +243,45 @@ def test_negative_gap_is_reported_not_clipped(monkeypatch):
     assert path[0].metrics["converged"] and path[0].metrics["gap"] >= 0
     for point in path[1:]:
         assert point.metrics["gap"] == pytest.approx(-1e-7) and not point.metrics["converged"]
+
+
+def test_copy_X_false_standardizes_in_place_and_fits_the_same_path():
+    """``copy_X=False`` (scikit-learn's convention): a float32 tensor on the solver's device becomes its standardized
+    columns, held as the design itself (no second copy), and the path is the same to the last bit; anything that
+    cannot be written as the design (another dtype, a NumPy array, a tensor autograd records, X passed as X_val too)
+    is copied and left as it was."""
+    X, y = signal_data(n=600, d=8, seed=3)
+    X[:, 3] = 2e3 + 0.5 * X[:, 3]  # a large mean against its spread
+    X[:, 5] = 4.0  # constant: stays zero after centering
+    X32 = torch.from_numpy(X.astype(np.float32))
+    yt = torch.from_numpy(y)
+    kept = fit_path(X32.clone(), yt, n_lambdas=6, lambda_min_ratio=0.05, tol=1e-8)
+    overwritten = X32.clone()
+    design = Design.build(overwritten.clone(), device="cpu", dtype=torch.float32, overwrite=True)
+    mine = overwritten.clone()
+    assert Design.build(mine, device="cpu", dtype=torch.float32, overwrite=True).source.data_ptr() == mine.data_ptr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the constant column's warning
+        path = fit_path(overwritten, yt, n_lambdas=6, lambda_min_ratio=0.05, tol=1e-8, copy_X=False)
+    for a, b in zip(kept, path):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    raw = X32.double().numpy()
+    std = raw.std(0)
+    # centered by the float32-rounded mean, the one the design keeps (7e-5 of a spread off the exact mean in column 3)
+    np.testing.assert_allclose(design.mean.numpy(), raw.mean(0), rtol=1e-7)
+    np.testing.assert_allclose(design.std.numpy(), np.where(std > 0, std, 1.0), rtol=1e-6)
+    want = (raw - design.mean.numpy()) / design.std.numpy()
+    np.testing.assert_allclose(overwritten.numpy(), want, atol=2e-6)
+    assert torch.equal(overwritten, design.source)
+    assert not overwritten[:, 5].any()
+    # not writable as the design: copied, X untouched
+    as64 = torch.from_numpy(X.copy())
+    grad = X32.clone().requires_grad_(True)
+    same = X32.clone()
+    for given, kwargs in ((as64, {}), (X.copy(), {}), (grad, {}), (same, {"X_val": same, "y_val": yt})):
+        before = given.detach().clone() if isinstance(given, torch.Tensor) else given.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_path(given, yt, n_lambdas=2, lambda_min_ratio=0.5, copy_X=False, **kwargs)
+        after = given.detach() if isinstance(given, torch.Tensor) else given
+        assert (after == before).all()

@@ -60,8 +60,11 @@ class Design:
 
     @classmethod
     def build(cls, X, *, device, dtype, reducer: Reducer | None = None, chunk_rows: int | None = None,
-              standardize: bool = True, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> "Design":
-        """``stats``: a given (mean, std) instead of the rows' own (to refit a loaded path).
+              standardize: bool = True, stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+              overwrite: bool = False) -> "Design":
+        """``stats``: a given (mean, std) instead of the rows' own (to refit a loaded path). ``overwrite``: X is
+        standardized in place where it already is a tensor on ``device`` in ``dtype`` (no second copy of the
+        features; elsewhere a copy is made, as without it).
 
         ``mean`` and ``std`` are kept in float64.
         """
@@ -76,7 +79,11 @@ class Design:
         # float32 features solved in float32: centered in float32 (exact for any value a float32
         # column can hold, to its own rounding), with float64 sums; else all in float64
         fast = standardize and stats is None and dtype == torch.float32 and _holds_float32(X)
-        data = torch.empty(n, d, device=device, dtype=dtype) if chunk_rows is None else None
+        data = None
+        if chunk_rows is None:
+            data = X if overwrite and _writable_as(X, device, dtype) else torch.empty(n, d, device=device, dtype=dtype)
+        if isinstance(X, torch.Tensor):
+            X = X.detach()  # features straight from a model's forward pass: no graph to record the statistics in
         found = _column_stats32(lambda: raw_chunks(torch.float32), d, device, reducer, data) if fast else None
         if found is not None:
             mean, std, scale = found
@@ -295,6 +302,13 @@ def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
 
 
 _STAT_ENTRIES = 1 << 22  # entries per float64 row chunk when computing statistics and standardizing
+
+
+def _writable_as(X, device, dtype) -> bool:
+    """Whether ``X`` can be standardized in place: a contiguous tensor already on ``device`` in ``dtype`` that no
+    autograd graph records."""
+    return (isinstance(X, torch.Tensor) and X.to(device=device, dtype=dtype) is X and X.is_contiguous()
+            and not X.requires_grad)
 
 
 def _holds_float32(X) -> bool:
