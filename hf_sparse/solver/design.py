@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -35,6 +34,7 @@ import torch
 
 from .chunking import chunk_rows
 from .column_scales import usable_std
+from .column_stats import column_stats, column_stats32, holds_float32
 from .distributed import Reducer
 from .softmax_rows import PARALLEL_KERNEL
 
@@ -78,13 +78,13 @@ class Design:
 
         # float32 features solved in float32: centered in float32 (exact for any value a float32
         # column can hold, to its own rounding), with float64 sums; else all in float64
-        fast = standardize and stats is None and dtype == torch.float32 and _holds_float32(X)
+        fast = standardize and stats is None and dtype == torch.float32 and holds_float32(X)
         data = None
         if chunk_rows is None:
             data = X if overwrite and _writable_as(X, device, dtype) else torch.empty(n, d, device=device, dtype=dtype)
         if isinstance(X, torch.Tensor):
             X = X.detach()  # features straight from a model's forward pass: no graph to record the statistics in
-        found = _column_stats32(lambda: raw_chunks(torch.float32), d, device, reducer, data) if fast else None
+        found = column_stats32(lambda: raw_chunks(torch.float32), d, device, reducer, data) if fast else None
         if found is not None:
             mean, std, scale = found
             std = usable_std(std, mean, scale, dtype)
@@ -95,7 +95,7 @@ class Design:
             if stats is not None:
                 mean, std = (torch.as_tensor(t).to(device=device, dtype=torch.float64) for t in stats)
             elif standardize:
-                mean, std, scale = _column_stats(raw_chunks, d, device, reducer)
+                mean, std, scale = column_stats(raw_chunks, d, device, reducer)
                 std = usable_std(std, mean, scale, dtype)
             else:
                 mean = torch.zeros(d, device=device, dtype=torch.float64)
@@ -309,97 +309,3 @@ def _writable_as(X, device, dtype) -> bool:
     autograd graph records."""
     return (isinstance(X, torch.Tensor) and X.to(device=device, dtype=dtype) is X and X.is_contiguous()
             and not X.requires_grad)
-
-
-def _holds_float32(X) -> bool:
-    dtype = getattr(X, "dtype", None)
-    if isinstance(dtype, torch.dtype):
-        return dtype == torch.float32
-    try:
-        return np.dtype(dtype) == np.float32
-    except TypeError:
-        return False
-
-
-def _column_stats32(raw_chunks, d, device, reducer: Reducer, out: torch.Tensor | None):
-    """:func:`_column_stats` for float32 rows, in one pass as fast as float32 statistics: each
-    chunk's ``var_mean`` (accumulated in float64 on the CPU) is merged in float64 (Chan et al.).
-    The returned mean is the float32-rounded one, the centering applied; the magnitude returned
-    is the bound ``|mean| + std sqrt(n)`` (a float32 column is constant exactly when its std is
-    0). ``out``: written with the centered rows (divide by the std to standardize). None where a
-    column's magnitude is outside [1e-18, 1e18] (its square would leave float32 there)."""
-    count, mean, m2 = 0, torch.zeros(d, dtype=torch.float64, device=device), torch.zeros(d, dtype=torch.float64,
-                                                                                          device=device)
-    chunks = []
-    for chunk in raw_chunks():
-        rows = chunk.shape[0]
-        if rows == 0:
-            continue
-        var_c, mean_c = (t.double() for t in torch.var_mean(chunk, 0, correction=0))
-        chunks.append((rows, mean_c, var_c))
-        delta = mean_c - mean
-        total = count + rows
-        mean = mean + delta * (rows / total)
-        m2 = m2 + var_c * rows + delta * delta * (count * rows / total)
-        count = total
-    if reducer.enabled:  # merge the processes' moments: the global mean first, then the spread
-        sums = reducer.sum(torch.cat([mean * count, torch.tensor([float(count)], dtype=torch.float64,
-                                                                 device=device)]))
-        n_all = sums[d]
-        local_mean = mean
-        mean = sums[:d] / n_all
-        m2 = reducer.sum(m2 + count * (local_mean - mean) ** 2)
-        count = float(n_all)
-    if count == 0:
-        return None
-    std = torch.sqrt(m2.clamp_min(0) / count)
-    bound = mean.abs() + std * math.sqrt(count)
-    used = bound > 0
-    if not bool(torch.isfinite(bound).all()) or bool((bound[used] > 1e18).any() | (bound[used] < 1e-18).any()):
-        return None
-    center = mean.float()
-    if out is not None:
-        start = 0
-        for chunk in raw_chunks():
-            torch.sub(chunk, center, out=out[start:start + chunk.shape[0]])
-            start += chunk.shape[0]
-    return center.double(), std, bound
-
-
-def _column_stats(raw_chunks, d, device, reducer: Reducer):
-    """Mean, standard deviation (ddof 0) and largest magnitude of every column, over all rows of all
-    processes, in float64 and at any scale.
-
-    Each column is divided by its largest magnitude before the squares are summed (so values of
-    1e200 do not overflow nor 1e-200 underflow), and the two passes (the mean, then the deviations
-    from it, with the corrected two-pass formula) stay exact where a column's mean is large against
-    its spread (mean 1e4, std 1e-3).
-    """
-    total = torch.zeros(d + 1, dtype=torch.float64, device=device)
-    scale = torch.zeros(d, dtype=torch.float64, device=device)
-    for chunk in raw_chunks():
-        total[:d] += chunk.sum(0)
-        total[d] += chunk.shape[0]
-        if chunk.shape[0]:
-            low, high = torch.aminmax(chunk, dim=0)
-            scale = torch.maximum(scale, torch.maximum(high, -low))
-    reducer.sum(total)
-    scale = reducer.max(scale)
-    count = total[d]
-    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    if not bool(torch.isfinite(total[:d]).all()):  # the raw sums overflowed: sum the scaled values
-        total[:d] = 0
-        for chunk in raw_chunks():
-            total[:d] += (chunk / safe).sum(0)
-        reducer.sum(total[:d])
-        mean_scaled = total[:d] / count
-    else:
-        mean_scaled = total[:d] / count / safe
-    moments = torch.zeros(2, d, dtype=torch.float64, device=device)
-    for chunk in raw_chunks():
-        dev = chunk / safe - mean_scaled
-        moments[0] += dev.sum(0)
-        moments[1] += (dev * dev).sum(0)
-    reducer.sum(moments)
-    var_scaled = (moments[1] - moments[0] ** 2 / count).clamp_min(0) / count
-    return mean_scaled * safe, torch.sqrt(var_scaled) * safe, scale
