@@ -278,7 +278,7 @@ def test_peak_memory_is_within_the_formula(n, d, k, method, route):
     chunks; with the code of the last GPU run, 5.30 against now 4.29 times ``n k`` float64 at n=32,000, d=2,048,
     k=1,000). Measured 2026-11-27 with row chunks of 2^18 entries (a GPU's share of the rows; the default 2^22
     held ten times more, which hid an ``n x k`` array too many on the GPU: the softmax's out-of-place steps made
-    two beside its result, 53 GiB at the ImageNet shape's first lambda): 143 / 288 MB against 143 / 272 MB (bound),
+    one beside its result, 53 GiB at the ImageNet shape's first lambda): 143 / 288 MB against 143 / 272 MB (bound),
     371 against 367 MB (block), 120 / 228 MB against 123 / 227 MB (the GPU's code; 161 / 317 MB with the former
     softmax), one-hot targets in bytes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}

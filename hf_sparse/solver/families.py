@@ -30,8 +30,8 @@ def softmax(Z: torch.Tensor) -> torch.Tensor:
     compiled = row_softmax(Z)
     if compiled is not None:
         return compiled
-    # in place after the one new array: out-of-place steps held two more ``Z``-sized arrays at the peak (at the
-    # ImageNet shape 9.5 GB each in float64, the GPU's peak memory)
+    # in place after the one new array: out-of-place steps held one more ``Z``-sized array beside it (at the
+    # ImageNet shape 9.5 GiB in float64, where the GPU's memory peaked)
     E = Z - Z.amax(1, keepdim=True)
     E.exp_()
     return E.div_(E.sum(1, keepdim=True))
