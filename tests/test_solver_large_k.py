@@ -22,7 +22,6 @@ from hf_sparse.solver import fit_path
 from hf_sparse.solver import bound_cd
 from hf_sparse.solver.bound_cd import _solve_block, block_cd
 from hf_sparse.solver.design import Block, Design
-from hf_sparse.solver.chunking import CPU_ENTRIES
 from hf_sparse.solver.fit import auto_method
 
 from solver_reference import fista, objective, standardize, targets
@@ -242,7 +241,7 @@ _MEMORY_SCRIPT = textwrap.dedent("""
 _CHUNK_ENTRIES = 1 << 18
 
 
-def peak_bytes_formula(n, d, k, m, b=4, method="bound", route="compiled", entries=CPU_ENTRIES):
+def peak_bytes_formula(n, d, k, m, b=4, method="bound", route="compiled", entries=_CHUNK_ENTRIES):
     """The peak-memory formulas of ``fit_path``'s docstring (in-memory design; ``route="torch"``: a GPU's code)."""
     chunk = min(n * k, entries)
     if method == "block" and route == "compiled":
@@ -268,19 +267,13 @@ def test_peak_memory_is_within_the_formula(n, d, k, method, route):
     so a freed array leaves the resident size at once and its peak is the peak of the live arrays
     (by default the threshold adapts, and blocks near 32 MB stay in the heap: 460-590 MB measured for
     the same fit). The peak is reset before the fit (``/proc/self/clear_refs``), so what the warm-up
-    (numba's compilation) used does not hide it. Measured 2026-11-26: 257 MB against 279 MB and
-    404 MB against 405 MB (345 and 474 MB before the compiled softmax passes; 490 MB at the first shape
-    before every ``n x k`` loop ran in row chunks); the block method 497 MB against 529 MB (its step arrays kept for
-    the path, the gap check's chunks beside them; 500 MB against the 500 MB of a formula without them before its
-    gradient was made from the probabilities without a residual array). The block method's torch code (what a GPU
-    runs, forced here on the CPU) has the bound method's formula with a GPU's ``c = 56`` and no Gram: measured
-    2026-11-27 336 MB against 363 MB and 464 MB against 485 MB (its residual, curvatures and step made in row
-    chunks; with the code of the last GPU run, 5.30 against now 4.29 times ``n k`` float64 at n=32,000, d=2,048,
-    k=1,000). Measured 2026-11-27 with row chunks of 2^18 entries (a GPU's share of the rows; the default 2^22
-    held ten times more, which hid an ``n x k`` array too many on the GPU: the softmax's out-of-place steps made
-    one beside its result, 53 GiB at the ImageNet shape's first lambda): 143 / 288 MB against 143 / 272 MB (bound),
-    371 against 367 MB (block), 120 / 228 MB against 123 / 227 MB (the GPU's code; 161 / 317 MB with the former
-    softmax), one-hot targets in bytes."""
+    (numba's compilation) used does not hide it. The row chunks are 2^18 entries (a small share of the rows, as
+    a GPU's 2^26 are of the ImageNet shape's): the default 2^22 held ten times more, an allowance that hid an
+    ``n x k`` float64 array too many in the GPU's code (the softmax's intermediate beside its result, 53 GiB at the
+    ImageNet shape's first lambda). Measured 2026-11-27, one-hot targets in bytes: bound 143 / 288 MB against
+    143 / 272 MB, block 371 against 367 MB, the block method's GPU code forced on the CPU 120 / 228 MB against
+    123 / 227 MB (161 / 317 MB with the former softmax: fails). The earlier figures, with 2^22-entry chunks and
+    the older formulas, are in benchmarks/RESULTS.md."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT.format(n=n, d=d, k=k, method=method, route=route,
                                                                        entries=_CHUNK_ENTRIES)],
@@ -288,6 +281,6 @@ def test_peak_memory_is_within_the_formula(n, d, k, method, route):
     assert out.returncode == 0, out.stderr[-3000:]
     found = json.loads(out.stdout.strip().splitlines()[-1])
     grown = found["after"] - found["before"]
-    formula = peak_bytes_formula(n, d, k, found["m"], method=method, route=route, entries=_CHUNK_ENTRIES)
+    formula = peak_bytes_formula(n, d, k, found["m"], method=method, route=route)
     assert grown <= 1.1 * formula + 20e6, (grown / 1e6, formula / 1e6)
     assert grown >= 0.8 * formula, (grown / 1e6, formula / 1e6)

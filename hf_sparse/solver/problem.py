@@ -175,7 +175,7 @@ class Problem:
         grad = torch.zeros(k, len(block.cols), dtype=torch.float64, device=P.device)
         sums = torch.zeros(k, dtype=torch.float64, device=P.device)
         for start, stop, rows in block.pieces(chunk_rows(k, P.device)):
-            R = (P[start:stop] - self.Y[start:stop].to(P.dtype)) * self.row_weight[start:stop, None].to(P.dtype)
+            R = (P[start:stop] - self.Y[start:stop]).mul_(self.row_weight[start:stop, None].to(P.dtype))
             grad += accurate_rmatvec(R, rows)
             sums += R.sum(0, dtype=torch.float64)
         return self.design.reducer.sum(grad), sums
