@@ -259,9 +259,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _fit_in_two_processes(tmp_path, **data) -> RegularizationPath:
-    """The path of ``_dist_solver_worker.py`` run by ``torch.distributed.run`` on 2 CPU processes (``data``: its
-    ``.npz`` arrays), as rank 0 saved it."""
+def _fit_in_two_processes(tmp_path, launcher: str = "torchrun", **data) -> RegularizationPath:
+    """The path of ``_dist_solver_worker.py`` run on 2 CPU processes (``data``: its ``.npz`` arrays), as rank 0 saved
+    it. ``launcher``: ``"torchrun"`` (``torch.distributed.run``) or ``"accelerate"`` (``accelerate launch``: on CPU
+    processes its multi-GPU launcher with ``ACCELERATE_USE_CPU=1``, which makes them a gloo group)."""
     import os
     import subprocess
     import sys
@@ -270,9 +271,17 @@ def _fit_in_two_processes(tmp_path, **data) -> RegularizationPath:
     np.savez(tmp_path / "data.npz", **data)
     worker = Path(__file__).with_name("_dist_solver_worker.py")
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(_free_port()), str(worker), str(tmp_path / "data.npz"), str(tmp_path / "out")]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port())]
+    elif launcher == "accelerate":
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(_free_port())]
+    else:
+        raise ValueError(f"unknown launcher {launcher!r}")
+    done = subprocess.run(cmd + [str(worker), str(tmp_path / "data.npz"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return RegularizationPath.load(tmp_path / "out")
 
@@ -324,11 +333,11 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["block", "bound"])
-def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatch, method):
+@pytest.mark.parametrize("method, launcher", [("block", "torchrun"), ("bound", "torchrun"), ("block", "accelerate")])
+def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatch, method, launcher):
     """The torch code a GPU runs (forced on these CPU processes: residuals, curvatures and class blocks in row
     chunks, the blocks as batched products over batches of rows), in two processes as in one: what
-    ``accelerate launch`` on several GPUs runs."""
+    ``accelerate launch`` on several GPUs runs, launched by torchrun and by ``accelerate launch`` itself."""
     import hf_sparse.solver.block_newton as block_newton
     from _torch_route import force_torch_route
 
@@ -340,8 +349,9 @@ def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatc
     y = (X @ (rng.standard_normal((d, k)) * (rng.random((d, k)) < 0.4)) + rng.gumbel(size=(n, k))).argmax(1)
     single = fit_path(X, y, n_lambdas=5, lambda_min_ratio=0.05, dtype=torch.float64, tol=1e-10, method=method)
     assert all(single.metric("converged"))
-    distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial",
-                                        group=False, method=method, torch_route=np.array(1))
+    distributed = _fit_in_two_processes(tmp_path, launcher, X=X, y=y, lambdas=single.lambdas.numpy(),
+                                        family="multinomial", group=False, method=method, torch_route=np.array(1))
+    assert distributed.info["world_size"] == 2  # two processes did fit it (a launcher that ran one would pass below)
     for a, b in zip(single, distributed):
         torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
         assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
