@@ -349,6 +349,33 @@ def test_restricted_shared_curvature_against_the_formula():
     torch.testing.assert_close(curvature, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_rows", [None, 97])
+def test_torch_shared_terms_against_the_gradient(chunk_rows):
+    """The GPU's torch code for the shared moves' terms (:func:`~.shared_moves.shared_terms`): the curvature by the
+    formula, and the slope (the first term less the label sums) equal to the gradient summed over each column's
+    moving classes, which it replaces (no ``R^T X`` product of every pair), in rows streamed or held."""
+    from hf_sparse.solver.shared_moves import shared_terms
+
+    X, mask, rng = _pattern_case(seed=2)
+    n, k = X.shape[0], mask.shape[0]
+    y = torch.as_tensor(rng.integers(0, k, n))
+    design = Design.build(X, device="cpu", dtype=torch.float32, chunk_rows=chunk_rows)
+    problem = Problem.build(design, y, family="multinomial", n_outputs=k,
+                            sample_weight=torch.as_tensor(rng.random(n), dtype=torch.float32))
+    cols = torch.arange(X.shape[1])
+    block = design.block(cols)
+    P = torch.softmax(torch.as_tensor(rng.standard_normal((n, k)) * 3), 1)
+    Xs = torch.cat([chunk for _, _, chunk in block.pieces()]).double()
+    w = problem.row_weight.double()
+    R = w[:, None] * (P - torch.nn.functional.one_hot(y, k).double())
+    moving = torch.from_numpy(mask)
+    first, curvature = shared_terms(problem, block, P, moving)
+    q = (P @ moving.double()).clamp(0, 1)
+    torch.testing.assert_close(curvature, ((Xs ** 2) * q * (1 - q) * w[:, None]).sum(0), rtol=1e-5, atol=1e-9)
+    slope = first - (problem.label_sums() * moving).sum(0)
+    torch.testing.assert_close(slope, ((R.T @ Xs) * moving).sum(0), rtol=1e-5, atol=1e-7)
+
+
 def test_restricted_products_are_used_only_where_they_pay():
     X = torch.zeros(10, 100)
     sparse, middle = np.zeros((50, 100), bool), np.zeros((50, 100), bool)

@@ -578,3 +578,44 @@ def test_large_blocks_by_the_compiled_kernel_only_where_the_classes_keep_every_t
             assert s > block_newton._FEW_CLASSES_MAX_SLOTS
             expected = A.T @ (A * h[:, c].numpy()[:, None])
             np.testing.assert_allclose(model.H[c, :s, :s], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def test_a_model_that_promises_more_than_the_objective_is_damped_unsearched_and_never_cycles(monkeypatch):
+    """A nearly flat class block (a class of a few rows, its probabilities all near 0 or 1: seen at 300 classes in
+    the GPU's torch code) makes the undamped model promise an absurd decrease. Loss and penalty are >= 0, so a model
+    promising more than the whole objective is refused without a line search (it was halved 40 times, 40 loss
+    passes), and once the undamped step was refused at a point, a damped model that sees nothing there ends the
+    block steps (it went back undamped: a two-step cycle to the 50-step limit). Here every undamped model gets such a
+    bias step (minus 1,000 / |g_b|^2 times its gradient: a predicted decrease of 1,000)."""
+    from hf_sparse.solver.problem import Problem
+
+    X, y = many_classes(seed=4)
+    calls = {"loss": 0}
+    loss = Problem.loss
+
+    def counting(self, *args, **kwargs):
+        calls["loss"] += 1
+        return loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(Problem, "loss", counting)
+    plain = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method="block")
+    plain_losses, calls["loss"] = calls["loss"], 0
+    solve = ClassBlocks.solve
+
+    def absurd_when_undamped(self, g, w0, l1, l2, *, max_sweeps, tol, damping=0.0):
+        v = solve(self, g, w0, l1, l2, max_sweeps=max_sweeps, tol=tol, damping=damping)
+        if damping == 0.0:
+            g_b = g[:, -1]
+            v[:, -1] = w0[:, -1] - 1e3 / max(float(g_b @ g_b), 1e-300) * g_b
+        return v
+
+    monkeypatch.setattr(ClassBlocks, "solve", absurd_when_undamped)
+    steps, block_steps = [], block_newton.block_newton_solve
+    monkeypatch.setattr(newton, "block_newton_solve", lambda *a, **kw: steps.append(block_steps(*a, **kw)) or steps[-1])
+    damped = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.05, method="block")
+    assert all(0 <= p.metrics["gap"] <= 1e-6 for p in damped)
+    assert max(steps) < 30, steps  # no call near its 50-step limit (the cycle reached it in every call)
+    # the absurd steps cost no loss pass: each one refused costs a gradient and the blocks formed again, no search
+    assert calls["loss"] < 2 * plain_losses, (calls["loss"], plain_losses)
+    for a, b in zip(plain, damped):
+        assert a.metrics["objective"] == pytest.approx(b.metrics["objective"], rel=1e-6)

@@ -36,8 +36,8 @@ import torch
 
 from .chunking import chunk_rows
 from .class_products import ClassPattern, class_grams
-from .coordinate_descent import elastic_net_cd
-from .shared_moves import shared_curvature, shared_moves
+from .coordinate_descent import batched_cd
+from .shared_moves import shared_moves, shared_terms
 from .softmax_rows import PARALLEL_KERNEL
 from .step_arrays import StepArrays
 
@@ -69,29 +69,8 @@ _FEW_CLASSES, _MANY_CLASSES = 30, 300
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
 HESSIAN_ROWS: int | None = None
 _SHORT_STEP = 1e-3  # a fresh model's step shorter than this (or refused) is retried with damping
+_SHORT_HALVINGS = 10  # its line search's tries: 1, 1/2, ..., 2^-9 (the last above _SHORT_STEP)
 _MIN_DAMPING, _MAX_DAMPING = 1e-6, 1e6  # relative to the blocks' mean diagonal entry
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def batched_cd(H, sizes, g, w0, l1, l2, damping, max_sweeps, tol):
-    """:func:`~.coordinate_descent.elastic_net_cd` on every class's block at once.
-
-    ``H`` (k, p, p): class ``c``'s model on its first ``sizes[c]`` slots (the last of them the
-    unpenalized bias), plus ``damping`` on the diagonal; ``g``, ``w0`` (k, p). Returns ``v`` (k, p);
-    slots past ``sizes[c]`` keep ``w0``.
-    """
-    k, p = g.shape
-    v = w0.copy()
-    for c in numba.prange(k):
-        s = sizes[c]
-        if s == 0:
-            continue
-        Hc = H[c, :s, :s].copy()
-        for i in range(s):
-            Hc[i, i] += damping
-        free = np.ones(s, dtype=np.bool_)
-        v[c, :s] = elastic_net_cd(Hc, g[c, :s].copy(), w0[c, :s].copy(), l1, l2, free, max_sweeps, tol)
-    return v
 
 
 def _add_batched_gram(out: torch.Tensor, A: torch.Tensor, rows_per_batch: int | None = None) -> None:
@@ -246,7 +225,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     are needed (most points are certified already: forming them again to confirm cost a fifth of the steps).
     Multinomial without group penalty only.
     """
-    from .newton import armijo_backtrack  # newton imports this module for its class blocks
+    from .newton import _MAX_HALVINGS, armijo_backtrack  # newton imports this module for its class blocks
 
     state.stale_model = False
 
@@ -267,7 +246,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     # the compiled passes write into arrays kept on the iterate: a fresh n x k array a step costs its page
     # faults (at 20,000 x 1,000, 35-40 ms each, as much as the pass itself)
     kept = StepArrays.for_problem(problem, state)
-    label_sums = problem.label_sums()[:, cols.to(problem.design.device)].cpu() if restricted_curvature else None
+    # the labels' part of the shared moves' slope, a fixed sum (the moves' passes take the probabilities alone)
+    label_sums = problem.label_sums()[:, cols.to(problem.design.device)]
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
@@ -284,8 +264,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         grad_b = reducer.sum(sums)
         return P, grad_W, grad_b - grad_b.mean()
 
-    def take(dW, db, predicted) -> float:
-        """The step with the line search; returns its length (0: none accepted)."""
+    def take(dW, db, predicted, halvings: int = _MAX_HALVINGS) -> float:
+        """The step with the line search (at most ``halvings``); returns its length (0: none accepted)."""
         nonlocal W_set, objective
         if restricted_matvec:  # dW is zero off the free pairs; the bias added in the same pass
             dZ = pattern.matvec(block.data, dW, out=kept.step, bias=db)
@@ -305,7 +285,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             written = t == 1.0
             return (problem.loss(state.Z, dZ, t, probabilities=kept.P, into_step=written)
                     + float(penalty.value(W_set + t * dW)))
-        t, trial, accepted = armijo_backtrack(value_at, objective, predicted)
+        t, trial, accepted = armijo_backtrack(value_at, objective, predicted, halvings)
         kept.current = accepted and kept.P is not None
         if not accepted:
             return 0.0
@@ -324,6 +304,10 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     slow_rate = _SLOW_RATE["many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"]
     fresh, last_decrease = False, math.inf
     moved = True  # whether the point moved since the shared moves last looked (they found nothing there)
+    # the undamped model's step was refused at this point with these blocks: a damped model that then sees nothing
+    # ends the block steps (looking again undamped would repeat the refused step: a two-step cycle to max_steps,
+    # each with a line search halved 40 times, seen at 300 classes in the GPU's code)
+    undamped_refused = False
     for steps in range(1, max_steps + 1):
         scale = tol * max(abs(objective), 1e-12)
         P, grad_W, grad_b = gradient()
@@ -333,7 +317,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
                  else lambda a, b: kept.curvature(P[a:b], w[a:b], design.dtype))
             blocks = ClassBlocks.build(block, h, free_np,
                                        stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)))
-            fresh = True  # formed at the current point (until a step moves it)
+            fresh, undamped_refused = True, False  # formed at the current point (until a step moves it)
         del P
         g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
         w0 = torch.cat([W_set, state.b[:, None]], dim=1).double().cpu().numpy()
@@ -343,17 +327,21 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
             penalty.value(W_set + dW) - penalty.value(W_set))
         block_done = -predicted <= scale
-        if block_done and damping > 0.0:
+        if block_done and damping > 0.0 and not undamped_refused:
             damping, block_done = 0.0, False  # a damped model sees too little: look again undamped
         elif not block_done:
             # blocks formed at an earlier point are kept while their full steps converge fast (forming
             # them is most of a step's cost); a short step or a slow one asks for new ones
             slow = not fresh and -predicted > slow_rate * last_decrease
             last_decrease = -predicted
-            t = take(dW, db, predicted)
+            # loss and penalty are >= 0: a model that promises more than the whole objective is refused unsearched
+            # and a fresh one that may still be damped is searched only down to _SHORT_STEP (shorter means damping)
+            halvings = _SHORT_HALVINGS if fresh and damping < _MAX_DAMPING else _MAX_HALVINGS
+            t = take(dW, db, predicted, halvings) if -predicted <= objective else 0.0
             if t < _SHORT_STEP and fresh and damping < _MAX_DAMPING:
                 # a class whose probabilities are all near 0 or 1 has nearly flat blocks and the
                 # model promises far more than the loss gives: damp it (Levenberg-Marquardt)
+                undamped_refused |= damping == 0.0
                 damping = max(10 * damping, _MIN_DAMPING)
             elif t < 1.0 or slow:
                 block_done = t == 0.0 and fresh
@@ -362,20 +350,20 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
                 damping = 0.0 if damping <= _MIN_DAMPING else 0.1 * damping
             if t > 0.0:
                 fresh, moved = False, True
+            if t >= _SHORT_STEP:
+                undamped_refused = False
         if m > 0 and (moved or not block_done):
             # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
+            # one pass over the probabilities gives the slope and the curvature along the moves
+            P = kept.probabilities(problem, state.Z) if kept.P is not None else problem.probabilities(state.Z)
             if restricted_curvature:
-                # one pass over the probabilities gives both; the labels' part of the slope is a fixed sum
-                P = kept.probabilities(problem, state.Z)
                 first, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_terms(
                     block.data, P, problem.row_weight))
-                slope = first - (label_sums * moving).sum(0)
             else:
-                P, grad_W, _ = gradient()
-                h = shared_curvature(problem, block, P, moving)
-                slope = (grad_W * moving).sum(0)
+                first, h = shared_terms(problem, block, P, moving)
             del P
+            slope = first - (label_sums * moving.to(label_sums.device)).sum(0)
             moves = torch.as_tensor(shared_moves(slope.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(),
                                                  h.cpu().numpy(), penalty.l1, penalty.l2), device=W_set.device,
                                     dtype=W_set.dtype)

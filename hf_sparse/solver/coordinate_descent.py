@@ -184,3 +184,25 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
         if biggest < tol:
             break
     return v
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def batched_cd(H, sizes, g, w0, l1, l2, damping, max_sweeps, tol):
+    """:func:`elastic_net_cd` on every class's block at once.
+
+    ``H`` (k, p, p): class ``c``'s model on its first ``sizes[c]`` slots (the last of them the
+    unpenalized bias), plus ``damping`` on the diagonal; ``g``, ``w0`` (k, p). Returns ``v`` (k, p);
+    slots past ``sizes[c]`` keep ``w0``.
+    """
+    k, p = g.shape
+    v = w0.copy()
+    for c in numba.prange(k):
+        s = sizes[c]
+        if s == 0:
+            continue
+        Hc = H[c, :s, :s].copy()
+        for i in range(s):
+            Hc[i, i] += damping
+        free = np.ones(s, dtype=np.bool_)
+        v[c, :s] = elastic_net_cd(Hc, g[c, :s].copy(), w0[c, :s].copy(), l1, l2, free, max_sweeps, tol)
+    return v

@@ -5,10 +5,10 @@ Softmax is flat along a constant added to every class, so class-diagonal Newton 
 the direction of the model's smallest generalized eigenvalues, and alone converge slowly. After
 each block step the solver takes, for every column at once, the exact minimizer of the penalized
 loss's 1-D model along that move (:func:`shared_moves`), with the loss's true curvature along it
-(:func:`shared_curvature`).
+(:func:`shared_terms`).
 
 Example:
-    >>> h = shared_curvature(problem, block, P, moving)                      # (m,) curvatures
+    >>> first, h = shared_terms(problem, block, P, moving)                  # (m,) each; slope = first - label part
     >>> t = shared_moves(slopes, w, moving, h, l1, l2)                       # (m,) move per column
 """
 
@@ -87,16 +87,21 @@ def shared_moves(slopes, w, free, h, l1, l2):
     return t
 
 
-def shared_curvature(problem, block, P: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
-    """``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)`` with ``q_ij`` the probability (``P``: (n, k)) of column
-    ``j``'s moving classes (``moving``: (k, m) bool): the loss's exact curvature along moving them together
-    (one ``n k m`` product; on the CPU the block solver takes it over the moving pairs only, with the slope,
-    :meth:`~.class_products.ClassPattern.shared_terms`)."""
+def shared_terms(problem, block, P: torch.Tensor, moving: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column ``j``, with ``q_ij`` the probability (``P``: (n, k)) of the column's moving classes (``moving``:
+    (k, m) bool), summed over processes: ``sum_i w_i x_ij q_ij`` and ``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)``, the
+    loss's exact curvature along moving them together. The slope along that move is the first less those classes'
+    label sums (:meth:`~.problem.Problem.label_sums`): no gradient of every pair. One ``n k m`` product for ``q``;
+    on the CPU the block solver takes both over the moving pairs only,
+    :meth:`~.class_products.ClassPattern.shared_terms`, which this torch code (a GPU's) mirrors."""
     dtype = problem.design.dtype
     free_t = moving.to(device=P.device, dtype=dtype)
     w = problem.row_weight.to(dtype)
-    out = torch.zeros(len(block.cols), dtype=torch.float64, device=P.device)
+    out = torch.zeros(2, len(block.cols), dtype=torch.float64, device=P.device)
     for start, stop, chunk in block.pieces(chunk_rows(max(len(block.cols), P.shape[1]), P.device, _PIECE_ENTRIES)):
-        q = (P[start:stop].to(dtype) @ free_t).clamp(0, 1)
-        out += ((chunk * chunk) * (q * (1 - q)) * w[start:stop, None]).sum(0, dtype=torch.float64)
-    return problem.design.reducer.sum(out)
+        q = (P[start:stop].to(dtype) @ free_t).clamp_(0, 1)
+        wx = chunk * w[start:stop, None]
+        out[0] += (wx * q).sum(0, dtype=torch.float64)
+        out[1] += (wx.mul_(chunk).mul_(q).mul_(1 - q)).sum(0, dtype=torch.float64)
+    first, curvature = problem.design.reducer.sum(out)
+    return first, curvature
