@@ -117,6 +117,8 @@ class Problem:
         for a in range(0, Z.shape[0], rows):
             if step is None:
                 Zc = Z[a:a + rows]
+            elif into_step:  # the point made in the step's own rows: no new chunk, no copy back
+                Zc = step[a:a + rows].mul_(t).add_(Z[a:a + rows]) if t != 1.0 else step[a:a + rows].add_(Z[a:a + rows])
             else:
                 Zc = torch.add(Z[a:a + rows], step if step.dim() == 1 else step[a:a + rows], alpha=t)
             if self.labels is not None:  # the label's entry picked: no n x k product with the one-hot targets
@@ -125,8 +127,6 @@ class Problem:
                 losses = self.family.row_loss(Zc, self.Y[a:a + rows])
             if probabilities is not None:
                 probabilities[a:a + rows] = softmax(Zc)
-            if into_step:
-                step[a:a + rows] = Zc
             total += (self.row_weight[a:a + rows] * losses).double().sum()
         return self.design.reducer.scalar(total)
 
