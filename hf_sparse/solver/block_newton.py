@@ -356,7 +356,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
             # one pass over the probabilities gives the slope and the curvature along the moves
-            P = kept.probabilities(problem, state.Z) if kept.P is not None else problem.probabilities(state.Z)
+            P = kept.probabilities(problem, state.Z)
             if restricted_curvature:
                 first, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_terms(
                     block.data, P, problem.row_weight))
