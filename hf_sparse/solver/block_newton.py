@@ -363,7 +363,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             else:
                 first, h = shared_terms(problem, block, P, moving)
             del P
-            slope = first - (label_sums * moving.to(label_sums.device)).sum(0)
+            slope = first - (label_sums * moving).sum(0)
             moves = torch.as_tensor(shared_moves(slope.cpu().numpy(), W_set.cpu().numpy(), moving.cpu().numpy(),
                                                  h.cpu().numpy(), penalty.l1, penalty.l2), device=W_set.device,
                                     dtype=W_set.dtype)

@@ -38,13 +38,11 @@ def column_stats32(raw_chunks, d, device, reducer: Reducer, out: torch.Tensor | 
     column's magnitude is outside [1e-18, 1e18] (its square would leave float32 there)."""
     count, mean, m2 = 0, torch.zeros(d, dtype=torch.float64, device=device), torch.zeros(d, dtype=torch.float64,
                                                                                           device=device)
-    chunks = []
     for chunk in raw_chunks():
         rows = chunk.shape[0]
         if rows == 0:
             continue
         var_c, mean_c = (t.double() for t in torch.var_mean(chunk, 0, correction=0))
-        chunks.append((rows, mean_c, var_c))
         delta = mean_c - mean
         total = count + rows
         mean = mean + delta * (rows / total)

@@ -117,8 +117,8 @@ class Problem:
         for a in range(0, Z.shape[0], rows):
             if step is None:
                 Zc = Z[a:a + rows]
-            elif into_step:  # the point made in the step's own rows: no new chunk, no copy back
-                Zc = step[a:a + rows].mul_(t).add_(Z[a:a + rows]) if t != 1.0 else step[a:a + rows].add_(Z[a:a + rows])
+            elif into_step:  # the point made in the step's own rows (the same op as below): no new chunk, no copy
+                Zc = torch.add(Z[a:a + rows], step[a:a + rows], alpha=t, out=step[a:a + rows])
             else:
                 Zc = torch.add(Z[a:a + rows], step if step.dim() == 1 else step[a:a + rows], alpha=t)
             if self.labels is not None:  # the label's entry picked: no n x k product with the one-hot targets
