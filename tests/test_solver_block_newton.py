@@ -619,3 +619,33 @@ def test_a_model_that_promises_more_than_the_objective_is_damped_unsearched_and_
     assert calls["loss"] < 2 * plain_losses, (calls["loss"], plain_losses)
     for a, b in zip(plain, damped):
         assert a.metrics["objective"] == pytest.approx(b.metrics["objective"], rel=1e-6)
+
+
+@pytest.mark.parametrize("k", [2, 6])
+def test_a_points_first_round_is_solved_to_tol_only_where_more_classes_make_it_pay(monkeypatch, k):
+    """Softmax over 3+ classes: a point's first round (the strong rule's guess at the working set) is solved to a
+    predicted decrease of ``tol``, later rounds to ``1e-3 tol``; two classes keep ``1e-3 tol`` throughout (their
+    steps cost less than the extra gap checks), and so does every point before a first feature has entered. Each
+    point is still certified, at the objective the tight first round reaches."""
+    import hf_sparse.solver.path_fitter as path_fitter
+
+    X, y = many_classes(n=400, d=30, k=k, seed=5)
+    kwargs = dict(alpha=0.99, n_lambdas=10, lambda_min_ratio=1e-2, tol=1e-6, dtype=torch.float64)
+    calls = []
+    original_solve, original_newton = path_fitter._PathFitter.solve, path_fitter.newton_solve
+    monkeypatch.setattr(path_fitter._PathFitter, "solve", lambda self, lam: calls.append("point") or original_solve(
+        self, lam))
+    monkeypatch.setattr(path_fitter, "newton_solve", lambda *a, **kw: calls.append(kw["tol"]) or original_newton(
+        *a, **kw))
+    loose = fit_path(X, y, method="newton", **kwargs)
+    firsts = [calls[i + 1] for i, c in enumerate(calls) if c == "point"]
+    later = [c for i, c in enumerate(calls) if c != "point" and calls[i - 1] != "point"]
+    assert firsts and later  # some points take more than one round
+    # the first two points start from zero weights (lam_max, then the point after it): tight until a feature entered
+    assert firsts[:2] == [1e-9, 1e-9] and set(firsts[2:]) == ({1e-6} if k > 2 else {1e-9})
+    assert max(later) <= 1e-9
+    monkeypatch.setattr(path_fitter, "_NEWTON_INNER", {"first": 1e-3, "later": 1e-3})
+    tight = fit_path(X, y, method="newton", **kwargs)
+    for a, b in zip(tight, loose):
+        assert b.metrics["converged"]
+        assert abs(a.metrics["objective"] - b.metrics["objective"]) <= 1e-6 * abs(a.metrics["objective"])
