@@ -166,15 +166,17 @@ class _PathFitter:
                                limit=self.method != "bound")
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
-        entered = bool((self.state.W != 0).any())  # before the first feature enters, every round is tight (below)
+        # the first round's share of tol (see _NEWTON_INNER): before a first feature has entered, tight too
+        first_share = _NEWTON_INNER["first" if p.family.name == "multinomial"
+                                    and 3 <= p.internal_outputs < _LOOSE_MAX_CLASSES
+                                    and bool((self.state.W != 0).any()) else "later"]
         previous, reuse, retried = math.inf, True, False
         max_coupled, step_limit = None, _MAX_STEPS  # the coupled Hessian's default limit, until a rescue
         while True:
             rounds += 1
             cols = torch.nonzero(working.any(0)).flatten()
-            loose = (rounds == 1 and p.family.name == "multinomial" and 3 <= p.internal_outputs < _LOOSE_MAX_CLASSES
-                     and entered)
-            inner_tol = tol * (_BOUND_INNER if self.method == "bound" else _NEWTON_INNER["first" if loose else "later"])
+            inner_tol = tol * (_BOUND_INNER if self.method == "bound"
+                               else first_share if rounds == 1 else _NEWTON_INNER["later"])
             steps += self._inner(p, self.state, pen, cols, working[:, cols], tol=inner_tol, reuse_hessian=reuse,
                                  max_coupled=max_coupled)
             check = self._check(pen, working=working)
