@@ -91,20 +91,85 @@ def build_bench(X: torch.Tensor, k: int, m: int = 600, seed: int = 0) -> None:
     del design, block, h
 
 
-def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: Path, copy_X: bool = True) -> float:
-    """Fit the path until it ends or ``budget`` seconds pass, logging each lambda; returns the seconds."""
+#: the solver's parts whose GPU time the profiled lambdas report (name: (owner, attribute))
+_PARTS = {"blocks": ("block_newton.ClassBlocks", "build"), "loss passes": ("problem.Problem", "loss"),
+          "softmax": ("problem.Problem", "probabilities"),
+          "working-set gradient": ("problem.Problem", "residual_products"),
+          "full gradient": ("design.Design", "gradient"), "step products": ("design.Block", "matvec"),
+          "shared terms": ("block_newton", "shared_terms"), "bias polish": ("path_fitter", "polish_bias"),
+          "gap check (all)": ("path_fitter._PathFitter", "_check")}
+
+
+def label_parts() -> None:
+    """Wrap the solver's parts in ``torch.profiler.record_function`` (their GPU time, kernels included)."""
+    import importlib
+
+    for name, (owner, attribute) in _PARTS.items():
+        module, _, cls = owner.partition(".")
+        target = importlib.import_module(f"hf_sparse.solver.{module}")
+        target = getattr(target, cls) if cls else target
+        raw = target.__dict__[attribute] if cls else getattr(target, attribute)
+        bound = raw.__func__ if isinstance(raw, classmethod) else raw
+
+        def wrapped(*args, _f=bound, _name=name, **kwargs):
+            with torch.profiler.record_function(_name):
+                return _f(*args, **kwargs)
+        setattr(target, attribute, classmethod(wrapped) if isinstance(raw, classmethod) else wrapped)
+
+
+def kernel_table(profiler, out: Path, label: str, lambdas: tuple[int, int]) -> None:
+    """Write and print the GPU's time by operator over the profiled lambdas (torch.profiler), and by solver part."""
+    cuda = torch.cuda.is_available()
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    averages = profiler.key_averages()
+    table = averages.table(sort_by=key, row_limit=40, max_name_column_width=60)
+    parts = []
+    for event in averages:
+        if event.key in _PARTS:
+            device = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+            parts.append(f"  {event.key:22s} calls {event.count:5d}  GPU {device / 1e6:8.3f} s  "
+                         f"CPU {event.cpu_time_total / 1e6:8.3f} s")
+    text = (f"[{label}] torch.profiler over lambdas {lambdas[0]}-{lambdas[1] - 1}: the solver's parts (nested: the gap "
+            f"check holds the full gradient and polish)\n" + "\n".join(parts) + f"\nby {key}\n{table}")
+    (out / f"kernels_{label}.txt").write_text(text)
+    print(text[:6000], flush=True)
+
+
+def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: Path, copy_X: bool = True,
+               profile_lambdas: tuple[int, int] | None = None) -> float:
+    """Fit the path until it ends or ``budget`` seconds pass, logging each lambda; returns the seconds.
+    ``profile_lambdas``: (first, stop) lambda indices profiled by torch.profiler (the GPU's time by operator)."""
     solve = path_fitter._PathFitter.solve
     started = time.perf_counter()
+    window = {"profiler": None}
 
     def logged(self, lam):
+        index = len([r for r in log if r["phase"] == label])
+        if profile_lambdas and index == profile_lambdas[0]:
+            try:
+                activities = [torch.profiler.ProfilerActivity.CPU] + (
+                    [torch.profiler.ProfilerActivity.CUDA] if X.is_cuda else [])
+                window["profiler"] = torch.profiler.profile(activities=activities)
+                window["profiler"].__enter__()
+            except Exception:  # noqa: BLE001 - the path's figures still come
+                traceback.print_exc()
+                window["profiler"] = None
         point = solve(self, lam)
         sync()
+        if window["profiler"] is not None and index == profile_lambdas[1] - 1:
+            try:
+                window["profiler"].__exit__(None, None, None)
+                kernel_table(window["profiler"], out, label, profile_lambdas)
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+            window["profiler"] = None
         m = point.metrics
         row = dict(phase=label, index=len([r for r in log if r["phase"] == label]), lam=lam,
                    elapsed=time.perf_counter() - started, seconds=m["seconds"], steps=m["iterations"],
                    n_features=m["n_features"], nnz=m["nnz"], gap=m["gap"], train_accuracy=m["train_accuracy"],
                    converged=m["converged"], peak_gib=torch.cuda.max_memory_allocated() / 2**30
-                   if torch.cuda.is_available() else None)
+                   if torch.cuda.is_available() else None,
+                   reserved_gib=torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None)
         log.append(row)
         (out / "lambdas.json").write_text(json.dumps(log, indent=1))
         print(f"[{label}] {row['index']:3d} lam {lam:.4e} {row['seconds']:6.2f}s (total {row['elapsed']:6.1f}s) "
@@ -123,6 +188,12 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: P
         print(f"[{label}] stopped after the {budget:.0f}s budget", flush=True)
     finally:
         path_fitter._PathFitter.solve = solve
+        if window["profiler"] is not None:  # the budget ran out inside the window: report what it saw
+            try:
+                window["profiler"].__exit__(None, None, None)
+                kernel_table(window["profiler"], out, label, (profile_lambdas[0], len(log)))
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
     return time.perf_counter() - started
 
 
@@ -139,10 +210,15 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--no-smoke", action="store_true", help="a tiny GPU fit instead of the smoke tests")
     ap.add_argument("--build-bench", action="store_true", help="time the block method's class blocks")
+    ap.add_argument("--profile-lambdas", default=None,
+                    help="FIRST:STOP, lambdas profiled by torch.profiler (the GPU's time by operator), e.g. 76:78")
     ap.add_argument("--in-place", action="store_true",
                     help="copy_X=False: X standardized in place, one copy of the features on the GPU")
     args = ap.parse_args()
     phases = [(p.split(":")[0], float(p.split(":")[1])) for p in (args.phase or ["block:540"])]
+    window = tuple(int(v) for v in args.profile_lambdas.split(":")) if args.profile_lambdas else None
+    if window:
+        label_parts()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
@@ -188,7 +264,8 @@ def main() -> None:
         signal.alarm(int(budget + 30))
         profiler.enable()
         try:
-            secs = timed_path(X, y, lambdas, budget, label, log, sync, out, copy_X=not args.in_place)
+            secs = timed_path(X, y, lambdas, budget, label, log, sync, out, copy_X=not args.in_place,
+                              profile_lambdas=window)
         except OutOfBudget:
             secs = float("nan")
             print(f"[{label}] one lambda outlasted the budget by 30 s", flush=True)
