@@ -4,16 +4,20 @@
    (``--no-smoke``: a tiny GPU fit instead, to compile the solver's numba kernels before the timings);
 2. ``--build-bench``: the class blocks of the block method at the ImageNet rows, one product per class over a
    piece's rows against products over batches of rows (same process, same data);
-3. the ImageNet shape of issue 16 (planted sparse, 1.28M x 2048, k=1000, 100 lambdas to 1e-3 lam_max)
+3. ``--pairs-bench``: the block solver's products at the ImageNet rows for a late-path working set, dense against
+   the Triton kernels over each class's free columns (``solver/pair_kernels.py``), same process and data;
+4. the ImageNet shape of issue 16 (planted sparse, 1.28M x 2048, k=1000, 100 lambdas to 1e-3 lam_max)
    with each ``--phase METHOD:SECONDS`` in turn on the same data, until its budget runs out: one line per
    lambda, a cProfile of where the time went, and the peak GPU memory of each phase. Everything printed is
    also written under ``--out`` (the per-lambda log after every lambda).
 
-Run (what the next lent machine should run: the whole path with ``method="block"`` and its peak memory since
-the in-place softmax and byte targets, in one command of under ten minutes; the last lambdas may be cut):
-``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --no-smoke --phase block:540 --out $OUT``
+Run (what the next lent machine should run: the products' bench, then the whole path with ``method="block"``, in
+one command of under ten minutes; the last lambdas may be cut):
+``PYTHONUNBUFFERED=1 python benchmarks/gpu_check.py --no-smoke --pairs-bench --phase block:500 --out $OUT``
 (the tenth session's runs: ``--phase block:270 --phase bound:100``, then ``--no-smoke --build-bench --phase block:215``;
-the eleventh's: ``--no-smoke --phase block:480``, then ``--no-smoke --phase block:135``)
+the eleventh's: ``--no-smoke --phase block:480``, then ``--no-smoke --phase block:135``; the fourteenth's:
+``--no-smoke --phase block:515 --profile-lambdas 76:78``, then ``--no-smoke --pairs-bench --phase block:150``.
+``--profile-lambdas`` costs about two minutes of the budget making its table)
 Dry run on a CPU: ``python benchmarks/gpu_check.py --device cpu --n 20000 --d 256 --k 200 --phase block:20``
 """
 
@@ -23,6 +27,7 @@ import argparse
 import cProfile
 import io
 import json
+import math
 import pstats
 import signal
 import sys
@@ -135,6 +140,92 @@ def kernel_table(profiler, out: Path, label: str, lambdas: tuple[int, int]) -> N
     print(text[:6000], flush=True)
 
 
+def pairs_bench(X: torch.Tensor, k: int, m: int = 1700, seed: int = 0) -> bool:
+    """The block solver's products at ``X``'s rows for a late-path working set (``m`` columns, about 3.6 free a
+    class: the ImageNet shape's 77th lambda had 3,564 pairs over 1,693 x 1,000), dense (the GPU's code before) against
+    the Triton kernels over the free pairs (``solver/pair_kernels.py``), same process and data: the seconds of each
+    (best of three after a warm-up) and their largest difference. Returns whether every kernel ran."""
+    from types import SimpleNamespace
+
+    from hf_sparse.solver import pair_kernels
+    from hf_sparse.solver.design import Design
+    from hf_sparse.solver.problem import Problem
+    from hf_sparse.solver.shared_moves import shared_terms
+
+    rng = np.random.default_rng(seed)
+    dev = X.device
+    n = X.shape[0]
+    design = Design.build(X, device=dev, dtype=torch.float32)
+    block = design.block(torch.as_tensor(np.sort(rng.choice(X.shape[1], m, replace=False)), device=dev))
+    free = np.zeros((k, m), dtype=bool)
+    for c in range(k):
+        free[c, rng.choice(m, min(m, 1 + rng.poisson(2.6) + (40 if c % 200 == 0 else 0)), replace=False)] = True
+    free_t = torch.as_tensor(free, device=dev)
+    P = torch.randn(n, k, dtype=torch.float64, device=dev).mul_(3)
+    for a in range(0, n, 1 << 16):
+        P[a:a + (1 << 16)] = torch.softmax(P[a:a + (1 << 16)], 1)
+    labels = torch.as_tensor(rng.integers(0, k, n), device=dev)
+    w = torch.ones(n, dtype=torch.float64, device=dev)
+    Y = torch.zeros(n, k, dtype=torch.uint8, device=dev).scatter_(1, labels[:, None], 1)
+    problem = SimpleNamespace(design=design, row_weight=w, Y=Y)
+    dW = torch.randn(k, m, dtype=torch.float64, device=dev) * free_t
+    kernels = pair_kernels.PairKernels.from_mask(free_t)
+    print(f"pairs bench: {n} rows, {m} columns, {k} classes, {int(free.sum())} free pairs "
+          f"({free.mean():.2%}), Triton {pair_kernels.available()}", flush=True)
+
+    def timed(fn):
+        fn()
+        best = math.inf
+        for _ in range(3):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = fn()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        return best, out
+
+    def relative(a, b):
+        a, b = (torch.as_tensor(v, dtype=torch.float64).to(dev) for v in (a, b))
+        return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+    h = (lambda a, b: (1 - P[a:b]).mul_(P[a:b]).mul_(w[a:b, None]).float())
+
+    def gram_kernel():  # the blocks of up to 64 slots from the kernel (off in the solver until it measures faster)
+        kept, pair_kernels.MAX_GRAM_SLOTS = pair_kernels.MAX_GRAM_SLOTS, 64
+        try:
+            return block_newton.ClassBlocks.build(block, h, free, probabilities=(P, w)).H
+        finally:
+            pair_kernels.MAX_GRAM_SLOTS = kept
+    cases = [
+        ("change of predictions", lambda: block.matvec(dW.float(), dtype=torch.float64),
+         lambda: kernels.matvec(block.data, dW), lambda d, t: relative(t, d)),
+        ("gradient", lambda: Problem.residual_products(problem, P, block)[0],
+         lambda: kernels.dense(kernels.gradient(block.data, P, labels, w)[0]),
+         lambda d, t: relative(t[free_t], d[free_t])),
+        ("shared terms", lambda: torch.stack(shared_terms(problem, block, P, free_t)),
+         lambda: torch.stack(kernels.shared_terms(block.data, P, w)), lambda d, t: relative(t, d)),
+        ("class blocks", lambda: block_newton.ClassBlocks.build(block, h, free).H, gram_kernel,
+         lambda d, t: relative(t, d)),
+    ]
+    ok = True
+    for label, dense, kernel, compare in cases:
+        try:
+            t_dense, d = timed(dense)
+            t_kernel, r = timed(kernel)
+            print(f"  {label}: dense {t_dense * 1e3:.1f} ms, kernel {t_kernel * 1e3:.1f} ms "
+                  f"({t_dense / t_kernel:.1f}x), largest difference {compare(d, r):.1e} of the largest entry",
+                  flush=True)
+            if label != "class blocks":
+                pair_kernels._BLOCK_ROWS = 32
+                t_32, _ = timed(kernel)
+                pair_kernels._BLOCK_ROWS = 64
+                print(f"    rows per program 32: {t_32 * 1e3:.1f} ms", flush=True)
+        except Exception:  # noqa: BLE001 - the other products still come
+            traceback.print_exc()
+            ok = False
+    return ok  # the arrays go with this frame
+
+
 def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: Path, copy_X: bool = True,
                profile_lambdas: tuple[int, int] | None = None) -> float:
     """Fit the path until it ends or ``budget`` seconds pass, logging each lambda; returns the seconds.
@@ -212,6 +303,8 @@ def main() -> None:
     ap.add_argument("--build-bench", action="store_true", help="time the block method's class blocks")
     ap.add_argument("--profile-lambdas", default=None,
                     help="FIRST:STOP, lambdas profiled by torch.profiler (the GPU's time by operator), e.g. 76:78")
+    ap.add_argument("--pairs-bench", action="store_true",
+                    help="the block solver's products, dense against the Triton kernels over the free pairs")
     ap.add_argument("--in-place", action="store_true",
                     help="copy_X=False: X standardized in place, one copy of the features on the GPU")
     args = ap.parse_args()
@@ -255,6 +348,12 @@ def main() -> None:
             build_bench(X, args.k)
         except Exception:  # noqa: BLE001 - the path's figures still come
             traceback.print_exc()
+    if args.pairs_bench and cuda:
+        if not pairs_bench(X, args.k):
+            print("a kernel failed: the path runs without them", flush=True)
+            from hf_sparse.solver.pair_kernels import PairKernels
+            PairKernels.applies = staticmethod(lambda X: False)
+        torch.cuda.empty_cache()
     log, summary = [], {}
     for label, budget in phases:
         if cuda:

@@ -37,6 +37,8 @@ import torch
 from .chunking import chunk_rows
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import batched_cd
+from . import pair_kernels
+from .pair_kernels import PairKernels, restricted_products
 from .shared_moves import shared_moves, shared_terms
 from .softmax_rows import PARALLEL_KERNEL
 from .step_arrays import StepArrays
@@ -112,13 +114,16 @@ class ClassBlocks:
     sizes: np.ndarray  # (k,) int64
 
     @classmethod
-    def build(cls, block, h, free: np.ndarray, stride: int = 1) -> "ClassBlocks":
+    def build(cls, block, h, free: np.ndarray, stride: int = 1,
+              probabilities: tuple[torch.Tensor, torch.Tensor] | None = None) -> "ClassBlocks":
         """The blocks ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` over all processes, float64.
 
         ``block``: the working set (:class:`~.design.Block`, ``m`` columns); ``h`` (n_local, k) the
         row curvatures (row weights included), or a function ``(start, stop) ->`` those rows (no whole array of
         them: 5 GB at the ImageNet shape); ``free`` (k, m) each class's free columns. ``stride``:
         sum every ``stride``-th row only, times ``stride`` (a subsampled Hessian, ``stride`` times cheaper).
+        ``probabilities``: ``(P, row weights)`` that ``h`` is made from, for the GPU's kernel
+        (:func:`~.pair_kernels.class_grams`, which makes the curvatures itself).
         """
         k, m = free.shape
         counts = free.sum(1)
@@ -130,8 +135,8 @@ class ClassBlocks:
         slots[for_class, position] = col
         slots[np.arange(k), counts] = m  # m: the ones column (bias)
         H = np.zeros((k, p, p))
-        # the blocks by the compiled kernel on the CPU, up to the cap (see COMPILED_MAX_SLOTS); the others, and all on a
-        # GPU, by batched BLAS
+        # the blocks by the compiled kernel on the CPU, up to the cap (see COMPILED_MAX_SLOTS), or by Triton's on a GPU
+        # up to pair_kernels.MAX_GRAM_SLOTS; the others by batched BLAS
         compiled = stride == 1 and ClassPattern.applies(block.data)
         small = np.zeros(0, dtype=np.int64)
         if compiled:
@@ -141,11 +146,17 @@ class ClassBlocks:
             cap = COMPILED_MAX_SLOTS if k >= _CLASSES_PER_THREAD * threads else min(COMPILED_MAX_SLOTS,
                                                                                     _FEW_CLASSES_MAX_SLOTS)
             small = np.nonzero(sizes <= cap)[0]
+        elif stride == 1 and probabilities is not None and PairKernels.applies(block.data):
+            small = np.nonzero(sizes <= pair_kernels.MAX_GRAM_SLOTS)[0]  # the GPU's kernel
         if len(small):
             q = int(sizes[small].max())
-            part = block.design.reducer.sum(torch.from_numpy(
-                class_grams(block.data, h(0, block.design.n_rows) if callable(h) else h, slots[small, :q],
-                            sizes[small], classes=small))).numpy()
+            if compiled:
+                part = torch.from_numpy(class_grams(block.data, h(0, block.design.n_rows) if callable(h) else h,
+                                                    slots[small, :q], sizes[small], classes=small))
+            else:
+                part = pair_kernels.class_grams(block.data, *probabilities, slots[small, :q], sizes[small], small)
+                part = part[:, :q, :q].contiguous()
+            part = block.design.reducer.sum(part).cpu().numpy()
             if len(small) == k:
                 return cls(part, slots, sizes)  # q == p: every block is here (no copy)
             H[small, :q, :q] = part
@@ -235,8 +246,9 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     W_set = state.W[:, cols].clone()
     objective = problem.loss(state.Z) + float(penalty.value(W_set))
     free_np = free.cpu().numpy()
-    # at many classes each class has a few free columns of the working set: products over those alone
-    pattern = ClassPattern.from_mask(free_np) if ClassPattern.applies(block.data) else None
+    # at many classes each class has a few free columns of the working set: products over those alone (compiled
+    # kernels on the CPU, Triton's on a GPU)
+    pattern = restricted_products(block.data, free) if state.Z.dtype == torch.float64 else None
     restricted_gradient = pattern is not None and pattern.pays("gradient")
     restricted_matvec = pattern is not None and pattern.pays("matvec")
     restricted_curvature = pattern is not None and pattern.pays("curvature")
@@ -251,13 +263,13 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
 
     def gradient():
         """The probabilities, and the gradient in the working set's weights and in the bias."""
-        if kept.P is None:  # the torch code (a GPU): the residual made in row chunks, never whole
-            P = problem.probabilities(state.Z)
-            grad_W, sums = problem.residual_products(P, block)
-        elif restricted_gradient:  # the residual made from P in cache: no n x k array; zero off the free pairs
+        if restricted_gradient:  # the residual made from P in cache: no n x k array; zero off the free pairs
             P = kept.probabilities(problem, state.Z)
             values, sums = pattern.gradient(block.data, P, problem.class_labels(), problem.row_weight)
             grad_W = pattern.dense(reducer.sum(values))
+        elif kept.P is None:  # the torch code (a GPU): the residual made in row chunks, never whole
+            P = problem.probabilities(state.Z)
+            grad_W, sums = problem.residual_products(P, block)
         else:
             P, R = kept.probabilities_and_residual(problem, state.Z)
             grad_W, sums = block.rmatvec(R), R.sum(0, dtype=torch.float64)
@@ -316,7 +328,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             h = (kept.curvature(P, w, design.dtype) if kept.curvatures is not None
                  else lambda a, b: kept.curvature(P[a:b], w[a:b], design.dtype))
             blocks = ClassBlocks.build(block, h, free_np,
-                                       stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)))
+                                       stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)),
+                                       probabilities=None if kept.curvatures is not None else (P, problem.row_weight))
             fresh, undamped_refused = True, False  # formed at the current point (until a step moves it)
         del P
         g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
@@ -358,7 +371,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # one pass over the probabilities gives the slope and the curvature along the moves
             P = kept.probabilities(problem, state.Z)
             if restricted_curvature:
-                first, h = (reducer.sum(v) for v in ClassPattern.from_mask(moving).shared_terms(
+                first, h = (reducer.sum(v) for v in type(pattern).from_mask(moving).shared_terms(
                     block.data, P, problem.row_weight))
             else:
                 first, h = shared_terms(problem, block, P, moving)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .block_newton import ClassBlocks, block_newton_solve
-from .class_products import ClassPattern
+from .pair_kernels import restricted_products
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
 from .penalty import ElasticNet
 from .problem import Problem
@@ -114,8 +114,7 @@ class Iterate:
         dtype = problem.design.dtype
         block = problem.design.block(cols)
         W = self.W[:, cols]
-        restricted = ClassPattern.applies(block.data) and self.Z.dtype == torch.float64
-        pattern = ClassPattern.from_mask(W != 0) if restricted else None
+        pattern = restricted_products(block.data, W != 0) if self.Z.dtype == torch.float64 else None
         if pattern is not None and pattern.pays("matvec"):  # the nonzero weights' products only, summed in float64
             pattern.matvec(block.data, W, out=self.Z, bias=self.b)
         else:

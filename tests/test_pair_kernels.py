@@ -1,0 +1,147 @@
+"""The block solver's GPU kernels over each class's free columns (``solver/pair_kernels.py``), run on the CPU in
+Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``): each product against a float64 hand computation, and
+a path whose steps take them against the dense torch code a GPU ran before (issue 16, item 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="the GPU kernels need Triton (the test extras install it)")
+
+from hf_sparse.solver import fit_path  # noqa: E402
+from hf_sparse.solver import pair_kernels  # noqa: E402
+from hf_sparse.solver.class_products import ClassPattern  # noqa: E402
+from hf_sparse.solver.pair_kernels import PairKernels, restricted_products  # noqa: E402
+
+
+def _problem(n=301, m=40, k=23, density=0.12, seed=0):
+    """Columns, probabilities, labels, row weights and a free mask with an empty class and an empty column."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, m, generator=g)
+    P = torch.softmax(3 * torch.randn(n, k, generator=g, dtype=torch.float64), 1)
+    labels = torch.randint(0, k, (n,), generator=g)
+    w = torch.rand(n, generator=g, dtype=torch.float64) + 0.5
+    free = torch.rand(k, m, generator=g) < density
+    free[5, :] = True  # a class with nearly every column free (the most pairs: others in its block stop early)
+    free[3] = False  # a class with no free column
+    free[:, 7] = False  # a column with no free class
+    return X, P, labels, w, free
+
+
+@pytest.mark.parametrize("n", [1, 64, 301])
+def test_change_of_predictions_is_the_product_over_the_free_pairs(n):
+    X, _, _, _, free = _problem(n=n)
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(free.shape, generator=g, dtype=torch.float64) * free
+    bias = torch.randn(free.shape[0], generator=g, dtype=torch.float64)
+    expected = X.double() @ W.T + bias
+    torch.testing.assert_close(PairKernels.from_mask(free).matvec(X, W, bias=bias), expected, rtol=0, atol=1e-12)
+    out = torch.full((n, free.shape[0]), np.nan, dtype=torch.float64)
+    assert PairKernels.from_mask(free).matvec(X, W, out=out) is out  # overwritten in place, bias zero
+    torch.testing.assert_close(out, X.double() @ W.T, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [5, 301, 3000])
+def test_gradient_at_the_free_pairs_and_residual_sums_match_float64(n):
+    X, P, labels, w, free = _problem(n=n)
+    Y = torch.nn.functional.one_hot(labels, free.shape[0]).double()
+    R = w[:, None] * (P - Y)
+    values, sums = PairKernels.from_mask(free).gradient(X, P, labels, w)
+    torch.testing.assert_close(values, (R.T @ X.double())[free], rtol=0, atol=1e-11)  # the mask's row-major order
+    torch.testing.assert_close(sums, R.sum(0), rtol=0, atol=1e-11)
+    dense = PairKernels.from_mask(free).dense(values)
+    assert torch.equal(dense != 0, free & (dense != 0)) and torch.equal(dense[free], values)
+    # the CPU's compiled kernel gives the same pairs in the same order
+    compiled, compiled_sums = ClassPattern.from_mask(free).gradient(X, P, labels, w)
+    torch.testing.assert_close(values, compiled, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("n", [7, 2000])
+def test_shared_terms_are_the_slope_and_curvature_along_moving_a_columns_classes_together(n):
+    X, P, _, w, free = _problem(n=n)
+    q = P @ free.double()  # each column's free classes' probability
+    x = X.double()
+    first, curvature = PairKernels.from_mask(free).shared_terms(X, P, w)
+    torch.testing.assert_close(first, (w[:, None] * x * q).sum(0), rtol=0, atol=1e-11)
+    qc = q.clamp(0, 1)
+    torch.testing.assert_close(curvature, (w[:, None] * x ** 2 * qc * (1 - qc)).sum(0), rtol=0, atol=1e-11)
+    assert first[7] == 0 and curvature[7] == 0  # the column without free classes
+
+
+def test_class_blocks_match_float64_with_the_curvatures_made_in_the_kernel():
+    """Each class's ``[X_F, 1]' diag(w p (1 - p)) [X_F, 1]`` (bias slot ``m``, padding ``m + 1``): one slot, a few,
+    and a block past 32 slots (the 64-wide kernel), at ~1e-7 of its largest entry (float32 products)."""
+    X, P, _, w, _ = _problem(n=700, m=70)
+    n, m = X.shape
+    rng = np.random.default_rng(0)
+    sizes = np.array([3, 1, 17, 5, 40])
+    classes = np.array([0, 4, 7, 11, 22])
+    slots = np.full((5, 40), m + 1)
+    for i, size in enumerate(sizes):
+        slots[i, :size - 1] = rng.choice(m, size - 1, replace=False)
+        slots[i, size - 1] = m
+    H = pair_kernels.class_grams(X, P, w, slots, sizes, classes)
+    assert H.shape == (5, 64, 64) and H.dtype == torch.float64
+    ext = torch.cat([X.double(), torch.ones(n, 1, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)], 1)
+    for i, c in enumerate(classes):
+        A = ext[:, torch.as_tensor(slots[i])]
+        expected = A.T @ ((w * P[:, c] * (1 - P[:, c]))[:, None] * A)
+        torch.testing.assert_close(H[i, :40, :40], expected, rtol=0, atol=3e-7 * float(expected.abs().max()))
+        assert not H[i, 40:].any() and not H[i, :, 40:].any()
+    with pytest.raises(ValueError, match="up to 64 slots"):
+        pair_kernels.class_grams(X, P, w, np.zeros((1, 65), dtype=np.int64), np.array([65]), np.array([0]))
+
+
+def test_kernels_refuse_what_they_do_not_take():
+    X, P, labels, w, free = _problem()
+    with pytest.raises(ValueError, match="float64"):
+        PairKernels.from_mask(free).gradient(X, P.float(), labels, w)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        PairKernels.from_mask(free).shared_terms(X.T.contiguous().T, P, w)
+
+
+def test_the_cpu_takes_its_compiled_kernels_and_a_gpu_triton_s():
+    X, _, _, _, free = _problem()
+    assert isinstance(restricted_products(X, free), ClassPattern)
+    assert restricted_products(None, free) is None  # columns streamed, not held: the dense products
+    assert not PairKernels.applies(X)  # CPU tensors: the kernels only run there in the tests' interpreter
+
+
+@pytest.mark.parametrize("kernel_slots", [64, 4])
+def test_block_path_with_the_kernels_equals_the_dense_torch_code(monkeypatch, kernel_slots):
+    """The block method's steps on the GPU's route, with the kernels (interpreted here) and without: the same
+    objective at every point, each certified, and the kernels did run. ``kernel_slots``: class blocks up to that
+    size from the kernel, the larger by batched products (4: both routes in one build)."""
+    import hf_sparse.solver.block_newton as block_newton
+    from _torch_route import force_torch_route
+
+    force_torch_route(monkeypatch.setattr)
+    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
+    rng = np.random.default_rng(3)
+    n, d, k = 240, 10, 12
+    X = rng.standard_normal((n, d))
+    y = (X @ (rng.standard_normal((d, k)) * (rng.random((d, k)) < 0.4)) + rng.gumbel(size=(n, k))).argmax(1)
+    options = dict(n_lambdas=6, lambda_min_ratio=0.05, dtype=torch.float64, tol=1e-9, method="block")
+    dense = fit_path(X, y, **options)
+
+    calls = []
+    for name in ("matvec", "gradient", "shared_terms"):
+        original = getattr(PairKernels, name)
+        monkeypatch.setattr(PairKernels, name, lambda self, *a, _f=original, _n=name, **kw: calls.append(_n) or _f(
+            self, *a, **kw))
+    grams = pair_kernels.class_grams
+    monkeypatch.setattr(pair_kernels, "class_grams", lambda *a, **kw: calls.append("class_grams") or grams(*a, **kw))
+    monkeypatch.setattr(PairKernels, "applies", staticmethod(lambda X: X is not None and pair_kernels.available()))
+    monkeypatch.setattr(pair_kernels, "MAX_GRAM_SLOTS", kernel_slots)
+    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "gradient", 1.0)
+    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "matvec", 1.0)
+    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "curvature", 1.0)
+    kernels = fit_path(X, y, **options)
+    assert {"matvec", "gradient", "shared_terms", "class_grams"} <= set(calls)
+    assert all(kernels.metric("converged")) and all(dense.metric("converged"))
+    for a, b in zip(dense, kernels):
+        assert b.metrics["gap"] <= 1e-9 * 1.0001 or b.metrics["gap"] <= 1e-9 * abs(b.metrics["objective"])
+        assert b.metrics["objective"] == pytest.approx(a.metrics["objective"], rel=1e-8)
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-5, rtol=1e-4)
