@@ -190,7 +190,7 @@ def pairs_bench(X: torch.Tensor, k: int, m: int = 1700, seed: int = 0) -> bool:
 
     h = (lambda a, b: (1 - P[a:b]).mul_(P[a:b]).mul_(w[a:b, None]).float())
 
-    def gram_kernel():  # the blocks of up to 64 slots from the kernel (off in the solver until it measures faster)
+    def gram_kernel():  # the blocks of up to 64 slots from the kernel, whatever the solver's setting
         kept, pair_kernels.MAX_GRAM_SLOTS = pair_kernels.MAX_GRAM_SLOTS, 64
         try:
             return block_newton.ClassBlocks.build(block, h, free, probabilities=(P, w)).H

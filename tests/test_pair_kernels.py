@@ -102,6 +102,17 @@ def test_kernels_refuse_what_they_do_not_take():
         PairKernels.from_mask(free).shared_terms(X.T.contiguous().T, P, w)
 
 
+def test_the_environment_turns_the_kernels_off(monkeypatch):
+    pair_kernels.available.cache_clear()
+    monkeypatch.setenv("HF_SPARSE_TRITON", "0")
+    try:
+        assert not pair_kernels.available()
+    finally:
+        pair_kernels.available.cache_clear()
+    monkeypatch.delenv("HF_SPARSE_TRITON")
+    assert pair_kernels.available()
+
+
 def test_the_cpu_takes_its_compiled_kernels_and_a_gpu_triton_s():
     X, _, _, _, free = _problem()
     assert isinstance(restricted_products(X, free), ClassPattern)

@@ -7,8 +7,8 @@ residual). These kernels read each row's free pairs alone, sum in float64 (more 
 blocks), and make no ``n x k`` temporary: the residual ``w (P - Y)`` is made in registers from the probabilities and
 the labels. Measured on an H200 (2026-11-27, same process, 1.28M rows, 1,700 columns, 1,000 classes, 3,771 free
 pairs): the gradient 42 ms against 114 ms, the shared moves' terms 81 against 167 ms. The change of predictions
-``X dW^T`` took 121 ms (90 with 32 rows a program) against the GEMM's 89 ms, and the class blocks
-(:func:`class_grams`) 1,408 against 378 ms: both stay dense (:data:`MAX_DENSITY`, :data:`MAX_GRAM_SLOTS`).
+``X dW^T`` took 121 ms (90 with 32 rows a program) against the GEMM's 89 ms: it stays dense (:data:`MAX_DENSITY`).
+The class blocks (:func:`class_grams`) replace a thousand small batched products a build (:data:`MAX_GRAM_SLOTS`).
 
 Used where :meth:`PairKernels.applies`: the working set held on a CUDA device and Triton importable (it comes with
 PyTorch's CUDA builds). On a CPU the same kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set before
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import numpy as np
 import torch
@@ -169,7 +170,11 @@ def _kernels():
 
 @functools.cache
 def available() -> bool:
-    """Whether Triton imports here (once; a GPU without it keeps the dense products, and the log says so)."""
+    """Whether Triton imports here (once; a GPU without it keeps the dense products, and the log says so).
+    ``HF_SPARSE_TRITON=0`` in the environment turns the kernels off (the dense products, as before them)."""
+    if os.environ.get("HF_SPARSE_TRITON", "1") == "0":
+        logger.info("HF_SPARSE_TRITON=0: the block solver's GPU code uses dense products")
+        return False
     try:
         _kernels()
     except Exception as error:  # noqa: BLE001 - any import failure means the dense route
@@ -206,6 +211,7 @@ class PairKernels:
         self.ptr, self.most, self.cols = _compressed(self.mask, _BLOCK_CLASSES)
         self.pair_classes = torch.repeat_interleave(torch.arange(mask.shape[0], device=mask.device),
                                                     self.ptr.diff())
+        self._flat = self.pair_classes * mask.shape[1] + self.cols  # the pairs' places in a (k, m) matrix
         self._by_column = None
 
     @classmethod
@@ -228,7 +234,7 @@ class PairKernels:
     def dense(self, values: torch.Tensor) -> torch.Tensor:
         """The (k, m) float64 matrix with ``values`` at the free pairs and zeros elsewhere."""
         out = torch.zeros(self.mask.shape, dtype=torch.float64, device=self.mask.device)
-        out[self.mask] = values.to(out)
+        out.view(-1).index_copy_(0, self._flat, values.to(out))  # by index: a boolean mask would wait for the GPU
         return out
 
     def matvec(self, X: torch.Tensor, W: torch.Tensor, out: torch.Tensor | None = None,
@@ -287,10 +293,11 @@ class PairKernels:
 
 
 #: class blocks of up to this many slots (bias included, at most 64) come from :func:`class_grams` in the block
-#: solver; larger ones from batched products. 0: none. Measured on an H200 (2026-11-27, 1.28M rows, 1,000 classes,
-#: the widest class's 64 slots for all): 1,408 ms a build against batched products' 378 ms; the kernel now launches
-#: each width apart (most classes 16), not measured yet, so it stays off (``benchmarks/gpu_check.py --pairs-bench``)
-MAX_GRAM_SLOTS = 0
+#: solver; larger ones from batched products (0: none). On an H200 (2026-11-27, 1.28M rows, 1,000 classes) the
+#: batched products were launch-bound: 1,260 launches and 0.37 s a build, 92 s of a 90-lambda path. With the kernel
+#: (then one width for all classes) the path took the same steps 1.2-1.4x faster; in a bench whose few 41-slot classes
+#: made every class 64 wide it took 1,408 ms against 378, hence one launch per width since (not measured yet)
+MAX_GRAM_SLOTS = 64
 _GRAM_ROWS_PER_SPLIT = 8192  # rows summed in float32 before the float64 sum over splits (the blocks steer steps)
 
 
