@@ -156,3 +156,30 @@ def test_block_path_with_the_kernels_equals_the_dense_torch_code(monkeypatch, ke
         assert b.metrics["gap"] <= 1e-9 * 1.0001 or b.metrics["gap"] <= 1e-9 * abs(b.metrics["objective"])
         assert b.metrics["objective"] == pytest.approx(a.metrics["objective"], rel=1e-8)
         torch.testing.assert_close(a.weight, b.weight, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_with_the_kernels_equal_one(tmp_path, monkeypatch):
+    """The kernels' partial sums over each process's rows, summed across processes (``accelerate launch`` on
+    several GPUs; here two CPU processes in Triton's interpreter, launched by torchrun): the same path as one
+    process with the dense torch code."""
+    import hf_sparse.solver.block_newton as block_newton
+    from _torch_route import force_torch_route
+    from test_solver import _fit_in_two_processes
+
+    force_torch_route(monkeypatch.setattr)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    rng = np.random.default_rng(5)
+    n, d, k = 401, 12, 8
+    X = rng.standard_normal((n, d))
+    y = (X @ (rng.standard_normal((d, k)) * (rng.random((d, k)) < 0.4)) + rng.gumbel(size=(n, k))).argmax(1)
+    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
+    single = fit_path(X, y, n_lambdas=5, lambda_min_ratio=0.05, dtype=torch.float64, tol=1e-10, method="block")
+    assert all(single.metric("converged"))
+    distributed = _fit_in_two_processes(tmp_path, "torchrun", X=X, y=y, lambdas=single.lambdas.numpy(),
+                                        family="multinomial", group=False, method="block", torch_route=np.array(1),
+                                        pair_kernels=np.array(1))
+    assert distributed.info["world_size"] == 2
+    for a, b in zip(single, distributed):
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
+        assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-9)
