@@ -102,7 +102,7 @@ def _kernels():
             w = tl.load(weight + rows, mask=row_ok, other=0.0)
             acc += tl.sum(x * ((p - (y[:, None] == c[None, :]).to(tl.float64)) * w[:, None]), axis=0)
             a += BLOCK_R
-        tl.store(partial + split * n_pairs + pairs, acc, mask=pair_ok)
+        tl.store(partial + split.to(tl.int64) * n_pairs + pairs, acc, mask=pair_ok)
 
     @triton.jit
     def shared_terms(X, stride_x, P, stride_p, weight, ptr, most, classes, partial, n, m, rows_per_split,
@@ -136,8 +136,8 @@ def _kernels():
             q = tl.minimum(tl.maximum(q, 0.0), 1.0)
             curvature += tl.sum(wx * x * q * (1.0 - q), axis=0)
             a += BLOCK_R
-        tl.store(partial + (split * 2) * m + columns, slope, mask=column_ok)
-        tl.store(partial + (split * 2 + 1) * m + columns, curvature, mask=column_ok)
+        tl.store(partial + (split * 2).to(tl.int64) * m + columns, slope, mask=column_ok)
+        tl.store(partial + (split * 2 + 1).to(tl.int64) * m + columns, curvature, mask=column_ok)
 
     @triton.jit
     def class_grams(X, stride_x, P, stride_p, weight, classes, slots, partial, n, m, rows_per_split,
@@ -163,7 +163,8 @@ def _kernels():
             acc += tl.dot(tl.trans(x), x, input_precision="ieee")  # float32 products: no TF32 rounding
             a += BLOCK_R
         q = tl.arange(0, QP)
-        tl.store(partial + ((split * tl.num_programs(0) + index) * QP + q[:, None]) * QP + q[None, :], acc)
+        block = (split * tl.num_programs(0) + index).to(tl.int64) * (QP * QP)  # past 2^31 entries at ~3M rows
+        tl.store(partial + block + q[:, None] * QP + q[None, :], acc)
 
     return matvec, gradient, shared_terms, class_grams
 
