@@ -330,8 +330,9 @@ def test_restricted_gradient_from_probabilities_makes_the_residual_itself():
         pattern.gradient(X, P, y)
 
 
-def test_restricted_shared_curvature_against_the_formula():
-    X, mask, rng = _pattern_case(seed=1)
+@pytest.mark.parametrize("k", [30, 10])  # by columns, and by rows (a few classes: BY_ROWS_MAX_CLASSES)
+def test_restricted_shared_curvature_against_the_formula(k):
+    X, mask, rng = _pattern_case(k=k, seed=1)
     n, k = X.shape[0], mask.shape[0]
     P = torch.softmax(torch.as_tensor(rng.standard_normal((n, k)) * 3), 1)
     w = torch.as_tensor(rng.random(n), dtype=torch.float32)
