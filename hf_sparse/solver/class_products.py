@@ -42,8 +42,9 @@ _PARTS = 64  # partial sums, each over every 64th tile: memory 64 x pairs whatev
 #: per product, the share of (class, column) pairs free up to which the restricted product beats dense BLAS
 #: (measured on the 2-core box at 20,000 rows: 100 classes x 700 columns and 1,000 x 500)
 MAX_DENSITY = {"gradient": 0.14, "matvec": 0.18, "curvature": 1.0}
-#: the shared moves' terms row by row up to this many classes (20,000 rows, 700 columns: at 10 classes 9 ms against
-#: 16 ms by columns at 80% of pairs free, 8.6 against 11.5 at 10%; at 30 classes even at 50%, slower at 10%)
+#: the shared moves' terms row by row up to this many classes (``benchmarks/bench_shared_terms.py``, 20,000 rows, 700
+#: columns: at 10 classes 8.9 ms against 19.6 by columns at 80% of pairs free, 8.3 against 11.5 at 10%; at 30 classes
+#: faster at 50%, slower at 10%; at 100 classes twice as slow)
 BY_ROWS_MAX_CLASSES = 16
 
 
