@@ -116,7 +116,8 @@ kernels = [
 ] + [(class_grams, {**X, **P, "weight": "*fp64", "classes": "*i64", "slots": "*i64", "partial": "*fp32", "n": "i32",
                     "m": "i32", "rows_per_split": "i32"}, {"QP": q, "BLOCK_R": 64}, 4 if q <= 32 else 8)
       for q in (16, 32, 64)]
-ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+from triton.backends.nvidia.compiler import get_ptxas
+ptxas = get_ptxas(90).path  # the one Triton itself takes for this chip (Triton 3.9's PTX is newer than its legacy one)
 out = []
 for fn, types, constants, warps in kernels:
     signature = {**types, **dict.fromkeys(constants, "constexpr")}
@@ -145,8 +146,6 @@ def test_every_kernel_compiles_for_an_h100_without_spilling_registers():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], env=env, capture_output=True, text=True,
                           timeout=600)
-    if done.returncode != 0 and "ptxas" in done.stderr and "No such file" in done.stderr:
-        pytest.skip("this Triton build has no ptxas")
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(found) == 6
