@@ -234,6 +234,15 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: P
     started = time.perf_counter()
     window = {"profiler": None}
 
+    def report(stop: int) -> None:
+        """Stop the profiler and write what it saw over lambdas ``profile_lambdas[0]`` to ``stop - 1``."""
+        try:
+            window["profiler"].__exit__(None, None, None)
+            kernel_table(window["profiler"], out, label, (profile_lambdas[0], stop))
+        except Exception:  # noqa: BLE001 - the path's figures still come
+            traceback.print_exc()
+        window["profiler"] = None
+
     def logged(self, lam):
         index = len([r for r in log if r["phase"] == label])
         if profile_lambdas and index == profile_lambdas[0]:
@@ -248,14 +257,9 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: P
         point = solve(self, lam)
         sync()
         if window["profiler"] is not None and index == profile_lambdas[1] - 1:
-            try:
-                window["profiler"].__exit__(None, None, None)
-                kernel_table(window["profiler"], out, label, profile_lambdas)
-            except Exception:  # noqa: BLE001
-                traceback.print_exc()
-            window["profiler"] = None
+            report(profile_lambdas[1])
         m = point.metrics
-        row = dict(phase=label, index=len([r for r in log if r["phase"] == label]), lam=lam,
+        row = dict(phase=label, index=index, lam=lam,
                    elapsed=time.perf_counter() - started, seconds=m["seconds"], steps=m["iterations"],
                    n_features=m["n_features"], nnz=m["nnz"], gap=m["gap"], train_accuracy=m["train_accuracy"],
                    converged=m["converged"], peak_gib=torch.cuda.max_memory_allocated() / 2**30
@@ -280,11 +284,7 @@ def timed_path(X, y, lambdas, budget: float, label: str, log: list, sync, out: P
     finally:
         path_fitter._PathFitter.solve = solve
         if window["profiler"] is not None:  # the budget ran out inside the window: report what it saw
-            try:
-                window["profiler"].__exit__(None, None, None)
-                kernel_table(window["profiler"], out, label, (profile_lambdas[0], len(log)))
-            except Exception:  # noqa: BLE001
-                traceback.print_exc()
+            report(len([r for r in log if r["phase"] == label]))
     return time.perf_counter() - started
 
 

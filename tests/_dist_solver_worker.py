@@ -29,10 +29,9 @@ def main(data_path: str, out_dir: str) -> None:
 
         force_torch_route()
     if "pair_kernels" in data:  # ... with the GPU's Triton kernels (in Triton's interpreter: TRITON_INTERPRET=1)
-        from hf_sparse.solver import pair_kernels
+        from _torch_route import force_pair_kernels
 
-        pair_kernels.PairKernels.applies = staticmethod(lambda X: X is not None and pair_kernels.available())
-        pair_kernels.MAX_DENSITY.update(dict.fromkeys(pair_kernels.MAX_DENSITY, 1.0))
+        force_pair_kernels()
     if "threads" in data:  # each process its own thread count (the class blocks' routing must not depend on it)
         numba.set_num_threads(int(data["threads"][rank]))
     rows = np.array_split(np.arange(len(y)), world)[rank]

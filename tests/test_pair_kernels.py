@@ -185,7 +185,7 @@ def test_block_path_with_the_kernels_equals_the_dense_torch_code(monkeypatch, ke
     objective at every point, each certified, and the kernels did run. ``kernel_slots``: class blocks up to that
     size from the kernel, the larger by batched products (4: both routes in one build)."""
     import hf_sparse.solver.block_newton as block_newton
-    from _torch_route import force_torch_route
+    from _torch_route import force_pair_kernels, force_torch_route
 
     force_torch_route(monkeypatch.setattr)
     monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
@@ -203,11 +203,7 @@ def test_block_path_with_the_kernels_equals_the_dense_torch_code(monkeypatch, ke
             self, *a, **kw))
     grams = pair_kernels.class_grams
     monkeypatch.setattr(pair_kernels, "class_grams", lambda *a, **kw: calls.append("class_grams") or grams(*a, **kw))
-    monkeypatch.setattr(PairKernels, "applies", staticmethod(lambda X: X is not None and pair_kernels.available()))
-    monkeypatch.setattr(pair_kernels, "MAX_GRAM_SLOTS", kernel_slots)
-    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "gradient", 1.0)
-    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "matvec", 1.0)
-    monkeypatch.setitem(pair_kernels.MAX_DENSITY, "curvature", 1.0)
+    force_pair_kernels(monkeypatch.setattr, gram_slots=kernel_slots)
     kernels = fit_path(X, y, **options)
     assert {"matvec", "gradient", "shared_terms", "class_grams"} <= set(calls)
     assert all(kernels.metric("converged")) and all(dense.metric("converged"))

@@ -243,7 +243,7 @@ class PairKernels:
         """``X W^T`` (n, k) float64 for a ``W`` (k, m) that is zero off the free pairs, plus ``bias`` (k,) if given,
         into ``out`` if given (float64, rows contiguous, overwritten). Sums in float64."""
         n, k = X.shape[0], self.mask.shape[0]
-        values = W.to(torch.float64)[self.mask].contiguous()
+        values = W.to(torch.float64).reshape(-1)[self._flat]  # the pairs' values, by index as in dense()
         shift = torch.zeros(k, dtype=torch.float64, device=X.device) if bias is None else bias.to(
             device=X.device, dtype=torch.float64).contiguous()
         if out is None:
@@ -270,7 +270,7 @@ class PairKernels:
         if n_pairs:
             _kernels()[1][(blocks, splits)](X, X.stride(0), P, P.stride(0), labels, w, self.pair_classes, self.cols,
                                             partial, n, n_pairs, rows, BLOCK_R=_BLOCK_ROWS, BLOCK_P=_BLOCK_PAIRS)
-        sums = w @ P.to(torch.float64) - torch.zeros(k, dtype=torch.float64, device=X.device).index_add_(
+        sums = w @ P - torch.zeros(k, dtype=torch.float64, device=X.device).index_add_(
             0, labels, w)
         return partial.sum(0), sums
 
