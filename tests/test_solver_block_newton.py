@@ -13,6 +13,7 @@ import torch
 
 import hf_sparse.solver.block_newton as block_newton
 import hf_sparse.solver.newton as newton
+import hf_sparse.solver.softmax_hessian as softmax_hessian
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.block_newton import ClassBlocks
 from hf_sparse.solver.shared_moves import shared_moves
@@ -142,7 +143,7 @@ def test_batched_gram_is_the_whole_product(q, rows_per_batch):
     are dropped)."""
     A = torch.as_tensor(np.random.default_rng(q).standard_normal((50, 3, q)))  # (rows, classes, slots)
     out = torch.ones(3, q, q, dtype=torch.float64)  # added to, not overwritten
-    block_newton._add_batched_gram(out, A, rows_per_batch)
+    softmax_hessian.add_batched_gram(out, A, rows_per_batch)
     per_class = A.permute(1, 0, 2)
     torch.testing.assert_close(out, 1 + per_class.transpose(1, 2) @ per_class, rtol=1e-12, atol=1e-12)
 

@@ -37,9 +37,12 @@ import torch
 from .chunking import chunk_rows
 from .class_products import ClassPattern, class_grams
 from .coordinate_descent import batched_cd
+from . import kept_blocks
+from .kept_blocks import KeptBlocks
 from . import pair_kernels
 from .pair_kernels import PairKernels, restricted_products
 from .shared_moves import shared_moves, shared_terms
+from .softmax_hessian import add_batched_gram
 from .softmax_rows import PARALLEL_KERNEL
 from .step_arrays import StepArrays
 
@@ -73,32 +76,6 @@ HESSIAN_ROWS: int | None = None
 _SHORT_STEP = 1e-3  # a fresh model's step shorter than this (or refused) is retried with damping
 _SHORT_HALVINGS = 10  # its line search's tries: 1, 1/2, ..., 2^-9 (the last above _SHORT_STEP)
 _MIN_DAMPING, _MAX_DAMPING = 1e-6, 1e6  # relative to the blocks' mean diagonal entry
-
-
-def _add_batched_gram(out: torch.Tensor, A: torch.Tensor, rows_per_batch: int | None = None) -> None:
-    """``out[c] += A[:, c]^T A[:, c]`` in float64 for ``A`` (rows, classes, q). ``rows_per_batch``: the rows cut
-    into batches of this many, one small product each, summed in float64 (a GPU: one product per class over
-    hundreds of thousands of rows keeps a few of its multiprocessors busy). Else past 256 slots by column ranges on
-    and below the diagonal, those above mirrored (at 10 classes of 390 slots, three ranges: 6 of 9 products, 25.5
-    against 31.5 ms a piece of 2,150 rows)."""
-    r, classes, q = A.shape
-    if rows_per_batch and r >= 2 * rows_per_batch:
-        s = r // rows_per_batch
-        stacked = A[:s * rows_per_batch].reshape(s, rows_per_batch, classes, q).permute(2, 0, 1, 3)
-        stacked = stacked.reshape(classes * s, rows_per_batch, q)
-        out += torch.bmm(stacked.transpose(1, 2), stacked).view(classes, s, q, q).sum(1, dtype=torch.float64)
-        A = A[s * rows_per_batch:]
-    A = A.permute(1, 0, 2)
-    parts = max(1, min(3, q // 128))
-    edges = [round(i * q / parts) for i in range(parts + 1)]
-    for i in range(parts):
-        a, b = edges[i], edges[i + 1]
-        for j in range(i, parts):
-            e, f = edges[j], edges[j + 1]
-            product = torch.bmm(A[:, :, e:f].transpose(1, 2), A[:, :, a:b]).double()
-            out[:, e:f, a:b] += product
-            if j > i:
-                out[:, a:b, e:f] += product.transpose(1, 2)
 
 
 @dataclass
@@ -140,12 +117,7 @@ class ClassBlocks:
         compiled = stride == 1 and ClassPattern.applies(block.data)
         small = np.zeros(0, dtype=np.int64)
         if compiled:
-            threads = numba.get_num_threads()
-            if block.design.reducer.enabled:  # each class must take the same route in every process (parts are summed)
-                threads = int(block.design.reducer.max(torch.tensor([threads])))
-            cap = COMPILED_MAX_SLOTS if k >= _CLASSES_PER_THREAD * threads else min(COMPILED_MAX_SLOTS,
-                                                                                    _FEW_CLASSES_MAX_SLOTS)
-            small = np.nonzero(sizes <= cap)[0]
+            small = np.nonzero(sizes <= cls.compiled_slots(block, k))[0]
         elif stride == 1 and probabilities is not None and PairKernels.applies(block.data):
             small = np.nonzero(sizes <= pair_kernels.MAX_GRAM_SLOTS)[0]  # the GPU's kernel
         if len(small):
@@ -184,11 +156,21 @@ class ClassBlocks:
             for (classes, q, idx, cls_t), out in zip(groups, outs):
                 A = ext.index_select(1, idx).reshape(r, len(classes), q)
                 A *= root.index_select(1, cls_t)[:, :, None]
-                _add_batched_gram(out, A, GRAM_ROWS_PER_BATCH.get(device.type))
+                add_batched_gram(out, A, GRAM_ROWS_PER_BATCH.get(device.type))
         for (classes, q, _, _), out in zip(groups, outs):
             block.design.reducer.sum(out)
             H[classes, :q, :q] = out.cpu().numpy()
         return cls(H, slots, sizes)
+
+    @staticmethod
+    def compiled_slots(block, k: int) -> float:
+        """The widest block the compiled CPU kernel forms here (wider ones go to BLAS: see
+        :data:`COMPILED_MAX_SLOTS`)."""
+        threads = numba.get_num_threads()
+        if block.design.reducer.enabled:  # each class must take the same route in every process (parts are summed)
+            threads = int(block.design.reducer.max(torch.tensor([threads])))
+        few = k < _CLASSES_PER_THREAD * threads
+        return min(COMPILED_MAX_SLOTS, _FEW_CLASSES_MAX_SLOTS) if few else COMPILED_MAX_SLOTS
 
     @property
     def scale(self) -> float:
@@ -258,6 +240,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     # the compiled passes write into arrays kept on the iterate: a fresh n x k array a step costs its page
     # faults (at 20,000 x 1,000, 35-40 ms each, as much as the pass itself)
     kept = StepArrays.for_problem(problem, state)
+    if kept.curvatures is not None and state.class_blocks is not None and state.class_blocks.h is not None:
+        kept.curvatures = state.class_blocks.h  # the kept blocks' curvatures: written over only when they are replaced
     # the labels' part of the shared moves' slope, a fixed sum (the moves' passes take the probabilities alone)
     label_sums = problem.label_sums()[:, cols.to(problem.design.device)]
 
@@ -311,7 +295,9 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         objective = trial
         return t
 
-    blocks, m, damping = None, W_set.shape[1], 0.0
+    m, damping = W_set.shape[1], 0.0
+    # the blocks of this lambda's last call, as they are or grown to new free pairs (see kept_blocks)
+    blocks = kept_blocks.take(state.class_blocks, block, free_np, penalty.l1)
     classes = state.W.shape[0]
     slow_rate = _SLOW_RATE["many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"]
     fresh, last_decrease = False, math.inf
@@ -327,10 +313,15 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             # the torch code's curvatures by pieces of rows, as the blocks take them (the compiled pass keeps its own)
             h = (kept.curvature(P, w, design.dtype) if kept.curvatures is not None
                  else lambda a, b: kept.curvature(P[a:b], w[a:b], design.dtype))
-            blocks = ClassBlocks.build(block, h, free_np,
-                                       stride=max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows)),
+            stride = max(1, design.n_rows // (HESSIAN_ROWS or design.n_rows))
+            blocks = ClassBlocks.build(block, h, free_np, stride=stride,
                                        probabilities=None if kept.curvatures is not None else (P, problem.row_weight))
             fresh, undamped_refused = True, False  # formed at the current point (until a step moves it)
+            # grown later from these curvatures where the compiled kernel formed every block
+            cap = ClassBlocks.compiled_slots(block, classes) if stride == 1 and ClassPattern.applies(block.data) else 0
+            growable = not callable(h) and blocks.slots.shape[1] <= cap
+            state.class_blocks = KeptBlocks(blocks, block.cols.cpu().numpy(), free_np.copy(), h if growable else None,
+                                            penalty.l1, cap)
         del P
         g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
         w0 = torch.cat([W_set, state.b[:, None]], dim=1).double().cpu().numpy()

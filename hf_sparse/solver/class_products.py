@@ -33,10 +33,10 @@ import torch
 from .softmax_rows import PARALLEL_KERNEL
 
 _TILE = 64  # rows per tile: a tile's transposed columns and classes stay in cache (64: 61 ms, 256: 83 ms)
-# the class blocks' tiles, summed in the features' precision (float32: twice the SIMD lanes) and added to float64
-# blocks per tile: blocks within ~2e-8 of float64 (they steer the steps; gradient, line search and gap are exact).
-# Against float64 sums on 64-row tiles, at 20,000 rows: 1,000 classes of 10-25 slots 215 -> 139 ms, of 30-70 slots
-# 1,340 -> 569 ms; 100 classes of 72-128 slots 288 -> 163 ms (tiles of 64 and 128 rows: 180 and 168 ms at 10-25)
+# the class blocks' tiles, summed in the features' precision (float32: twice the SIMD lanes), added to float64 per tile:
+# within ~2e-8 of float64 (blocks steer the steps; gradient, line search and gap are exact). Against float64 sums on
+# 64-row tiles, 20,000 rows: 1,000 classes of 10-25 slots 215 -> 139 ms, of 30-70 slots 1,340 -> 569 ms; 100 classes
+# of 72-128 slots 288 -> 163 ms (tiles of 64 and 128 rows: 180 and 168 ms at 10-25)
 _GRAM_TILE = 256
 _PARTS = 64  # partial sums, each over every 64th tile: memory 64 x pairs whatever n, the same sums on any thread count
 #: per product, the share of (class, column) pairs free up to which the restricted product beats dense BLAS
@@ -187,29 +187,35 @@ def _shared_terms(X, P, weight, columns, indptr, classes):
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
 def _shared_terms_by_rows(X, P, weight, M):
-    """:func:`_shared_terms` row by row for a few classes: each row's ``q = P[i] M`` over every column at once
-    (``M`` (k, m) 0/1 float64), the loops along the row's contiguous columns (no transposed tiles). Returns (2, m)."""
+    """:func:`_shared_terms` row by row for a few classes: ``q = P[i] M`` over every column at once (``M`` (k, m) 0/1
+    float64) along the row's contiguous columns, two rows a pass over ``M`` (the sums of ``q`` are bound by loads and
+    stores: at 10 classes, 764 columns, 47% free, 7.4-8.2 against 9.5-10.4 ms one row a pass). Returns (2, m)."""
     n, m = X.shape
     k = P.shape[1]
     tiles = (n + _TILE - 1) // _TILE
     parts = np.zeros((_PARTS, 2, m))
     for part in numba.prange(_PARTS):
-        q = np.empty(m)
+        Q = np.empty((2, m))
         first, curvature = parts[part, 0], parts[part, 1]
         for tile in range(part, tiles, _PARTS):
-            for i in range(tile * _TILE, min(n, (tile + 1) * _TILE)):
-                q[:] = 0.0
+            stop = min(n, (tile + 1) * _TILE)
+            for i in range(tile * _TILE, stop, 2):
+                rows = min(2, stop - i)
+                Q[:] = 0.0
+                q0, q1 = Q[0], Q[1]
                 for c in range(k):
-                    p = P[i, c]
+                    p0, p1 = P[i, c], P[i + rows - 1, c] * (rows - 1)  # a lone last row: the second adds zero
                     for j in range(m):
-                        q[j] += p * M[c, j]
-                w = weight[i]
-                for j in range(m):
-                    x = X[i, j]
-                    wx = w * x
-                    first[j] += wx * q[j]
-                    qc = min(max(q[j], 0.0), 1.0)
-                    curvature[j] += wx * x * qc * (1.0 - qc)
+                        q0[j] += p0 * M[c, j]
+                        q1[j] += p1 * M[c, j]
+                for u in range(rows):
+                    w, q = weight[i + u], Q[u]
+                    for j in range(m):
+                        x = X[i + u, j]
+                        wx = w * x
+                        first[j] += wx * q[j]
+                        qc = min(max(q[j], 0.0), 1.0)
+                        curvature[j] += wx * x * qc * (1.0 - qc)
     return parts.sum(0)
 
 
@@ -320,36 +326,36 @@ def _add_row(H, c, i, j, s, v0, v1, v2, v3):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-def _class_grams(X, h, slots, sizes, classes, H):
+def _class_grams(X, h, slots, sizes, classes, first, H):
     """``H[c, :s, :s] += [X, 1, 0][:, slots[c, :s]]' diag(h[:, classes[c]]) [X, 1, 0][:, slots[c, :s]]`` (lower
-    triangle), ``s = sizes[c]``: slot ``m`` is a column of ones (the bias), ``m + 1`` of zeros (padding).
-
-    Per tile of rows, each class's columns are gathered (``A``) and weighted (``U = h A``), and ``U A'`` is taken two
-    rows by four columns at a time: eight sums on six loads (one row against one column was a load per multiply:
-    2.1x slower at 2-32 slots, 1.3x at 2-15)."""
+    triangle) from row ``first[c]`` on (a grown block: the rows it had are left alone), ``s = sizes[c]``; slot ``m``
+    is a column of ones (the bias), ``m + 1`` of zeros (padding). Per tile of rows, transposed once (in parallel:
+    copying each class's columns besides cost a quarter of a build), ``U = h X_slots`` times ``X_slots'`` two rows by
+    four columns at a time: eight sums on six loads (one by one was 2.1x slower at 2-32 slots, 1.3x at 2-15)."""
     n, m = X.shape
     k = slots.shape[0]
+    XT = np.zeros((m + 2, _GRAM_TILE), dtype=X.dtype)
+    XT[m] = 1.0
+    zero = XT[m + 1, 0]  # 0 in the features' precision: the sums below are taken in it
     for a in range(0, n, _GRAM_TILE):
         b = min(n, a + _GRAM_TILE)
         r = b - a
-        XT = np.zeros((m + 2, r), dtype=X.dtype)
-        XT[:m] = X[a:b].T
-        XT[m] = 1.0
-        zero = XT[m + 1, 0]  # 0 in the features' precision: the sums below are taken in it
+        for j in numba.prange(m):
+            for t in range(r):
+                XT[j, t] = X[a + t, j]
         for c in numba.prange(k):
-            s = sizes[c]
-            A = np.zeros((s + 4, r), dtype=X.dtype)  # rows past s stay zero: the blocks of four may run over the end
-            U = np.zeros((s + 1, r), dtype=X.dtype)
-            hc = classes[c]
-            for i in range(s):
-                xi = XT[slots[c, i]]
+            s, f, hc = sizes[c], first[c], classes[c]
+            index = np.full(s + 4, m + 1)  # the zero row past s: the blocks of four may run over the end
+            index[:s] = slots[c, :s]
+            U = np.zeros((s - f + 1, r), dtype=X.dtype)
+            for i in range(f, s):
+                xi = XT[index[i]]
                 for t in range(r):
-                    A[i, t] = xi[t]
-                    U[i, t] = h[a + t, hc] * xi[t]
-            for i in range(0, s, 2):
-                u0, u1 = U[i], U[i + 1]
-                for j in range(0, i + 1, 4):
-                    a0, a1, a2, a3 = A[j], A[j + 1], A[j + 2], A[j + 3]
+                    U[i - f, t] = h[a + t, hc] * xi[t]
+            for i in range(f, s, 2):
+                u0, u1 = U[i - f], U[i + 1 - f]
+                for j in range(0, i + 2, 4):  # to i + 1: an odd first row pairs i with i + 1
+                    a0, a1, a2, a3 = XT[index[j]], XT[index[j + 1]], XT[index[j + 2]], XT[index[j + 3]]
                     t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = zero
                     for t in range(r):
                         x0, x1, x2, x3, v0, v1 = a0[t], a1[t], a2[t], a3[t], u0[t], u1[t]
@@ -367,16 +373,18 @@ def _class_grams(X, h, slots, sizes, classes, H):
 
 
 def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
-                classes: np.ndarray | None = None) -> np.ndarray:
+                classes: np.ndarray | None = None, first: np.ndarray | None = None) -> np.ndarray:
     """Every class's block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` in float64, ``(k, p, p)`` (see
     :class:`~.block_newton.ClassBlocks`), each tile of rows summed in ``X``'s precision: twice as fast as batched
     BLAS from a few dozen slots (where BLAS spends its time gathering columns) to a few hundred. ``classes``: which
-    columns of ``h`` the rows of ``slots`` are (default: all, in order)."""
+    columns of ``h`` the rows of ``slots`` are (default: all, in order). ``first``: per class, the first slot whose
+    row and column are made (the entries among the slots before it are left zero: a block grown by new slots)."""
     k, p = slots.shape
     classes = np.arange(k, dtype=np.int64) if classes is None else np.ascontiguousarray(classes, dtype=np.int64)
+    first = np.zeros(k, dtype=np.int64) if first is None else np.ascontiguousarray(first, dtype=np.int64)
     H = np.zeros((k, p, p))
     with PARALLEL_KERNEL:
-        _class_grams(X.numpy(), h.contiguous().numpy(), np.ascontiguousarray(slots), sizes, classes, H)
+        _class_grams(X.numpy(), h.contiguous().numpy(), np.ascontiguousarray(slots), sizes, classes, first, H)
         _mirror_lower(H)
     return H
 

@@ -1,13 +1,11 @@
 """Proximal Newton steps on a working set of features.
 
-Each step forms the Hessian of the loss on the working set (exact per output for
-logistic, Gaussian and two-class softmax; for softmax over more classes the full
-coupled Hessian up to 2,000 coordinates, beyond that its class-diagonal blocks with
-shared-feature moves, :mod:`.block_newton`),
-solves the penalized quadratic model by coordinate descent, and takes the step
-with a backtracking line search on the true objective. The softmax Hessian is
-the costly part (``n M^2``): it is kept while it serves and grown when the
-working set gains coordinates (``softmax_hessian.py``).
+Each step forms the Hessian of the loss on the working set (exact per output for logistic, Gaussian and two-class
+softmax; for softmax over more classes the full coupled Hessian up to 2,000 coordinates, 600 from 10 classes on,
+beyond that its class-diagonal blocks with shared-feature moves, :mod:`.block_newton`), solves the penalized
+quadratic model by coordinate descent, and takes the step with a backtracking line search on the true objective.
+The softmax Hessian is the costly part (``n M^2``): it is kept while it serves and grown when the working set gains
+coordinates (``softmax_hessian.py``).
 
 Example:
     >>> state = Iterate.zeros(problem)
@@ -43,6 +41,12 @@ _SLOW_RATE = 0.25  # keep an older Hessian while each step's predicted decrease 
 # 22.9 on lowrank_noisy (forming an n M^2 Hessian of 2,000-4,000 coordinates cost 1-1.4 s a step), at 30 classes
 # 3.2 / 4.4 s against 6.1 / 6.6; 1,500 and 2,500 were no better; paths that stay below it are unchanged
 _COUPLED_MAX_COORDS = 2_000
+#: ... from _MANY_CLASSES classes on (no groups) this many, the class blocks being kept between rounds (kept_blocks).
+#: Same shape, seed 1, 2,000 against 600: at 10 classes lowrank_noisy 7.28 / 6.55 s, shared48_noisy 5.23 / 3.87,
+#: deep 3.34 / 3.20, highrank 4.42 / 3.84, MNIST's pixels 4.4 / 3.7; at 30 lowrank_noisy 14.6 / 12.3, deep 8.0 / 6.9.
+#: Not below (the blocks miss more coupling between fewer classes): at 3 classes lowrank_noisy 3.2 / 5.5 s, at 5
+#: deep 1.9 / 2.3. 300 was no better at 10 classes; 6-9 classes not measured
+_COUPLED_MAX_COORDS_MANY, _MANY_CLASSES = 600, 10
 _CLASS_LOOP = False  # True: the former large-k branch (class blocks one class at a time, no shared moves; benchmarks)
 
 
@@ -51,12 +55,18 @@ def _max_sweeps(size: int) -> int:
     return max(_MAX_SWEEPS, int(_SWEEP_WORK // max(size, 1) ** 2))
 
 
+def coupled_limit(classes: int, group: bool) -> int:
+    """The most working-set coordinates the coupled Hessian takes by default (see :data:`_COUPLED_MAX_COORDS`)."""
+    few = group or classes < _MANY_CLASSES
+    return _COUPLED_MAX_COORDS if few else min(_COUPLED_MAX_COORDS, _COUPLED_MAX_COORDS_MANY)
+
+
 def uses_class_blocks(problem: Problem, group: bool, free: torch.Tensor, max_coupled: int | None = None,
                       coupled: bool = True) -> bool:
     """Whether :func:`newton_solve` hands this working set (``free``: (k, m) or (k, d)) to the class blocks of
     :mod:`.block_newton`: softmax over 3+ classes without groups, past ``max_coupled`` coordinates (default
-    :data:`_COUPLED_MAX_COORDS`) or at any size with ``coupled=False``."""
-    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
+    :func:`coupled_limit`) or at any size with ``coupled=False``."""
+    max_coupled = coupled_limit(free.shape[0], group) if max_coupled is None else max_coupled
     return (problem.family.name == "multinomial" and not group and free.shape[0] >= 3 and not _CLASS_LOOP
             and (not coupled or int(free.sum()) + free.shape[0] > max_coupled))
 
@@ -78,6 +88,7 @@ class Iterate:
     b: torch.Tensor  # (k,) float64
     Z: torch.Tensor  # (n_local, k)
     hessian: SoftmaxHessian = field(default_factory=SoftmaxHessian)  # kept between calls (3+ classes)
+    class_blocks: object = None  # the block solver's last blocks (:class:`~.kept_blocks.KeptBlocks`)
     stale_model: bool = False  # whether the last Newton model used an older Hessian
     scratch: dict = field(default_factory=dict)  # n x k work arrays kept for the path (see :meth:`array`)
     keep_arrays: bool = False  # whether :meth:`array` keeps them (the block method's path) or makes fresh ones
@@ -141,12 +152,12 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     the caller's duality-gap check decides, and calls again (with a fresh Hessian) if it
     must. ``reuse_hessian``: start from the softmax Hessian of the last call, grown to the
     new coordinates (:class:`~.softmax_hessian.SoftmaxHessian`). Softmax over 3+ classes beyond
-    ``max_coupled`` coordinates (default :data:`_COUPLED_MAX_COORDS`; or at any size with ``coupled=False``) goes to
+    ``max_coupled`` coordinates (default :func:`coupled_limit`; or at any size with ``coupled=False``) goes to
     :func:`~.block_newton.block_newton_solve`: class-diagonal blocks plus shared-feature moves.
     """
     if uses_class_blocks(problem, penalty.group, free, max_coupled, coupled):
         return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
-    max_coupled = _COUPLED_MAX_COORDS if max_coupled is None else max_coupled
+    max_coupled = coupled_limit(free.shape[0], penalty.group) if max_coupled is None else max_coupled
     block = problem.design.block(cols)
     reducer = problem.design.reducer
     W_set = state.W[:, cols].clone()

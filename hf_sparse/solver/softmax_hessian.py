@@ -44,6 +44,32 @@ def gram(V: torch.Tensor) -> torch.Tensor:
     return (V.T @ V).double()
 
 
+def add_batched_gram(out: torch.Tensor, A: torch.Tensor, rows_per_batch: int | None = None) -> None:
+    """``out[c] += A[:, c]^T A[:, c]`` in float64 for ``A`` (rows, classes, q). ``rows_per_batch``: the rows cut
+    into batches of this many, one small product each, summed in float64 (a GPU: one product per class over
+    hundreds of thousands of rows keeps a few of its multiprocessors busy). Else past 256 slots by column ranges on
+    and below the diagonal, those above mirrored (at 10 classes of 390 slots, three ranges: 6 of 9 products, 25.5
+    against 31.5 ms a piece of 2,150 rows)."""
+    r, classes, q = A.shape
+    if rows_per_batch and r >= 2 * rows_per_batch:
+        s = r // rows_per_batch
+        stacked = A[:s * rows_per_batch].reshape(s, rows_per_batch, classes, q).permute(2, 0, 1, 3)
+        stacked = stacked.reshape(classes * s, rows_per_batch, q)
+        out += torch.bmm(stacked.transpose(1, 2), stacked).view(classes, s, q, q).sum(1, dtype=torch.float64)
+        A = A[s * rows_per_batch:]
+    A = A.permute(1, 0, 2)
+    parts = max(1, min(3, q // 128))
+    edges = [round(i * q / parts) for i in range(parts + 1)]
+    for i in range(parts):
+        a, b = edges[i], edges[i + 1]
+        for j in range(i, parts):
+            e, f = edges[j], edges[j + 1]
+            product = torch.bmm(A[:, :, e:f].transpose(1, 2), A[:, :, a:b]).double()
+            out[:, e:f, a:b] += product
+            if j > i:
+                out[:, a:b, e:f] += product.transpose(1, 2)
+
+
 def _max_rows(width: int) -> int:
     """Rows per piece so that an (rows, width) temporary stays within ``_PIECE_ENTRIES``
     (an ImageNet-shape problem has 1.28M rows per device)."""
