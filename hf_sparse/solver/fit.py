@@ -112,7 +112,7 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     ``min(n k, 2^26)`` on a GPU, :mod:`.chunking`):
 
         peak ~ n d b + n m b + n k (b + 17) + 36 E + 8 (d+1)^2     (method="bound"; no Gram for "newton")
-        peak ~ n d b + n m b + n k (b + 25) + 32 E + 8 k p^2        (method="block" on a CPU)
+        peak ~ n d b + n m b + n k (b + 25) + 32 E + 16 k p^2       (method="block" on a CPU)
         peak ~ n d b + n m b + 17 n k + 48 E                        (method="block" on a GPU)
 
     the standardized copy of X, the working set's gathered columns, the one-hot targets (one byte each), the
@@ -123,17 +123,19 @@ def fit_path(X, y, family: str = "multinomial", alpha: float = 0.99, lambdas=Non
     The block method on a CPU keeps, for the whole path, the probabilities, change of predictions (float64, also
     the gap check's dual point) and row curvatures (``dtype``) beside ``Z`` and the targets (a fresh ``n x k``
     array a step cost as much in page faults as the pass that fills it), plus its ``k`` class blocks of up to ``p``
-    slots; where its gradient is a dense product (over 14% of the working set's class-feature pairs free) a
-    float64 residual too, during a call (``n k (b + 33)``).
+    slots, kept between the rounds at one lambda (growing them holds the old blocks beside the new); where its
+    gradient is a dense product (over 14% of the working set's class-feature pairs free) a float64 residual too,
+    during a call (``n k (b + 33)``).
     The caller's own X comes on top (with ``copy_X=False`` it is the standardized copy). Example: n=20,000,
-    d=768, k=1000 on the CPU, float32, block: 61 MB + 61 MB + 580 MB + 134 MB + 5 MB; the ImageNet shape on a GPU
+    d=768, k=1000 on the CPU, float32, block: 61 MB + 61 MB + 580 MB + 134 MB + 10 MB; the ImageNet shape on a GPU
     (n=1.28M, d=2048, k=1000), block: 10.5 + 21.8 + 3.2 GB + 5.1 GB per 1,000 active features: 40.6 GB at
     m=1,000, 46 GB with all 2,048 (56.5 GB with your X; 66.6 GB, 62.5 GiB, measured with the code before
     2026-11-27 at m=1,936, whose softmax held one more ``n x k`` float64 array at the peak and whose targets were
     float32). ``tests/test_solver_large_k.py`` measures it with row chunks of 2^18 entries (a GPU's share of the
     rows): 1.00-1.06 of the formula for bound at two CPU shapes, block 1.01 at one, and its GPU code, run on the
     CPU, 0.98-1.00 at two. Proximal Newton adds its coupled Hessian (up to 32 MB: 2,000 coordinates) or class
-    blocks; with ``method="newton"``, a point the class blocks leave uncertified after 50 steps goes on with the
+    blocks (kept between rounds with the curvatures they were formed from: ``n k b`` more); with
+    ``method="newton"``, a point the class blocks leave uncertified after 50 steps goes on with the
     coupled Hessian up to 6,000 coordinates (288 MB, and its ``n x M`` float32 rows in pieces of up to 256 MB).
     """
     reducer = Reducer.auto(distributed)
