@@ -443,3 +443,28 @@ def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
         A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])
         s = compiled.sizes[c]
         np.testing.assert_allclose(compiled.H[c, :s, :s], A.T @ (A * h[:, c].numpy()[:, None]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 11])
+def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
+    """``Block.matvec`` with a few outputs runs the compiled row kernel (two outputs a pass: odd and even counts),
+    past ``COMPILED_MATVEC_MAX_OUTPUTS`` BLAS: both equal the float64 product to the features' precision, in the
+    output precision asked for."""
+    import hf_sparse.solver.design as design_module
+
+    calls = []
+    kernel = design_module._rows_times
+    monkeypatch.setattr(design_module, "_rows_times", lambda *a: calls.append(1) or kernel(*a))
+    rng = np.random.default_rng(k)
+    X = torch.as_tensor(rng.standard_normal((333, 70)))
+    design = Design.build(X, device="cpu", dtype=dtype)
+    block = design.block(torch.arange(0, 70, 2))
+    W = torch.as_tensor(rng.standard_normal((k, 35)), dtype=dtype)
+    expected = block.data.double() @ W.double().T
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for out_dtype in (None, torch.float64):
+        got = block.matvec(W, dtype=out_dtype)
+        assert got.dtype == (out_dtype or dtype) and got.shape == (333, k)
+        torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
+    assert len(calls) == (2 if k <= 10 else 0)
