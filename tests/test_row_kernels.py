@@ -468,3 +468,16 @@ def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
         assert got.dtype == (out_dtype or dtype) and got.shape == (333, k)
         torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
     assert len(calls) == (2 if k <= 10 else 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gathered_columns_are_the_standardized_columns(dtype):
+    """A block's held columns (the compiled gather on the CPU) are the design's columns ``cols`` in their order:
+    unsorted, repeated and none."""
+    rng = np.random.default_rng(3)
+    design = Design.build(torch.as_tensor(rng.standard_normal((257, 40))), device="cpu", dtype=dtype)
+    for cols in ([3, 0, 39, 17], [5, 5], list(range(40)), []):
+        index = torch.tensor(cols, dtype=torch.long)
+        data = design.block(index).data
+        assert data.is_contiguous() and data.dtype == dtype
+        torch.testing.assert_close(data, design.source[:, index], rtol=0, atol=0)

@@ -186,7 +186,7 @@ class Design:
         cached = self.__dict__.get("_last_block")
         if cached is not None and torch.equal(cached.cols, cols):
             return cached  # the working set often stays the same between calls
-        self._last_block = Block(self, cols, self.source[:, cols].contiguous())
+        self._last_block = Block(self, cols, _columns(self.source, cols))
         return self._last_block
 
 
@@ -280,6 +280,25 @@ def _rows_by_label(X, order, starts, values, out):
             v = values[i]
             for j in range(d):
                 out[c, j] += v * X[i, j]
+
+
+def _columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``X[:, cols]``, contiguous; on the CPU by a compiled row-parallel gather (torch's took 23-25 ms at 20,000 x
+    700-765 of 768 float32 columns, the compiled one 4-5 ms with its allocation; 4.3 against 1.6 ms at 300)."""
+    if X.device.type != "cpu" or not X.is_contiguous() or X.dim() != 2:
+        return X[:, cols].contiguous()
+    out = torch.empty(X.shape[0], len(cols), dtype=X.dtype)
+    with PARALLEL_KERNEL:
+        _gather_columns(X.numpy(), cols.cpu().numpy().astype(np.int64), out.numpy())
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_columns(X, cols, out):
+    for i in numba.prange(X.shape[0]):
+        x, row = X[i], out[i]
+        for a in range(cols.shape[0]):
+            row[a] = x[cols[a]]
 
 
 #: up to this many outputs a CPU product of the held columns with the weights runs in the compiled row kernel, not
