@@ -14,7 +14,7 @@ import torch
 import hf_sparse.solver.class_products as class_products
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.class_products import ClassPattern
-from hf_sparse.solver.design import Design
+from hf_sparse.solver.design import Design, gather_columns
 from hf_sparse.solver.empty_classes import EmptyClassShift
 from hf_sparse.solver.problem import Problem
 from hf_sparse.solver.softmax_rows import SoftmaxRows, row_curvatures, usable
@@ -473,7 +473,7 @@ def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gathered_columns_are_the_standardized_columns(dtype):
     """A block's held columns (the compiled gather on the CPU) are the design's columns ``cols`` in their order:
-    unsorted, repeated and none."""
+    unsorted, repeated and none; the index past the last column is a column of ones, on either route."""
     rng = np.random.default_rng(3)
     design = Design.build(torch.as_tensor(rng.standard_normal((257, 40))), device="cpu", dtype=dtype)
     for cols in ([3, 0, 39, 17], [5, 5], list(range(40)), []):
@@ -481,3 +481,8 @@ def test_gathered_columns_are_the_standardized_columns(dtype):
         data = design.block(index).data
         assert data.is_contiguous() and data.dtype == dtype
         torch.testing.assert_close(data, design.source[:, index], rtol=0, atol=0)
+    # index d: a column of ones (the coupled Hessian's bias coordinates), on the compiled route and torch's
+    index = torch.tensor([40, 2, 40, 7])
+    expected = torch.cat([design.source, torch.ones(257, 1, dtype=dtype)], 1)[:, index]
+    torch.testing.assert_close(gather_columns(design.source, index), expected, rtol=0, atol=0)
+    torch.testing.assert_close(gather_columns(design.source.t().contiguous().t(), index), expected, rtol=0, atol=0)

@@ -186,7 +186,7 @@ class Design:
         cached = self.__dict__.get("_last_block")
         if cached is not None and torch.equal(cached.cols, cols):
             return cached  # the working set often stays the same between calls
-        self._last_block = Block(self, cols, _columns(self.source, cols))
+        self._last_block = Block(self, cols, gather_columns(self.source, cols))
         return self._last_block
 
 
@@ -282,11 +282,15 @@ def _rows_by_label(X, order, starts, values, out):
                 out[c, j] += v * X[i, j]
 
 
-def _columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``X[:, cols]``, contiguous; on the CPU by a compiled row-parallel gather (torch's took 23-25 ms at 20,000 x
-    700-765 of 768 float32 columns, the compiled one 4-5 ms with its allocation; 4.3 against 1.6 ms at 300)."""
+def gather_columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``[X, 1][:, cols]`` (index ``X.shape[1]``: a column of ones), contiguous; on the CPU by a compiled
+    row-parallel gather (torch's took 23-25 ms at 20,000 x 700-765 of 768 float32 columns, the compiled one 4-5 ms
+    with its allocation; 4.3 against 1.6 ms at 300)."""
     if X.device.type != "cpu" or not X.is_contiguous() or X.dim() != 2:
-        return X[:, cols].contiguous()
+        ones = cols == X.shape[1]
+        out = X[:, torch.where(ones, 0, cols)]
+        out[:, ones] = 1.0
+        return out.contiguous()
     out = torch.empty(X.shape[0], len(cols), dtype=X.dtype)
     with PARALLEL_KERNEL:
         _gather_columns(X.numpy(), cols.cpu().numpy().astype(np.int64), out.numpy())
@@ -295,10 +299,13 @@ def _columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _gather_columns(X, cols, out):
+    m = X.shape[1]
+    one = np.ones(1, dtype=X.dtype)[0]
     for i in numba.prange(X.shape[0]):
         x, row = X[i], out[i]
         for a in range(cols.shape[0]):
-            row[a] = x[cols[a]]
+            c = cols[a]
+            row[a] = x[c] if c < m else one
 
 
 #: up to this many outputs a CPU product of the held columns with the weights runs in the compiled row kernel, not

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
+from .design import gather_columns
 from .families import softmax
 
 _SYRK = {torch.float32: blas.ssyrk, torch.float64: blas.dsyrk}
@@ -78,13 +79,9 @@ def _max_rows(width: int) -> int:
 
 def _coordinates(chunk: torch.Tensor, coord_col: torch.Tensor) -> torch.Tensor:
     """The chunk's columns at each coordinate (n, M); the bias coordinates (index m) are ones."""
-    m = chunk.shape[1]
-    if m == 0:
+    if chunk.shape[1] == 0:
         return torch.ones(chunk.shape[0], len(coord_col), device=chunk.device, dtype=chunk.dtype)
-    bias = coord_col == m
-    A = chunk.index_select(1, torch.where(bias, 0, coord_col))
-    A[:, bias] = 1.0
-    return A
+    return gather_columns(chunk, coord_col)
 
 
 def coupled_hessian(block, P: torch.Tensor, row_weight: torch.Tensor, coord_col: torch.Tensor,
