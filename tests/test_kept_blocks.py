@@ -3,6 +3,8 @@ against float64 NumPy, when they are taken, and a path that keeps them against o
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -109,8 +111,9 @@ def test_blocks_are_taken_at_their_lambda_only():
     assert kept_blocks.take(KeptBlocks(old, old_cols, old_free, None, l1=0.5), new_block, new_free, 0.5) is None
     empty = design.block(torch.zeros(0, dtype=torch.long))
     assert kept_blocks.take(kept, empty, np.zeros((k, 0), dtype=bool), 0.5) is None
-    narrow = KeptBlocks(old, old_cols, old_free, h, l1=0.5, max_slots=2)  # wider than the compiled kernel takes
-    assert kept_blocks.take(narrow, new_block, new_free, 0.5) is None
+    assert old.compiled_slots_cap >= old.sizes.max()  # formed by the compiled kernel: grown by it
+    narrow = KeptBlocks(dataclasses.replace(old, compiled_slots_cap=2), old_cols, old_free, h, l1=0.5)
+    assert kept_blocks.take(narrow, new_block, new_free, 0.5) is None  # wider than the compiled kernel takes
 
 
 def test_a_path_that_keeps_its_blocks_reaches_the_same_points_with_fewer_builds(monkeypatch):

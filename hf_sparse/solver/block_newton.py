@@ -90,6 +90,7 @@ class ClassBlocks:
     H: np.ndarray  # (k, p, p) float64
     slots: np.ndarray  # (k, p) int64, padded with m + 1
     sizes: np.ndarray  # (k,) int64
+    compiled_slots_cap: float = 0.0  # the widest block the compiled CPU kernel formed on this route (0: not it)
 
     @classmethod
     def build(cls, block, h, free: np.ndarray, stride: int = 1,
@@ -116,9 +117,10 @@ class ClassBlocks:
         # the blocks by the compiled kernel on the CPU, up to the cap (see COMPILED_MAX_SLOTS), or by Triton's on a GPU
         # up to pair_kernels.MAX_GRAM_SLOTS; the others by batched BLAS
         compiled = stride == 1 and ClassPattern.applies(block.data)
+        cap = cls.compiled_slots(block, k) if compiled else 0.0
         small = np.zeros(0, dtype=np.int64)
         if compiled:
-            small = np.nonzero(sizes <= cls.compiled_slots(block, k))[0]
+            small = np.nonzero(sizes <= cap)[0]
         elif stride == 1 and probabilities is not None and PairKernels.applies(block.data):
             small = np.nonzero(sizes <= pair_kernels.MAX_GRAM_SLOTS)[0]  # the GPU's kernel
         if len(small):
@@ -131,7 +133,7 @@ class ClassBlocks:
                 part = part[:, :q, :q].contiguous()
             part = block.design.reducer.sum(part).cpu().numpy()
             if len(small) == k:
-                return cls(part, slots, sizes)  # q == p: every block is here (no copy)
+                return cls(part, slots, sizes, cap)  # q == p: every block is here (no copy)
             H[small, :q, :q] = part
         rest = np.setdiff1d(np.arange(k), small)
         order = rest[np.argsort(sizes[rest], kind="stable")]
@@ -161,7 +163,7 @@ class ClassBlocks:
         for (classes, q, _, _), out in zip(groups, outs):
             block.design.reducer.sum(out)
             H[classes, :q, :q] = out.cpu().numpy()
-        return cls(H, slots, sizes)
+        return cls(H, slots, sizes, cap)
 
     @staticmethod
     def compiled_slots(block, k: int) -> float:
@@ -319,10 +321,9 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
                                        probabilities=None if kept.curvatures is not None else (P, problem.row_weight))
             fresh, undamped_refused = True, False  # formed at the current point (until a step moves it)
             # grown later from these curvatures where the compiled kernel formed every block
-            cap = ClassBlocks.compiled_slots(block, classes) if stride == 1 and ClassPattern.applies(block.data) else 0
-            growable = not callable(h) and blocks.slots.shape[1] <= cap
+            growable = not callable(h) and blocks.slots.shape[1] <= blocks.compiled_slots_cap
             state.class_blocks = KeptBlocks(blocks, block.cols.cpu().numpy(), free_np.copy(), h if growable else None,
-                                            penalty.l1, cap)
+                                            penalty.l1)
         del P
         g = torch.cat([grad_W, grad_b[:, None]], dim=1).double().cpu().numpy()
         w0 = torch.cat([W_set, state.b[:, None]], dim=1).double().cpu().numpy()

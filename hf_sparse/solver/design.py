@@ -217,7 +217,7 @@ class Block:
     def subset(self, idx: torch.Tensor) -> "Block":
         """The block's columns ``idx`` (positions in ``cols``), gathered from the columns held here, not from the
         design: the design's cache keeps this block (gathering it again cost half of a 10-class path's time)."""
-        return Block(self.design, self.cols[idx], None if self.data is None else self.data[:, idx])
+        return Block(self.design, self.cols[idx], None if self.data is None else gather_columns(self.data, idx))
 
     def matvec(self, W: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """``X_cols @ W.T`` for this process's rows: (n_local, k), in ``dtype`` (default ``W``'s; another is

@@ -38,7 +38,6 @@ class KeptBlocks:
     free: np.ndarray  # (k, m) each class's free columns of that working set
     h: torch.Tensor | None  # the rows' curvatures they were formed from; None: not to be grown
     l1: float  # the L1 weight of the lambda they were formed at
-    max_slots: float = np.inf  # the widest block the compiled kernel may form (wider ones: formed afresh)
 
 
 def take(kept: KeptBlocks | None, block, free: np.ndarray, l1: float):
@@ -75,7 +74,7 @@ def grow(kept: KeptBlocks, block, cols: np.ndarray, free: np.ndarray):
     n_kept, n_new = kept_pair.sum(1), new.sum(1)
     sizes = (n_kept + n_new + 1).astype(np.int64)
     p = int(sizes.max())
-    if p > kept.max_slots:
+    if p > old.compiled_slots_cap:
         return None
     slots = np.full((k, p), m + 1, dtype=np.int64)
     kept_class, kept_slot = np.nonzero(kept_pair)  # row-major: by class, in the old slots' order
@@ -94,4 +93,4 @@ def grow(kept: KeptBlocks, block, cols: np.ndarray, free: np.ndarray):
         valid = np.arange(q)[None, :] < n_kept[:, None]
         entries = old.H[rows[:, :, None], source[:, :, None], source[:, None, :]]
         H[:, :q, :q] += np.where(valid[:, :, None] & valid[:, None, :], entries, 0.0)
-    return type(old)(H, slots, sizes)
+    return type(old)(H, slots, sizes, old.compiled_slots_cap)
