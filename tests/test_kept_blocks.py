@@ -14,7 +14,7 @@ import hf_sparse.solver.kept_blocks as kept_blocks
 import hf_sparse.solver.newton as newton
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.block_newton import ClassBlocks
-from hf_sparse.solver.class_products import class_grams
+from hf_sparse.solver.class_grams import class_grams
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.kept_blocks import KeptBlocks
 

@@ -14,7 +14,8 @@ import torch
 import hf_sparse.solver.class_products as class_products
 from hf_sparse.solver import fit_path
 from hf_sparse.solver.class_products import ClassPattern
-from hf_sparse.solver.design import Design, gather_columns
+from hf_sparse.solver.design import Design
+from hf_sparse.solver.thin_products import gather_columns
 from hf_sparse.solver.empty_classes import EmptyClassShift
 from hf_sparse.solver.problem import Problem
 from hf_sparse.solver.softmax_rows import SoftmaxRows, row_curvatures, usable
@@ -451,11 +452,11 @@ def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
     """``Block.matvec`` with a few outputs runs the compiled row kernel (two outputs a pass: odd and even counts),
     past ``COMPILED_MATVEC_MAX_OUTPUTS`` BLAS: both equal the float64 product to the features' precision, in the
     output precision asked for."""
-    import hf_sparse.solver.design as design_module
+    import hf_sparse.solver.thin_products as thin_products
 
     calls = []
-    kernel = design_module._rows_times
-    monkeypatch.setattr(design_module, "_rows_times", lambda *a: calls.append(1) or kernel(*a))
+    kernel = thin_products._rows_times
+    monkeypatch.setattr(thin_products, "_rows_times", lambda *a: calls.append(1) or kernel(*a))
     rng = np.random.default_rng(k)
     X = torch.as_tensor(rng.standard_normal((333, 70)))
     design = Design.build(X, device="cpu", dtype=dtype)
@@ -486,3 +487,40 @@ def test_gathered_columns_are_the_standardized_columns(dtype):
     expected = torch.cat([design.source, torch.ones(257, 1, dtype=dtype)], 1)[:, index]
     torch.testing.assert_close(gather_columns(design.source, index), expected, rtol=0, atol=0)
     torch.testing.assert_close(gather_columns(design.source.t().contiguous().t(), index), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 33])
+def test_accurate_rmatvec_against_float64(monkeypatch, k):
+    """``R.T @ X`` from float32 rows equals the float64 product of the same float32 values to float32 block sums
+    (rows not a multiple of four or of a block, an odd class count), on the compiled route up to
+    ``COMPILED_RMATVEC_MAX_OUTPUTS`` and the batched GEMM past it; a strided ``X`` takes the GEMM."""
+    import hf_sparse.solver.thin_products as thin_products
+
+    calls = []
+    kernel = thin_products._blocks_rmatvec
+    monkeypatch.setattr(thin_products, "_blocks_rmatvec", lambda *a: calls.append(1) or kernel(*a))
+    rng = np.random.default_rng(k)
+    X = torch.as_tensor(rng.standard_normal((1031, 37)), dtype=torch.float32)
+    R = torch.as_tensor(rng.standard_normal((1031, k)))  # float64: cast to the features' precision first
+    expected = R.float().double().T @ X.double()
+    magnitude = R.float().double().abs().T @ X.double().abs()
+    for features in (X, X.t().contiguous().t()):
+        got = thin_products.accurate_rmatvec(R, features)
+        assert got.dtype == torch.float64 and got.shape == (k, 37)
+        assert float(((got - expected).abs() / magnitude).max()) < 1e-6
+    assert len(calls) == (1 if k <= thin_products.COMPILED_RMATVEC_MAX_OUTPUTS else 0)
+
+
+def test_accurate_rmatvec_sums_blocks_in_float64():
+    """Over 200,000 rows whose products nearly cancel, the block sums keep the error at 1e-8 of the sum of
+    magnitudes on either route, where one float32 GEMM's is about 5e-8 (its sums run the whole length in float32)."""
+    from hf_sparse.solver.thin_products import accurate_rmatvec
+
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(1 + 1e-3 * rng.standard_normal((200_003, 5)), dtype=torch.float32)
+    R = torch.as_tensor(rng.standard_normal((200_003, 3)), dtype=torch.float32)
+    expected = R.double().T @ X.double()
+    magnitude = R.double().abs().T @ X.double().abs()
+    for features in (X, X.t().contiguous().t()):
+        assert float(((accurate_rmatvec(R, features) - expected).abs() / magnitude).max()) < 1e-8
+    assert float((((R.T @ X).double() - expected).abs() / magnitude).max()) > 1e-8  # the test can tell them apart

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from .chunking import chunk_rows
-from .class_products import ClassPattern, class_grams
+from .class_grams import class_grams
+from .class_products import ClassPattern
 from .coordinate_descent import batched_cd
 from . import kept_blocks
 from .kept_blocks import KeptBlocks
@@ -50,7 +51,7 @@ from .step_arrays import StepArrays
 # rows x classes x slots of the gathered temporaries per piece on a CPU (32 MB of float32; a GPU takes chunking's)
 _PIECE_ENTRIES = 1 << 23
 _GROUP = 16  # classes per batched product (similar sizes together: padding stays small)
-#: on the CPU the blocks are formed by the compiled row-tile kernel (:func:`~.class_products.class_grams`, sums in
+#: on the CPU the blocks are formed by the compiled row-tile kernel (:func:`~.class_grams.class_grams`, sums in
 #: float32 per tile of rows), at 20,000 rows twice as fast as batched BLAS at every size measured: 100 classes of
 #: 100-150 slots 232 against 546 ms, 150-250 slots 568 against 1,083 ms; 30 classes of 250-350 slots 289 against
 #: 635 ms; 10 classes of 350-420 slots 160 against 320 ms. Blocks past this many slots go to BLAS (tests lower it)

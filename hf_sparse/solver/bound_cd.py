@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from .chunking import chunk_rows
-from .design import accurate_rmatvec
+from .thin_products import accurate_rmatvec
 from .newton import armijo_backtrack
 from .penalty import ElasticNet
 from .problem import Problem

@@ -11,7 +11,7 @@ faster restricted at every share measured (5-40%). Dense BLAS wins the gradient 
 (at 100 classes and 700 columns: 28.8 ms against 29.4 at 16%, 33.8 against 29.4 at 20%) and the change of
 predictions from about 20% (17.0 against 17.8 ms at 20%, 21.4 against 17.8 at 30%).
 :meth:`ClassPattern.pays` decides (:data:`MAX_DENSITY`, a little below those crossovers; measured on the 2-core box).
-Sums are in float64, but for the class blocks' per-tile sums (in the features' precision: they steer the steps).
+Sums are in float64. The class blocks' kernel is :mod:`.class_grams`.
 
 Example:
     >>> free = np.array([[True, False, True], [False, True, False]])
@@ -33,11 +33,6 @@ import torch
 from .softmax_rows import PARALLEL_KERNEL
 
 _TILE = 64  # rows per tile: a tile's transposed columns and classes stay in cache (64: 61 ms, 256: 83 ms)
-# the class blocks' tiles, summed in the features' precision (float32: twice the SIMD lanes), added to float64 per tile:
-# within ~2e-8 of float64 (blocks steer the steps; gradient, line search and gap are exact). Against float64 sums on
-# 64-row tiles, 20,000 rows: 1,000 classes of 10-25 slots 215 -> 139 ms, of 30-70 slots 1,340 -> 569 ms; 100 classes
-# of 72-128 slots 288 -> 163 ms (tiles of 64 and 128 rows: 180 and 168 ms at 10-25)
-_GRAM_TILE = 256
 _PARTS = 64  # partial sums, each over every 64th tile: memory 64 x pairs whatever n, the same sums on any thread count
 #: per product, the share of (class, column) pairs free up to which the restricted product beats dense BLAS
 #: (measured on the 2-core box at 20,000 rows: 100 classes x 700 columns and 1,000 x 500)
@@ -188,34 +183,48 @@ def _shared_terms(X, P, weight, columns, indptr, classes):
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
 def _shared_terms_by_rows(X, P, weight, M):
     """:func:`_shared_terms` row by row for a few classes: ``q = P[i] M`` over every column at once (``M`` (k, m) 0/1
-    float64) along the row's contiguous columns, two rows a pass over ``M`` (the sums of ``q`` are bound by loads and
-    stores: at 10 classes, 764 columns, 47% free, 7.4-8.2 against 9.5-10.4 ms one row a pass). Returns (2, m)."""
+    float64) along the row's contiguous columns, four rows by two classes a pass over ``q`` and the four rows' terms
+    added in one pass over the sums (its loads and stores, not the products, bound it: at 10 classes, 764 columns,
+    47% free, 6.0 ms against 9.1 two rows by one class). Returns (2, m)."""
     n, m = X.shape
     k = P.shape[1]
     tiles = (n + _TILE - 1) // _TILE
     parts = np.zeros((_PARTS, 2, m))
     for part in numba.prange(_PARTS):
-        Q = np.empty((2, m))
+        Q = np.empty((4, m))
+        q0, q1, q2, q3 = Q[0], Q[1], Q[2], Q[3]
         first, curvature = parts[part, 0], parts[part, 1]
         for tile in range(part, tiles, _PARTS):
             stop = min(n, (tile + 1) * _TILE)
-            for i in range(tile * _TILE, stop, 2):
-                rows = min(2, stop - i)
+            for i in range(tile * _TILE, stop, 4):
+                # past the tile's last row: its row again, weighted zero
+                i1, i2, i3 = min(i + 1, stop - 1), min(i + 2, stop - 1), min(i + 3, stop - 1)
                 Q[:] = 0.0
-                q0, q1 = Q[0], Q[1]
-                for c in range(k):
-                    p0, p1 = P[i, c], P[i + rows - 1, c] * (rows - 1)  # a lone last row: the second adds zero
+                for c in range(0, k, 2):
+                    c1 = min(c + 1, k - 1)
+                    odd = 1.0 if c + 1 < k else 0.0  # a lone last class: its pair adds zero
+                    a0, b0, e0, f0 = P[i, c], P[i1, c], P[i2, c], P[i3, c]
+                    a1, b1, e1, f1 = P[i, c1] * odd, P[i1, c1] * odd, P[i2, c1] * odd, P[i3, c1] * odd
+                    m0, m1 = M[c], M[c1]
                     for j in range(m):
-                        q0[j] += p0 * M[c, j]
-                        q1[j] += p1 * M[c, j]
-                for u in range(rows):
-                    w, q = weight[i + u], Q[u]
-                    for j in range(m):
-                        x = X[i + u, j]
-                        wx = w * x
-                        first[j] += wx * q[j]
-                        qc = min(max(q[j], 0.0), 1.0)
-                        curvature[j] += wx * x * qc * (1.0 - qc)
+                        u0, u1 = m0[j], m1[j]
+                        q0[j] += a0 * u0 + a1 * u1
+                        q1[j] += b0 * u0 + b1 * u1
+                        q2[j] += e0 * u0 + e1 * u1
+                        q3[j] += f0 * u0 + f1 * u1
+                w0 = weight[i]
+                w1 = weight[i1] if i + 1 < stop else 0.0
+                w2 = weight[i2] if i + 2 < stop else 0.0
+                w3 = weight[i3] if i + 3 < stop else 0.0
+                x0, x1, x2, x3 = X[i], X[i1], X[i2], X[i3]
+                for j in range(m):
+                    y0, y1, y2, y3 = w0 * x0[j], w1 * x1[j], w2 * x2[j], w3 * x3[j]
+                    r0, r1, r2, r3 = q0[j], q1[j], q2[j], q3[j]
+                    first[j] += y0 * r0 + y1 * r1 + y2 * r2 + y3 * r3
+                    s0, s1 = min(max(r0, 0.0), 1.0), min(max(r1, 0.0), 1.0)
+                    s2, s3 = min(max(r2, 0.0), 1.0), min(max(r3, 0.0), 1.0)
+                    curvature[j] += (y0 * x0[j] * s0 * (1.0 - s0) + y1 * x1[j] * s1 * (1.0 - s1)
+                                     + y2 * x2[j] * s2 * (1.0 - s2) + y3 * x3[j] * s3 * (1.0 - s3))
     return parts.sum(0)
 
 
@@ -310,90 +319,3 @@ class ClassPattern:
                                      columns, indptr, classes)
             out[:, torch.from_numpy(columns)] = torch.from_numpy(part)
         return out[0], out[1]
-
-
-@numba.njit(inline="always")
-def _add_row(H, c, i, j, s, v0, v1, v2, v3):
-    """``H[c, i, j:j + 4] += v`` for the entries in the lower triangle (``j + q <= i``) of an ``s``-slot block."""
-    if j <= i:
-        H[c, i, j] += v0
-    if j + 1 <= i and j + 1 < s:
-        H[c, i, j + 1] += v1
-    if j + 2 <= i and j + 2 < s:
-        H[c, i, j + 2] += v2
-    if j + 3 <= i and j + 3 < s:
-        H[c, i, j + 3] += v3
-
-
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-def _class_grams(X, h, slots, sizes, classes, first, H):
-    """``H[c, :s, :s] += [X, 1, 0][:, slots[c, :s]]' diag(h[:, classes[c]]) [X, 1, 0][:, slots[c, :s]]`` (lower
-    triangle) from row ``first[c]`` on (a grown block: the rows it had are left alone), ``s = sizes[c]``; slot ``m``
-    is a column of ones (the bias), ``m + 1`` of zeros (padding). Per tile of rows, transposed once (in parallel:
-    copying each class's columns besides cost a quarter of a build), ``U = h X_slots`` times ``X_slots'`` two rows by
-    four columns at a time: eight sums on six loads (one by one was 2.1x slower at 2-32 slots, 1.3x at 2-15)."""
-    n, m = X.shape
-    k = slots.shape[0]
-    XT = np.zeros((m + 2, _GRAM_TILE), dtype=X.dtype)
-    XT[m] = 1.0
-    zero = XT[m + 1, 0]  # 0 in the features' precision: the sums below are taken in it
-    for a in range(0, n, _GRAM_TILE):
-        b = min(n, a + _GRAM_TILE)
-        r = b - a
-        for j in numba.prange(m):
-            for t in range(r):
-                XT[j, t] = X[a + t, j]
-        for c in numba.prange(k):
-            s, f, hc = sizes[c], first[c], classes[c]
-            index = np.full(s + 4, m + 1)  # the zero row past s: the blocks of four may run over the end
-            index[:s] = slots[c, :s]
-            U = np.zeros((s - f + 1, r), dtype=X.dtype)
-            for i in range(f, s):
-                xi = XT[index[i]]
-                for t in range(r):
-                    U[i - f, t] = h[a + t, hc] * xi[t]
-            for i in range(f, s, 2):
-                u0, u1 = U[i - f], U[i + 1 - f]
-                for j in range(0, i + 2, 4):  # to i + 1: an odd first row pairs i with i + 1
-                    a0, a1, a2, a3 = XT[index[j]], XT[index[j + 1]], XT[index[j + 2]], XT[index[j + 3]]
-                    t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = zero
-                    for t in range(r):
-                        x0, x1, x2, x3, v0, v1 = a0[t], a1[t], a2[t], a3[t], u0[t], u1[t]
-                        t00 += v0 * x0
-                        t01 += v0 * x1
-                        t02 += v0 * x2
-                        t03 += v0 * x3
-                        t10 += v1 * x0
-                        t11 += v1 * x1
-                        t12 += v1 * x2
-                        t13 += v1 * x3
-                    _add_row(H, c, i, j, s, t00, t01, t02, t03)
-                    if i + 1 < s:
-                        _add_row(H, c, i + 1, j, s, t10, t11, t12, t13)
-
-
-def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
-                classes: np.ndarray | None = None, first: np.ndarray | None = None) -> np.ndarray:
-    """Every class's block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` in float64, ``(k, p, p)`` (see
-    :class:`~.block_newton.ClassBlocks`), each tile of rows summed in ``X``'s precision: twice as fast as batched
-    BLAS from a few dozen slots (where BLAS spends its time gathering columns) to a few hundred. ``classes``: which
-    columns of ``h`` the rows of ``slots`` are (default: all, in order). ``first``: per class, the first slot whose
-    row and column are made (the entries among the slots before it are left zero: a block grown by new slots)."""
-    k, p = slots.shape
-    classes = np.arange(k, dtype=np.int64) if classes is None else np.ascontiguousarray(classes, dtype=np.int64)
-    first = np.zeros(k, dtype=np.int64) if first is None else np.ascontiguousarray(first, dtype=np.int64)
-    H = np.zeros((k, p, p))
-    with PARALLEL_KERNEL:
-        _class_grams(X.numpy(), h.contiguous().numpy(), np.ascontiguousarray(slots), sizes, classes, first, H)
-        _mirror_lower(H)
-    return H
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _mirror_lower(H):
-    """``H[c]``'s upper triangle from its lower one, in place (NumPy's ``tril`` and transpose: three passes)."""
-    k, p, _ = H.shape
-    for c in numba.prange(k):
-        for i in range(p):
-            for j in range(i):
-                H[c, j, i] = H[c, i, j]

@@ -37,6 +37,7 @@ from .column_scales import usable_std
 from .column_stats import column_stats, column_stats32, holds_float32
 from .distributed import Reducer
 from .softmax_rows import PARALLEL_KERNEL
+from .thin_products import COMPILED_MATVEC_MAX_OUTPUTS, accurate_rmatvec, gather_columns, rows_times
 
 
 def _as_tensor(array, device, dtype) -> torch.Tensor:
@@ -229,9 +230,7 @@ class Block:
         if (X is not None and X.device.type == "cpu" and X.is_contiguous() and W.dtype == X.dtype
                 and W.shape[0] <= COMPILED_MATVEC_MAX_OUTPUTS):
             out = torch.empty(X.shape[0], W.shape[0], dtype=dtype)
-            with PARALLEL_KERNEL:
-                _rows_times(X.numpy(), W.contiguous().numpy(), out.numpy())
-            return out
+            return rows_times(X, W, out)
         if dtype == W.dtype:
             return torch.cat([chunk @ W.T for chunk in self._chunks()])
         out = torch.empty(self.design.n_rows, W.shape[0], device=W.device, dtype=dtype)
@@ -280,87 +279,6 @@ def _rows_by_label(X, order, starts, values, out):
             v = values[i]
             for j in range(d):
                 out[c, j] += v * X[i, j]
-
-
-def gather_columns(X: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """``[X, 1][:, cols]`` (index ``X.shape[1]``: a column of ones), contiguous; on the CPU by a compiled
-    row-parallel gather (torch's took 23-25 ms at 20,000 x 700-765 of 768 float32 columns, the compiled one 4-5 ms
-    with its allocation; 4.3 against 1.6 ms at 300)."""
-    if X.device.type != "cpu" or not X.is_contiguous() or X.dim() != 2:
-        ones = cols == X.shape[1]
-        out = X[:, torch.where(ones, 0, cols)]
-        out[:, ones] = 1.0
-        return out.contiguous()
-    out = torch.empty(X.shape[0], len(cols), dtype=X.dtype)
-    with PARALLEL_KERNEL:
-        _gather_columns(X.numpy(), cols.cpu().numpy().astype(np.int64), out.numpy())
-    return out
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _gather_columns(X, cols, out):
-    m = X.shape[1]
-    one = np.ones(1, dtype=X.dtype)[0]
-    for i in numba.prange(X.shape[0]):
-        x, row = X[i], out[i]
-        for a in range(cols.shape[0]):
-            c = cols[a]
-            row[a] = x[c] if c < m else one
-
-
-#: up to this many outputs a CPU product of the held columns with the weights runs in the compiled row kernel, not
-#: BLAS: at 20,000 x 765 (float32, 2 threads) 0.62 against 3.46 ms for 1 output, 0.81 / 1.34 for 2, 3.49 / 5.48 for
-#: 10; at 16 slower (5.88 / 4.73), at 100 1.5x slower (BLAS's thin products leave most of its lanes idle)
-COMPILED_MATVEC_MAX_OUTPUTS = 10
-
-
-@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-def _rows_times(X, W, out):
-    """``out = X @ W.T`` row by row, each row's sums in ``X``'s precision (as BLAS takes them), two outputs a pass
-    over the row."""
-    n, m = X.shape
-    k = W.shape[0]
-    zero = np.zeros(1, dtype=X.dtype)[0]  # 0 in the features' precision
-    for i in numba.prange(n):
-        x = X[i]
-        c = 0
-        while c < k:
-            w0, w1 = W[c], W[min(c + 1, k - 1)]
-            s0 = zero
-            s1 = zero
-            for j in range(m):
-                s0 += x[j] * w0[j]
-                s1 += x[j] * w1[j]
-            out[i, c] = s0
-            if c + 1 < k:
-                out[i, c + 1] = s1
-            c += 2
-
-
-_PARTIALS = 1 << 24  # entries of partial products kept before summing in float64
-
-
-def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """``R.T @ X`` in float64 from float32 blocks of rows.
-
-    A float32 GEMM accumulates ``n`` products in float32, and the gradient it gives is
-    a small difference of large sums: near the optimum its error (about 1e-7 of the
-    sum of magnitudes) would swamp a duality gap of 1e-7. Summing block partials
-    in float64 keeps the GEMM's speed and cuts that error by sqrt(n / block).
-    """
-    if X.dtype == torch.float64:
-        return R.double().T @ X
-    R = R.to(X.dtype)
-    n, d = X.shape
-    k = R.shape[1]
-    block = max(256, -(-n * k * d // _PARTIALS))
-    q = n // block
-    out = (R[q * block:].T @ X[q * block:]).double()
-    if q:
-        parts = torch.bmm(R[:q * block].reshape(q, block, k).transpose(1, 2), X[:q * block].reshape(q, block, d))
-        for part in parts:  # added in float64 one at a time: parts.double() would be a (q, k, d) float64 copy
-            out.add_(part)  # (at 1,000 classes, 512 features and 16 parts: 1.5 ms against 18.6)
-    return out
 
 
 _STAT_ENTRIES = 1 << 22  # entries per float64 row chunk when computing statistics and standardizing

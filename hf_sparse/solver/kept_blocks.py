@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .class_products import class_grams
+from .class_grams import class_grams
 
 
 @dataclass
@@ -56,7 +56,7 @@ def take(kept: KeptBlocks | None, block, free: np.ndarray, l1: float):
 def grow(kept: KeptBlocks, block, cols: np.ndarray, free: np.ndarray):
     """The kept blocks on a new layout: the pairs still free keep their entries (in their order), the new free
     pairs follow them, each class's bias comes last; the new slots' rows are formed from the kept curvatures
-    (:func:`~.class_products.class_grams` from a first slot per class). None where a block would be wider than
+    (:func:`~.class_grams.class_grams` from a first slot per class). None where a block would be wider than
     the compiled kernel takes."""
     old = kept.blocks
     k, m = free.shape

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .chunking import chunk_rows
-from .design import Design, accurate_rmatvec
+from .design import Design
+from .thin_products import accurate_rmatvec
 from .families import Family, Multilabel, get_family, softmax
 from .penalty import ElasticNet
 from .softmax_rows import SoftmaxRows, usable

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 
-from .design import gather_columns
+from .thin_products import gather_columns
 from .families import softmax
 
 _SYRK = {torch.float32: blas.ssyrk, torch.float64: blas.dsyrk}
