@@ -447,7 +447,7 @@ def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("k", [1, 2, 3, 10, 11])
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 33])
 def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
     """``Block.matvec`` with a few outputs runs the compiled row kernel (two outputs a pass: odd and even counts),
     past ``COMPILED_MATVEC_MAX_OUTPUTS`` BLAS: both equal the float64 product to the features' precision, in the
@@ -458,7 +458,7 @@ def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
     kernel = thin_products._rows_times
     monkeypatch.setattr(thin_products, "_rows_times", lambda *a: calls.append(1) or kernel(*a))
     rng = np.random.default_rng(k)
-    X = torch.as_tensor(rng.standard_normal((333, 70)))
+    X = torch.as_tensor(rng.standard_normal((333, 70)))  # rows past the last four: a remainder
     design = Design.build(X, device="cpu", dtype=dtype)
     block = design.block(torch.arange(0, 70, 2))
     W = torch.as_tensor(rng.standard_normal((k, 35)), dtype=dtype)
@@ -468,7 +468,7 @@ def test_thin_products_with_held_columns_against_float64(monkeypatch, dtype, k):
         got = block.matvec(W, dtype=out_dtype)
         assert got.dtype == (out_dtype or dtype) and got.shape == (333, k)
         torch.testing.assert_close(got.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
-    assert len(calls) == (2 if k <= 10 else 0)
+    assert len(calls) == (2 if k <= thin_products.COMPILED_MATVEC_MAX_OUTPUTS else 0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
