@@ -524,3 +524,16 @@ def test_accurate_rmatvec_sums_blocks_in_float64():
     for features in (X, X.t().contiguous().t()):
         assert float(((accurate_rmatvec(R, features) - expected).abs() / magnitude).max()) < 1e-8
     assert float((((R.T @ X).double() - expected).abs() / magnitude).max()) > 1e-8  # the test can tell them apart
+
+
+def test_a_block_of_every_column_in_order_is_the_features_themselves():
+    """The dense end's working set (every column, in order) holds the standardized features without a copy; any
+    other order or subset is a gathered copy with the same values."""
+    rng = np.random.default_rng(5)
+    design = Design.build(torch.as_tensor(rng.standard_normal((64, 9))), device="cpu", dtype=torch.float32)
+    every = design.block(torch.arange(9))
+    assert every.data.data_ptr() == design.source.data_ptr()
+    for cols in (torch.tensor([1, 0, 2, 3, 4, 5, 6, 7, 8]), torch.arange(8)):
+        block = design.block(cols)
+        assert block.data.data_ptr() != design.source.data_ptr()
+        torch.testing.assert_close(block.data, design.source[:, cols], rtol=0, atol=0)

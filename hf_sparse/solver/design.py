@@ -187,7 +187,11 @@ class Design:
         cached = self.__dict__.get("_last_block")
         if cached is not None and torch.equal(cached.cols, cols):
             return cached  # the working set often stays the same between calls
-        self._last_block = Block(self, cols, gather_columns(self.source, cols))
+        every = len(cols) == self.n_features and bool((cols == torch.arange(len(cols), device=cols.device)).all())
+        # every column in order (the dense end): the features themselves, not a copy (a fresh 60 MB array at
+        # 20,000 x 768 costs 15 ms of page faults, six times its gather)
+        data = self.source if every and self.source.is_contiguous() else gather_columns(self.source, cols)
+        self._last_block = Block(self, cols, data)
         return self._last_block
 
 
