@@ -388,6 +388,15 @@ def test_restricted_products_are_used_only_where_they_pay():
     assert not ClassPattern.from_mask(middle).pays("gradient") and ClassPattern.from_mask(middle).pays("matvec")
     assert not ClassPattern.from_mask(np.ones((50, 100), bool)).pays("matvec")
     assert not ClassPattern.from_mask(np.zeros((0, 100), bool)).pays("curvature")
+    # up to 32 classes the dense products' compiled kernels win at any share (the gradient's from float32 only)
+    few = np.zeros((10, 100), bool)
+    few[:, :2] = True
+    assert all(ClassPattern.from_mask(few).pays(p) for p in ("gradient", "matvec"))
+    assert not any(ClassPattern.from_mask(few).pays(p, X) for p in ("gradient", "matvec"))
+    assert ClassPattern.from_mask(few).pays("gradient", X.double()) and not ClassPattern.from_mask(few).pays(
+        "matvec", X.double())
+    assert ClassPattern.from_mask(few).pays("matvec", X.T)  # not contiguous: no compiled dense product
+    assert all(ClassPattern.from_mask(sparse).pays(p, X) for p in ("gradient", "matvec"))  # 50 classes
     assert ClassPattern.applies(X)
     assert not ClassPattern.applies(None)  # streamed columns: the dense products
     assert not ClassPattern.applies(X.T)  # not contiguous

@@ -235,8 +235,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     # at many classes each class has a few free columns of the working set: products over those alone (compiled
     # kernels on the CPU, Triton's on a GPU)
     pattern = restricted_products(block.data, free) if state.Z.dtype == torch.float64 else None
-    restricted_gradient = pattern is not None and pattern.pays("gradient")
-    restricted_matvec = pattern is not None and pattern.pays("matvec")
+    restricted_gradient = pattern is not None and pattern.pays("gradient", block.data)
+    restricted_matvec = pattern is not None and pattern.pays("matvec", block.data)
     restricted_curvature = pattern is not None and pattern.pays("curvature")
     steps = 0
 

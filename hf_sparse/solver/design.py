@@ -37,7 +37,7 @@ from .column_scales import usable_std
 from .column_stats import column_stats, column_stats32, holds_float32
 from .distributed import Reducer
 from .softmax_rows import PARALLEL_KERNEL
-from .thin_products import COMPILED_MATVEC_MAX_OUTPUTS, accurate_rmatvec, gather_columns, rows_times
+from .thin_products import accurate_rmatvec, gather_columns, rows_times, takes
 
 
 def _as_tensor(array, device, dtype) -> torch.Tensor:
@@ -231,8 +231,7 @@ class Block:
         if W.shape[1] == 0:
             return torch.zeros(self.design.n_rows, W.shape[0], device=W.device, dtype=dtype)
         X = self.data
-        if (X is not None and X.device.type == "cpu" and X.is_contiguous() and W.dtype == X.dtype
-                and W.shape[0] <= COMPILED_MATVEC_MAX_OUTPUTS):
+        if X is not None and W.dtype == X.dtype and takes("matvec", X, W.shape[0]):
             out = torch.empty(X.shape[0], W.shape[0], dtype=dtype)
             return rows_times(X, W, out)
         if dtype == W.dtype:

@@ -228,8 +228,9 @@ class PairKernels:
     def density(self) -> float:
         return len(self.cols) / max(self.mask.numel(), 1)
 
-    def pays(self, product: str) -> bool:
-        """Whether the kernel for ``product`` ("gradient", "matvec", "curvature") beats the dense product here."""
+    def pays(self, product: str, features: torch.Tensor | None = None) -> bool:
+        """Whether the kernel for ``product`` ("gradient", "matvec", "curvature") beats the dense product here
+        (``features``: as :meth:`~.class_products.ClassPattern.pays` takes them; a GPU's dense products are BLAS)."""
         return self.mask.numel() > 0 and self.density <= MAX_DENSITY[product]
 
     def dense(self, values: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,16 @@ def _rows_times(X, W, out):
             out[i3, c], out[i3, c1] = s30, s31
 
 
+def takes(product: str, X: torch.Tensor, outputs: int) -> bool:
+    """Whether the dense ``product`` ("matvec": ``X @ W.T``; "gradient": ``R.T @ X``) with ``outputs`` classes runs
+    in a compiled kernel here (CPU, contiguous ``X``; the gradient's from float32 features)."""
+    if X.device.type != "cpu" or not X.is_contiguous():
+        return False
+    if product == "matvec":
+        return outputs <= COMPILED_MATVEC_MAX_OUTPUTS
+    return product == "gradient" and X.dtype == torch.float32 and outputs <= COMPILED_RMATVEC_MAX_OUTPUTS
+
+
 def rows_times(X: torch.Tensor, W: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``out = X @ W.T`` by the compiled row kernel (CPU, ``X`` contiguous, ``W`` in ``X``'s dtype, at most
     ``COMPILED_MATVEC_MAX_OUTPUTS`` rows); returns ``out``."""
@@ -115,7 +125,7 @@ def accurate_rmatvec(R: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     R = R.to(X.dtype)
     n, d = X.shape
     k = R.shape[1]
-    if X.device.type == "cpu" and X.is_contiguous() and k <= COMPILED_RMATVEC_MAX_OUTPUTS and n and d:
+    if takes("gradient", X, k) and n and d:
         parts = np.zeros((_TASKS, k, d))
         with PARALLEL_KERNEL:
             _blocks_rmatvec(R.contiguous().numpy(), X.numpy(), parts, _BLOCK_ROWS)
