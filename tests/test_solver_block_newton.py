@@ -216,6 +216,40 @@ def test_block_path_matches_the_float64_reference_at_50_classes(k50_paths):
         assert abs(ours - best) <= 1e-6 * abs(best), (point.lam, ours, best)
 
 
+def test_from_many_classes_the_shared_moves_follow_every_second_block_step(k50_paths, monkeypatch):
+    """From ``_MANY_CLASSES`` classes the shared moves follow every second block step (and any step whose blocks see
+    nothing left); below, every step. The tier is lowered to 50 classes here: the path still certifies every point
+    and reaches the objectives of the float64 reference, with the shared moves looked at on about half the steps,
+    against nearly every step at the default tier."""
+    X, y, _, reference = k50_paths
+    kwargs = dict(alpha=0.99, n_lambdas=12, lambda_min_ratio=1e-2, dtype=torch.float64)
+    calls = []
+    original = block_newton.shared_moves
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(block_newton, "shared_moves", counting)
+    shares = {}
+    for tier in ("default", "many"):
+        if tier == "many":
+            monkeypatch.setattr(block_newton, "_MANY_CLASSES", 50)
+        calls.clear()
+        path = fit_path(X, y, method="block", **kwargs)
+        steps = sum(p.metrics["iterations"] for p in path)
+        shares[tier] = len(calls) / steps
+        Xs, mean, std = standardize(X)
+        Y = targets(y, "multinomial", 50)
+        for point, ref in zip(path, reference):
+            assert point.metrics["converged"] and 0 <= point.metrics["gap"] <= 1e-6
+            ours = objective(Xs, Y, *to_standardized(point.weight, point.bias, mean, std), point.lam, 0.99,
+                             "multinomial")
+            best = objective(Xs, Y, *to_standardized(ref.weight, ref.bias, mean, std), ref.lam, 0.99, "multinomial")
+            assert abs(ours - best) <= 1e-6 * abs(best), (tier, point.lam, ours, best)
+    assert shares["many"] <= 0.65 < 0.8 <= shares["default"], shares
+
+
 def test_block_path_needs_few_steps_where_class_blocks_alone_stall(monkeypatch):
     """The shared-feature moves are what make the class blocks converge: without them (the former
     large-k branch) a 20-class path on correlated post-ReLU features takes about twice the Newton steps

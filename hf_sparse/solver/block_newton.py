@@ -71,6 +71,11 @@ GRAM_ROWS_PER_BATCH = {"cuda": 2048}
 # cost ten steps each: at 10 classes, n=20,000, d=768, lowrank_noisy 12.1 s against 17.2 at half, shared48_noisy
 # 7.9 against 8.4; at 30 classes no gain, at 50 slower: 9.4 against 8.8 s). Between the tiers not measured.
 _SLOW_RATE = {"few": math.inf, "fewer": 0.5, "many": 0.25}
+# the shared moves after every this many block steps (and whenever the blocks see nothing left). From 300 classes
+# every second: their pass, step and line search cost a quarter of a step there, and skipping half of them added
+# 10-12% of steps at the k=1000 proxy (d=512) but took 59.7 -> 57.2 s at seed 1 and 46.4 -> 44.2 s at seed 0. At
+# 100 classes no gain (9.5-9.7 / 11.7-11.8 s either way), at 10 more steps and slower (303 / 292 steps, 5.5 / 4.8 s)
+_SHARED_EVERY = {"few": 1, "fewer": 1, "many": 2}
 _FEW_CLASSES, _MANY_CLASSES = 30, 300
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
 # d=768, 25 lambdas): a 5,000-row subsample took 441 steps against 267 and was slower, so all rows by default
@@ -215,7 +220,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     fast; damped Levenberg-Marquardt style when a fresh one's step falls short) minimized for all
     classes at once, taken with the line search; then, from the gradient there, every column's
     free classes moved together by the exact 1-D minimizer along that move
-    (:func:`~.shared_moves.shared_moves`, all columns at once), again with the line search. The blocks overstate
+    (:func:`~.shared_moves.shared_moves`, all columns at once), again with the line search (from 300 classes after
+    every second block step: :data:`_SHARED_EVERY`). The blocks overstate
     the curvature along those moves (softmax is flat along a constant added to every class), where
     alone they converge slowly. The call ends when neither model sees anything left to gain; if the blocks were
     formed at an earlier point, ``state.stale_model`` says so and the path's gap check decides whether fresh ones
@@ -303,7 +309,8 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
     # the blocks of this lambda's last call, as they are or grown to new free pairs (see kept_blocks)
     blocks = kept_blocks.take(state.class_blocks, block, free_np, penalty.l1)
     classes = state.W.shape[0]
-    slow_rate = _SLOW_RATE["many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"]
+    tier = "many" if classes >= _MANY_CLASSES else "fewer" if classes >= _FEW_CLASSES else "few"
+    slow_rate, shared_every = _SLOW_RATE[tier], _SHARED_EVERY[tier]
     fresh, last_decrease = False, math.inf
     moved = True  # whether the point moved since the shared moves last looked (they found nothing there)
     # the undamped model's step was refused at this point with these blocks: a damped model that then sees nothing
@@ -359,7 +366,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
                 fresh, moved = False, True
             if t >= _SHORT_STEP:
                 undamped_refused = False
-        if m > 0 and (moved or not block_done):
+        if m > 0 and (moved or not block_done) and (block_done or steps % shared_every == 0):
             # the shared-feature moves, from the slope and curvature along them where the block step left
             moving = free & (W_set != 0)  # the smooth part: moving a zero weight costs l1 at once
             # one pass over the probabilities gives the slope and the curvature along the moves
@@ -381,7 +388,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
             if not shared_done:
                 fresh = False
         else:
-            shared_done = True  # no columns, or the point where they found nothing (the same moves again)
+            shared_done = True  # no columns, the point where they found nothing, or not their turn (many classes)
         if block_done and shared_done:
             # older blocks that see nothing left end the call too: the path's gap check decides
             # whether fresh ones are needed (most often the point is certified already)
