@@ -18,8 +18,9 @@ left uncertified): softmax is flat along a constant added to every class, and th
 overstate the curvature along "move all of a feature's classes together", the direction of the
 model's smallest generalized eigenvalues. So each step is followed by the exact 1-D minimizer
 along that move for every feature at once (:func:`~.shared_moves.shared_moves`, with the loss's true curvature
-along it). Steps are taken with the Newton line search; the path's duality gap certifies every point. The blocks
-are kept between the path's rounds at one lambda and grown to the pairs a round adds (:mod:`.kept_blocks`).
+along it; from 300 classes after every second step). Steps are taken with the Newton line search; the path's
+duality gap certifies every point. The blocks are kept between the path's rounds at one lambda and grown to the
+pairs a round adds (:mod:`.kept_blocks`).
 
 Example:
     >>> model = ClassBlocks.build(block, h, free)          # h: (n, k) curvatures, free: (k, m) bool
