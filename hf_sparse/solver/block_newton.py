@@ -75,7 +75,7 @@ _SLOW_RATE = {"few": math.inf, "fewer": 0.5, "many": 0.25}
 # the shared moves after every this many block steps (and whenever the blocks see nothing left). From 300 classes
 # every second: their pass, step and line search cost a quarter of a step there, and skipping half of them added
 # 10-12% of steps at the k=1000 proxy (d=512) but took 59.7 -> 57.2 s at seed 1 and 46.4 -> 44.2 s at seed 0. At
-# 100 classes no gain (9.5-9.7 / 11.7-11.8 s either way), at 10 more steps and slower (303 / 292 steps, 5.5 / 4.8 s)
+# 100 classes no gain (9.5-9.7 / 11.6-11.8 s either way), at 10 more steps and slower (303 / 292 steps, 5.5 / 4.8 s)
 _SHARED_EVERY = {"few": 1, "fewer": 1, "many": 2}
 _FEW_CLASSES, _MANY_CLASSES = 30, 300
 # the blocks from about this many rows, a subsample beyond (None: all rows). Measured at the k=100 proxy (n=20,000,
