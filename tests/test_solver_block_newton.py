@@ -189,25 +189,23 @@ def test_class_blocks_solve_every_class_subproblem():
 
 # --------------------------------------------------------------------------- the path
 
+_K50_PATH = dict(alpha=0.99, n_lambdas=12, lambda_min_ratio=1e-2, dtype=torch.float64)
+
+
 @pytest.fixture(scope="module")
 def k50_paths():
     X, y = many_classes()
-    kwargs = dict(alpha=0.99, n_lambdas=12, lambda_min_ratio=1e-2, dtype=torch.float64)
-    block = fit_path(X, y, method="block", **kwargs)
-    reference = fit_path(X, y, method="newton", tol=1e-10, **kwargs)
+    block = fit_path(X, y, method="block", **_K50_PATH)
+    reference = fit_path(X, y, method="newton", tol=1e-10, **_K50_PATH)
     return X, y, block, reference
 
 
-def test_block_path_matches_the_float64_reference_at_50_classes(k50_paths):
-    """Every point of ``method="block"`` certifies its gap (<= 1e-6) and its objective, recomputed
-    from the returned weights by the independent float64 reference, is within 1e-6 (relative) of the
-    coupled-Hessian Newton path solved to 1e-10."""
-    X, y, block, reference = k50_paths
-    assert block.info["method"] == "block"
+def assert_matches_the_reference(X, y, path, reference):
+    """Every point certifies its gap (<= 1e-6), reports the objective the independent float64 reference recomputes
+    from its weights, and is within 1e-6 (relative) of the reference path's objective."""
     Xs, mean, std = standardize(X)
     Y = targets(y, "multinomial", 50)
-    assert reference[-1].metrics["nnz"] > 200  # the dense end is reached: many classes share features
-    for point, ref in zip(block, reference):
+    for point, ref in zip(path, reference):
         assert point.metrics["converged"] and 0 <= point.metrics["gap"] <= 1e-6
         ours = objective(Xs, Y, *to_standardized(point.weight, point.bias, mean, std), point.lam, 0.99,
                          "multinomial")
@@ -216,13 +214,22 @@ def test_block_path_matches_the_float64_reference_at_50_classes(k50_paths):
         assert abs(ours - best) <= 1e-6 * abs(best), (point.lam, ours, best)
 
 
+def test_block_path_matches_the_float64_reference_at_50_classes(k50_paths):
+    """Every point of ``method="block"`` certifies its gap (<= 1e-6) and its objective, recomputed
+    from the returned weights by the independent float64 reference, is within 1e-6 (relative) of the
+    coupled-Hessian Newton path solved to 1e-10."""
+    X, y, block, reference = k50_paths
+    assert block.info["method"] == "block"
+    assert reference[-1].metrics["nnz"] > 200  # the dense end is reached: many classes share features
+    assert_matches_the_reference(X, y, block, reference)
+
+
 def test_from_many_classes_the_shared_moves_follow_every_second_block_step(k50_paths, monkeypatch):
     """From ``_MANY_CLASSES`` classes the shared moves follow every second block step (and any step whose blocks see
-    nothing left); below, every step. The tier is lowered to 50 classes here: the path still certifies every point
-    and reaches the objectives of the float64 reference, with the shared moves looked at on about half the steps,
-    against nearly every step at the default tier."""
+    nothing left); below, every step. The tier is lowered to 50 classes here: the path still matches the float64
+    reference, with the shared moves looked at on about half the steps, against nearly every step at the default
+    tier (whose path the test above checks)."""
     X, y, _, reference = k50_paths
-    kwargs = dict(alpha=0.99, n_lambdas=12, lambda_min_ratio=1e-2, dtype=torch.float64)
     calls = []
     original = block_newton.shared_moves
 
@@ -236,17 +243,9 @@ def test_from_many_classes_the_shared_moves_follow_every_second_block_step(k50_p
         if tier == "many":
             monkeypatch.setattr(block_newton, "_MANY_CLASSES", 50)
         calls.clear()
-        path = fit_path(X, y, method="block", **kwargs)
-        steps = sum(p.metrics["iterations"] for p in path)
-        shares[tier] = len(calls) / steps
-        Xs, mean, std = standardize(X)
-        Y = targets(y, "multinomial", 50)
-        for point, ref in zip(path, reference):
-            assert point.metrics["converged"] and 0 <= point.metrics["gap"] <= 1e-6
-            ours = objective(Xs, Y, *to_standardized(point.weight, point.bias, mean, std), point.lam, 0.99,
-                             "multinomial")
-            best = objective(Xs, Y, *to_standardized(ref.weight, ref.bias, mean, std), ref.lam, 0.99, "multinomial")
-            assert abs(ours - best) <= 1e-6 * abs(best), (tier, point.lam, ours, best)
+        path = fit_path(X, y, method="block", **_K50_PATH)
+        shares[tier] = len(calls) / sum(p.metrics["iterations"] for p in path)
+    assert_matches_the_reference(X, y, path, reference)
     assert shares["many"] <= 0.65 < 0.8 <= shares["default"], shares
 
 
