@@ -30,17 +30,18 @@ def _expected(X: np.ndarray, h: np.ndarray, c: int, columns: np.ndarray) -> np.n
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_class_grams_from_a_first_slot_are_those_rows_and_nothing_else(dtype):
     """Rows (and, mirrored, columns) from ``first[c]`` on equal the float64 block's; the entries among the slots
-    before it stay zero. Odd and even first slots (the kernel takes rows two at a time), 0 and the bias alone."""
+    before it stay zero. First slots and sizes at every remainder by four (the kernel takes rows four at a time), 0
+    and the bias alone."""
     rng = np.random.default_rng(1)
     n, m, k = 301, 40, 6
     X = torch.as_tensor(rng.normal(size=(n, m)), dtype=dtype)
     h = torch.as_tensor(rng.random((n, k)), dtype=dtype)
-    sizes = np.array([9, 14, 1, 23, 6, 30])
+    sizes = np.array([9, 16, 1, 23, 6, 30])
     slots = np.full((k, sizes.max()), m + 1, dtype=np.int64)
     for c in range(k):
         slots[c, :sizes[c] - 1] = rng.choice(m, sizes[c] - 1, replace=False)
         slots[c, sizes[c] - 1] = m
-    first = np.array([3, 0, 0, 8, 5, 29])
+    first = np.array([3, 0, 0, 10, 5, 29])
     H = class_grams(X, h, slots, sizes, first=first)
     X64, h64 = X.double().numpy(), h.double().numpy()
     tol = 1e-5 if dtype == torch.float32 else 1e-12
