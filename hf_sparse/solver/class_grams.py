@@ -23,8 +23,10 @@ from .softmax_rows import PARALLEL_KERNEL
 # the class blocks' tiles, summed in the features' precision (float32: twice the SIMD lanes), added to float64 per tile:
 # within ~2e-8 of float64 (blocks steer the steps; gradient, line search and gap are exact). Against float64 sums on
 # 64-row tiles, 20,000 rows: 1,000 classes of 10-25 slots 215 -> 139 ms, of 30-70 slots 1,340 -> 569 ms; 100 classes
-# of 72-128 slots 288 -> 163 ms (tiles of 64 and 128 rows: 180 and 168 ms at 10-25)
-_GRAM_TILE = 256
+# of 72-128 slots 288 -> 163 ms (tiles of 64 and 128 rows: 180 and 168 ms at 10-25). Since the kernel takes four rows
+# at a time, 512-row tiles against 256: 192-201 against 217 ms at 10 classes of 437-484 slots, 134-136 / 141-150 at
+# 100 of 72-128, 586-613 / 678-694 at 1,000 of 30-70, 162 / 155-159 at 1,000 of 10-25; 1,024: 212 ms at 10 classes
+_GRAM_TILE = 512
 
 
 @numba.njit(inline="always")
