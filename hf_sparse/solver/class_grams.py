@@ -43,16 +43,19 @@ def _add_row(H, c, i, j, s, v0, v1, v2, v3):
 
 
 @numba.njit(inline="always", fastmath={"reassoc", "contract"})
-def _four_rows(H, c, i, s, XT, index, u0, u1, u2, u3, r, zero):
-    """Rows ``i`` to ``i + 3`` of block ``c`` (lower triangle): ``U`` rows ``u0..u3`` times the slots' columns, four
-    at a time. Sixteen sums on eight loads keep the tile's reads from L2 within its bandwidth."""
-    for j in range(0, i + 4, 4):  # to i + 3 (the entries past the diagonal are dropped)
+def _rows(H, c, i, s, XT, index, u0, u1, u2, u3, r, zero, four):
+    """Rows ``i`` to ``i + 3`` (``four``) or ``i`` and ``i + 1`` (if below ``s``) of block ``c``, lower triangle:
+    ``U`` rows ``u0..u3`` times the slots' columns, four at a time. Four rows take sixteen sums on eight loads,
+    which keeps the tile's reads from L2 within its bandwidth; two rows are for the one to three rows left (four
+    there would sum zeros: a grown block at many classes adds one or two). ``four`` is a constant at each call:
+    the compiler drops the branches."""
+    for j in range(0, i + (4 if four else 2), 4):  # past the diagonal: dropped by _add_row
         a0, a1, a2, a3 = XT[index[j]], XT[index[j + 1]], XT[index[j + 2]], XT[index[j + 3]]
         t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = zero
         t20 = t21 = t22 = t23 = t30 = t31 = t32 = t33 = zero
         for t in range(r):
             x0, x1, x2, x3 = a0[t], a1[t], a2[t], a3[t]
-            v0, v1, v2, v3 = u0[t], u1[t], u2[t], u3[t]
+            v0, v1 = u0[t], u1[t]
             t00 += v0 * x0
             t01 += v0 * x1
             t02 += v0 * x2
@@ -61,40 +64,22 @@ def _four_rows(H, c, i, s, XT, index, u0, u1, u2, u3, r, zero):
             t11 += v1 * x1
             t12 += v1 * x2
             t13 += v1 * x3
-            t20 += v2 * x0
-            t21 += v2 * x1
-            t22 += v2 * x2
-            t23 += v2 * x3
-            t30 += v3 * x0
-            t31 += v3 * x1
-            t32 += v3 * x2
-            t33 += v3 * x3
-        _add_row(H, c, i, j, s, t00, t01, t02, t03)
-        _add_row(H, c, i + 1, j, s, t10, t11, t12, t13)
-        _add_row(H, c, i + 2, j, s, t20, t21, t22, t23)
-        _add_row(H, c, i + 3, j, s, t30, t31, t32, t33)
-
-
-@numba.njit(inline="always", fastmath={"reassoc", "contract"})
-def _two_rows(H, c, i, s, XT, index, u0, u1, r, zero):
-    """Rows ``i`` and ``i + 1`` (if below ``s``) of block ``c``, as :func:`_four_rows` does four: for the one to
-    three rows left (four rows there would sum zeros: a grown block at many classes adds one or two)."""
-    for j in range(0, i + 2, 4):  # to i + 1: an odd first row pairs i with i + 1
-        a0, a1, a2, a3 = XT[index[j]], XT[index[j + 1]], XT[index[j + 2]], XT[index[j + 3]]
-        t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = zero
-        for t in range(r):
-            x0, x1, x2, x3, v0, v1 = a0[t], a1[t], a2[t], a3[t], u0[t], u1[t]
-            t00 += v0 * x0
-            t01 += v0 * x1
-            t02 += v0 * x2
-            t03 += v0 * x3
-            t10 += v1 * x0
-            t11 += v1 * x1
-            t12 += v1 * x2
-            t13 += v1 * x3
+            if four:
+                v2, v3 = u2[t], u3[t]
+                t20 += v2 * x0
+                t21 += v2 * x1
+                t22 += v2 * x2
+                t23 += v2 * x3
+                t30 += v3 * x0
+                t31 += v3 * x1
+                t32 += v3 * x2
+                t33 += v3 * x3
         _add_row(H, c, i, j, s, t00, t01, t02, t03)
         if i + 1 < s:
             _add_row(H, c, i + 1, j, s, t10, t11, t12, t13)
+        if four:
+            _add_row(H, c, i + 2, j, s, t20, t21, t22, t23)
+            _add_row(H, c, i + 3, j, s, t30, t31, t32, t33)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
@@ -103,7 +88,7 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
     triangle) from row ``first[c]`` on (a grown block: the rows it had are left alone), ``s = sizes[c]``; slot ``m``
     is a column of ones (the bias), ``m + 1`` of zeros (padding). Per tile of rows, transposed once (in parallel:
     copying each class's columns besides cost a quarter of a build), ``U = h X_slots`` times ``X_slots'`` four rows
-    by four columns at a time, the last one to three rows two at a time (:func:`_four_rows`, :func:`_two_rows`).
+    by four columns at a time, the last one to three rows two at a time (:func:`_rows`).
     Four rows against two: 244 -> 163 ms at 10 classes of 437-484 slots, 139 -> 119 at 100 of 72-128, the same at
     1,000 of 10-70 (four rows for every last one to three was 25% slower at 1,000 classes, whose grown blocks add one
     or two); one row at a time was 2.1x slower than two at 2-32 slots."""
@@ -129,10 +114,11 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
                     U[i - f, t] = h[a + t, hc] * xi[t]
             i = f
             while i + 4 <= s:
-                _four_rows(H, c, i, s, XT, index, U[i - f], U[i + 1 - f], U[i + 2 - f], U[i + 3 - f], r, zero)
+                _rows(H, c, i, s, XT, index, U[i - f], U[i + 1 - f], U[i + 2 - f], U[i + 3 - f], r, zero, True)
                 i += 4
             while i < s:
-                _two_rows(H, c, i, s, XT, index, U[i - f], U[i + 1 - f], r, zero)
+                u = U[i - f]
+                _rows(H, c, i, s, XT, index, u, U[i + 1 - f], u, u, r, zero, False)
                 i += 2
 
 
