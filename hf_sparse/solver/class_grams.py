@@ -90,7 +90,7 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
     copying each class's columns besides cost a quarter of a build), ``U = h X_slots`` times ``X_slots'`` four rows
     by four columns at a time, the last one to three rows two at a time (:func:`_rows`).
     Four rows against two: 244 -> 163 ms at 10 classes of 437-484 slots, 139 -> 119 at 100 of 72-128, the same at
-    1,000 of 10-70 (four rows for every last one to three was 25% slower at 1,000 classes, whose grown blocks add one
+    1,000 of 10-70 (four rows for every last one to three was 24% slower at 1,000 classes, whose grown blocks add one
     or two); one row at a time was 2.1x slower than two at 2-32 slots."""
     n, m = X.shape
     k = slots.shape[0]
