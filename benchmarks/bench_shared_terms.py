@@ -35,7 +35,8 @@ def main(n: int = 20_000, m: int = 700) -> None:
     rng = np.random.default_rng(0)
     X = torch.as_tensor(rng.standard_normal((n, m)), dtype=torch.float32)
     w = torch.ones(n, dtype=torch.float64)
-    for k, share in ((10, 0.8), (10, 0.3), (10, 0.1), (30, 0.5), (30, 0.1), (100, 0.3), (100, 0.05)):
+    for k, share in ((10, 0.8), (10, 0.3), (10, 0.1), (30, 0.5), (30, 0.1), (50, 0.3), (50, 0.05), (100, 0.3),
+                     (100, 0.15), (100, 0.05)):
         P = torch.softmax(torch.as_tensor(rng.standard_normal((n, k))), 1)
         pattern = ClassPattern.from_mask(rng.random((k, m)) < share)
         results = {}

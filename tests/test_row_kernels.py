@@ -331,9 +331,9 @@ def test_restricted_gradient_from_probabilities_makes_the_residual_itself():
         pattern.gradient(X, P, y)
 
 
-# by columns, and by rows (a few classes: BY_ROWS_MAX_CLASSES), four classes a pass: 10, 9, 7 and 4 leave each
-# remainder of a last pass
-@pytest.mark.parametrize("k", [30, 10, 9, 7, 4])
+# by columns (past BY_ROWS_MAX_CLASSES), and by rows four classes a pass: 10, 9, 7 and 4 leave each remainder of a
+# last pass, and 30 is by rows too
+@pytest.mark.parametrize("k", [80, 30, 10, 9, 7, 4])
 def test_restricted_shared_curvature_against_the_formula(k):
     X, mask, rng = _pattern_case(k=k, seed=1)
     n, k = X.shape[0], mask.shape[0]

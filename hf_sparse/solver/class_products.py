@@ -39,9 +39,10 @@ _PARTS = 64  # partial sums, each over every 64th tile: memory 64 x pairs whatev
 #: (measured on the 2-core box at 20,000 rows: 100 classes x 700 columns and 1,000 x 500)
 MAX_DENSITY = {"gradient": 0.14, "matvec": 0.18, "curvature": 1.0}
 #: the shared moves' terms row by row up to this many classes (``benchmarks/bench_shared_terms.py``, 20,000 rows, 700
-#: columns: at 10 classes 8.9 ms against 19.6 by columns at 80% of pairs free, 8.3 against 11.5 at 10%; at 30 classes
-#: faster at 50%, slower at 10%; at 100 classes twice as slow)
-BY_ROWS_MAX_CLASSES = 16
+#: columns, with four classes a pass: by rows against by columns 4.6-4.7 / 11.6-16.4 ms at 10 classes and 10-80% of
+#: pairs free, 7.7 / 14.2-20.6 at 30 classes and 10-50%, 10.6 / 14.4 at 50 and 5%, 11.7 / 20.6 at 50 and 30%; at 100
+#: classes 18.3-18.5 / 22.0-29.9 at 15-30% but 18.0 / 16.4 at 5%. Two classes a pass, by rows lost from 30 classes)
+BY_ROWS_MAX_CLASSES = 64
 
 
 @numba.njit(inline="always", fastmath={"reassoc", "contract"})
