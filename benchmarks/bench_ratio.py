@@ -27,15 +27,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_solver import OUT, machine_info, run_ours  # noqa: E402
-from objective import lam_max, lambda_path, objective  # noqa: E402
+from objective import lam_max, lambda_path, path_objectives  # noqa: E402
 from reference_solvers import RUNNERS  # noqa: E402
 from synthetic import GENERATORS  # noqa: E402
-
-
-def objectives(X64: np.ndarray, y: np.ndarray, result, lambdas, alpha: float) -> np.ndarray:
-    """The float64 objective of ``result``'s weights at each lambda (NaN where it has none)."""
-    return np.array([objective(X64, y, w[0], w[1], lam, alpha) if w is not None else np.nan
-                     for w, lam in zip(result.weights, lambdas)])
 
 
 def main(argv=None):
@@ -66,9 +60,9 @@ def main(argv=None):
     for r in range(args.rounds):
         ours = run_ours(X, y, lambdas, args.alpha, k=args.k, tol=args.tol)
         certified = sum(bool(m and m.get("converged")) for m in ours.settings["metrics"])
-        saga = RUNNERS["glm_saga"](X, y, lambdas, args.alpha, k=args.k, max_lambdas=None, tail_warm_starts=None,
-                                   nepochs=2000, verbose=False, budget_seconds=None)
-        P_ours, P_saga = objectives(X64, y, ours, lambdas, args.alpha), objectives(X64, y, saga, lambdas, args.alpha)
+        saga = RUNNERS["glm_saga"](X, y, lambdas, args.alpha, k=args.k)  # the paper's settings, its whole path
+        P_ours = path_objectives(X64, y, ours.weights, lambdas, args.alpha)
+        P_saga = path_objectives(X64, y, saga.weights, lambdas, args.alpha)
         above = (P_saga - P_ours) / np.abs(P_ours)
         rounds.append(dict(ours_seconds=ours.seconds, glm_saga_seconds=saga.seconds,
                            ratio=saga.seconds / ours.seconds, ours_certified=certified,

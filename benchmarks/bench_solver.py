@@ -61,7 +61,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from objective import (lam_max, lambda_path, objective, relative_suboptimality,  # noqa: E402
+from objective import (lam_max, lambda_path, path_objectives, relative_suboptimality,  # noqa: E402
                        cross_entropy)
 from reference_solvers import COMPILED, RUNNERS, PathResult  # noqa: E402
 
@@ -236,8 +236,7 @@ def bench_one(args, k):
         res.settings["loadavg_before"] = la
         res.settings["loadavg_after"] = _loadavg()
         results[name] = res
-        P[name] = np.array([objective(X64, y, w[0], w[1], lam, alpha) if w is not None else np.nan
-                            for w, lam in zip(res.weights, lambdas)])
+        P[name] = path_objectives(X64, y, res.weights, lambdas, alpha)
         print(f"   {res.seconds:.2f}s{' (estimated)' if res.estimated else ''}  {res.notes[:300]}",
               flush=True)
     load["end"] = _loadavg()

@@ -60,6 +60,12 @@ def objective(X, y, W, b, lam: float, alpha: float) -> float:
     return cross_entropy(X, y, W, b) + penalty(W, lam, alpha)
 
 
+def path_objectives(X, y, weights, lambdas, alpha: float) -> np.ndarray:
+    """``objective`` at each lambda of a path's ``(W, b)`` weights (NaN where the solver gave none)."""
+    return np.array([objective(X, y, w[0], w[1], lam, alpha) if w is not None else np.nan
+                     for w, lam in zip(weights, lambdas)])
+
+
 def lam_max(X, y, alpha: float, k: int | None = None) -> float:
     """Smallest lam with W = 0 optimal (bias fit), for standardized X.
 

@@ -105,7 +105,7 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
                 XT[j, t] = X[a + t, j]
         for c in numba.prange(k):
             s, f, hc = sizes[c], first[c], classes[c]
-            index = np.full(s + 8, m + 1)  # the zero row past s: the blocks of four may run over the end
+            index = np.full(s + 4, m + 1)  # the zero row past s: the blocks of four may run over the end
             index[:s] = slots[c, :s]
             U = np.zeros((s - f + 1, r), dtype=X.dtype)
             for i in range(f, s):
