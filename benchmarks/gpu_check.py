@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hf_sparse.solver import block_newton, fit_path, path_fitter  # noqa: E402
+from hf_sparse.solver import class_blocks, fit_path, path_fitter  # noqa: E402
 from objective import lam_max_torch, lambda_path  # noqa: E402
 from synthetic import planted_sparse  # noqa: E402
 
@@ -80,11 +80,11 @@ def build_bench(X: torch.Tensor, k: int, m: int = 600, seed: int = 0) -> None:
     results = {}
     for label, batches in (("one product per class", {}), ("batches of 2048 rows", {"cuda": 2048}),
                            ("batches of 8192 rows", {"cuda": 8192})):
-        block_newton.GRAM_ROWS_PER_BATCH = batches
+        class_blocks.GRAM_ROWS_PER_BATCH = batches
         for _ in range(2):  # the first of each warms up
             torch.cuda.synchronize()
             t = time.perf_counter()
-            results[label] = block_newton.ClassBlocks.build(block, h, free)
+            results[label] = class_blocks.ClassBlocks.build(block, h, free)
             seconds = time.perf_counter() - t
         print(f"class blocks, {X.shape[0]} rows, {k} classes of up to {results[label].slots.shape[1]} slots, "
               f"{label}: {seconds:.3f}s", flush=True)
@@ -92,12 +92,12 @@ def build_bench(X: torch.Tensor, k: int, m: int = 600, seed: int = 0) -> None:
     for label, blocks in results.items():
         scale = np.abs(reference).max()
         print(f"  {label}: largest difference {np.abs(blocks.H - reference).max() / scale:.1e} of the largest entry")
-    block_newton.GRAM_ROWS_PER_BATCH = {"cuda": 2048}
+    class_blocks.GRAM_ROWS_PER_BATCH = {"cuda": 2048}
     del design, block, h
 
 
 #: the solver's parts whose GPU time the profiled lambdas report (name: (owner, attribute))
-_PARTS = {"blocks": ("block_newton.ClassBlocks", "build"), "loss passes": ("problem.Problem", "loss"),
+_PARTS = {"blocks": ("class_blocks.ClassBlocks", "build"), "loss passes": ("problem.Problem", "loss"),
           "softmax": ("problem.Problem", "probabilities"),
           "working-set gradient": ("problem.Problem", "residual_products"),
           "full gradient": ("design.Design", "gradient"), "step products": ("design.Block", "matvec"),
@@ -193,7 +193,7 @@ def pairs_bench(X: torch.Tensor, k: int, m: int = 1700, seed: int = 0) -> bool:
     def gram_kernel():  # the blocks of up to 64 slots from the kernel, whatever the solver's setting
         kept, pair_kernels.MAX_GRAM_SLOTS = pair_kernels.MAX_GRAM_SLOTS, 64
         try:
-            return block_newton.ClassBlocks.build(block, h, free, probabilities=(P, w)).H
+            return class_blocks.ClassBlocks.build(block, h, free, probabilities=(P, w)).H
         finally:
             pair_kernels.MAX_GRAM_SLOTS = kept
     cases = [
@@ -204,7 +204,7 @@ def pairs_bench(X: torch.Tensor, k: int, m: int = 1700, seed: int = 0) -> bool:
          lambda d, t: relative(t[free_t], d[free_t])),
         ("shared terms", lambda: torch.stack(shared_terms(problem, block, P, free_t)),
          lambda: torch.stack(kernels.shared_terms(block.data, P, w)), lambda d, t: relative(t, d)),
-        ("class blocks", lambda: block_newton.ClassBlocks.build(block, h, free).H, gram_kernel,
+        ("class blocks", lambda: class_blocks.ClassBlocks.build(block, h, free).H, gram_kernel,
          lambda d, t: relative(t, d)),
     ]
     ok = True

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 
 def force_torch_route(setattr=setattr) -> None:
-    from hf_sparse.solver import block_newton, class_products, families, problem
+    from hf_sparse.solver import class_blocks, class_products, families, problem
 
     setattr(problem.Problem, "softmax_rows", lambda self, Z, step=None: None)
     setattr(families, "conjugate_terms", lambda D, Y: None)
     setattr(families, "row_softmax", lambda Z: None)
-    setattr(block_newton, "COMPILED_MAX_SLOTS", 0)
+    setattr(class_blocks, "COMPILED_MAX_SLOTS", 0)
     setattr(class_products.ClassPattern, "applies", staticmethod(lambda X: False))
 
 

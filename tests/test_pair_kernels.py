@@ -184,11 +184,11 @@ def test_block_path_with_the_kernels_equals_the_dense_torch_code(monkeypatch, ke
     """The block method's steps on the GPU's route, with the kernels (interpreted here) and without: the same
     objective at every point, each certified, and the kernels did run. ``kernel_slots``: class blocks up to that
     size from the kernel, the larger by batched products (4: both routes in one build)."""
-    import hf_sparse.solver.block_newton as block_newton
+    import hf_sparse.solver.class_blocks as class_blocks
     from _torch_route import force_pair_kernels, force_torch_route
 
     force_torch_route(monkeypatch.setattr)
-    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
+    monkeypatch.setattr(class_blocks, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
     rng = np.random.default_rng(3)
     n, d, k = 240, 10, 12
     X = rng.standard_normal((n, d))
@@ -218,7 +218,7 @@ def test_two_processes_with_the_kernels_equal_one(tmp_path, monkeypatch):
     """The kernels' partial sums over each process's rows, summed across processes (``accelerate launch`` on
     several GPUs; here two CPU processes in Triton's interpreter, launched by torchrun): the same path as one
     process with the dense torch code."""
-    import hf_sparse.solver.block_newton as block_newton
+    import hf_sparse.solver.class_blocks as class_blocks
     from _torch_route import force_torch_route
     from test_solver import _fit_in_two_processes
 
@@ -228,7 +228,7 @@ def test_two_processes_with_the_kernels_equal_one(tmp_path, monkeypatch):
     n, d, k = 401, 12, 8
     X = rng.standard_normal((n, d))
     y = (X @ (rng.standard_normal((d, k)) * (rng.random((d, k)) < 0.4)) + rng.gumbel(size=(n, k))).argmax(1)
-    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
+    monkeypatch.setattr(class_blocks, "GRAM_ROWS_PER_BATCH", {"cpu": 16})
     single = fit_path(X, y, n_lambdas=5, lambda_min_ratio=0.05, dtype=torch.float64, tol=1e-10, method="block")
     assert all(single.metric("converged"))
     distributed = _fit_in_two_processes(tmp_path, "torchrun", X=X, y=y, lambdas=single.lambdas.numpy(),

@@ -428,8 +428,8 @@ def test_block_path_is_the_same_with_restricted_and_dense_products(monkeypatch, 
 def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
     """Small class blocks come from the compiled row-tile kernel (1,000 rows: three tiles and a partial one); they
     equal the batched-BLAS blocks and each class's Gram written out in float64."""
-    import hf_sparse.solver.block_newton as block_newton
-    from hf_sparse.solver.block_newton import ClassBlocks
+    import hf_sparse.solver.class_blocks as class_blocks
+    from hf_sparse.solver.class_blocks import ClassBlocks
 
     rng = np.random.default_rng(4)
     n, m, k = 1000, 15, 25
@@ -439,15 +439,15 @@ def test_compiled_class_blocks_against_the_batched_blas_ones(monkeypatch):
     free = rng.random((k, m)) < 0.3
     free[0] = False
     compiled = ClassBlocks.build(block, h, free)
-    assert compiled.slots.shape[1] <= block_newton.COMPILED_MAX_SLOTS
-    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 0)
+    assert compiled.slots.shape[1] <= class_blocks.COMPILED_MAX_SLOTS
+    monkeypatch.setattr(class_blocks, "COMPILED_MAX_SLOTS", 0)
     blas = ClassBlocks.build(block, h, free)
     np.testing.assert_allclose(compiled.H, blas.H, rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 5)  # some classes each way
+    monkeypatch.setattr(class_blocks, "COMPILED_MAX_SLOTS", 5)  # some classes each way
     assert 0 < (compiled.sizes <= 5).sum() < k
     mixed = ClassBlocks.build(block, h, free)
     np.testing.assert_allclose(mixed.H, blas.H, rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 64})  # a GPU's batches of rows, on the CPU
+    monkeypatch.setattr(class_blocks, "GRAM_ROWS_PER_BATCH", {"cpu": 64})  # a GPU's batches of rows, on the CPU
     batched = ClassBlocks.build(block, h, free)
     np.testing.assert_allclose(batched.H, blas.H, rtol=1e-12, atol=1e-12)
     Xs = block.data.numpy()

@@ -309,7 +309,7 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
     compiled kernel at 1 thread, BLAS past 128 slots at 2 on its own), equal the one-process path."""
     import numba
 
-    import hf_sparse.solver.block_newton as block_newton
+    import hf_sparse.solver.class_blocks as class_blocks
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs numba to allow 2 threads")
@@ -318,13 +318,13 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
     X = rng.standard_normal((n, d))
     y = (X @ rng.standard_normal((d, k)) + 3 * rng.gumbel(size=(n, k))).argmax(1)
     sizes = []
-    build = block_newton.ClassBlocks.build
-    monkeypatch.setattr(block_newton.ClassBlocks, "build", lambda *a, **kw: sizes.append(
+    build = class_blocks.ClassBlocks.build
+    monkeypatch.setattr(class_blocks.ClassBlocks, "build", lambda *a, **kw: sizes.append(
         int(a[2].sum(1).max()) + 1) or build(*a, **kw))
     with pytest.warns(RuntimeWarning, match="stopped above"):  # the block method at 6 classes (not its regime)
         # leaves the densest point above 1e-10: what is compared here is the two runs, not the certificate
         single = fit_path(X, y, n_lambdas=4, lambda_min_ratio=1e-3, dtype=torch.float64, tol=1e-10, method="block")
-    assert max(sizes) > block_newton._FEW_CLASSES_MAX_SLOTS  # some blocks past 128 slots
+    assert max(sizes) > class_blocks._FEW_CLASSES_MAX_SLOTS  # some blocks past 128 slots
     distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial",
                                         group=False, method="block", threads=np.array([1, 2]))
     for a, b in zip(single, distributed):
@@ -338,11 +338,11 @@ def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatc
     """The torch code a GPU runs (forced on these CPU processes: residuals, curvatures and class blocks in row
     chunks, the blocks as batched products over batches of rows), in two processes as in one: what
     ``accelerate launch`` on several GPUs runs, launched by torchrun and by ``accelerate launch`` itself."""
-    import hf_sparse.solver.block_newton as block_newton
+    import hf_sparse.solver.class_blocks as class_blocks
     from _torch_route import force_torch_route
 
     force_torch_route(monkeypatch.setattr)
-    monkeypatch.setattr(block_newton, "GRAM_ROWS_PER_BATCH", {"cpu": 16})  # the GPU's batches of rows, smaller
+    monkeypatch.setattr(class_blocks, "GRAM_ROWS_PER_BATCH", {"cpu": 16})  # the GPU's batches of rows, smaller
     rng = np.random.default_rng(5)
     n, d, k = 401, 12, 8
     X = rng.standard_normal((n, d))

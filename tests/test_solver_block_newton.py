@@ -15,7 +15,8 @@ import hf_sparse.solver.block_newton as block_newton
 import hf_sparse.solver.newton as newton
 import hf_sparse.solver.softmax_hessian as softmax_hessian
 from hf_sparse.solver import fit_path
-from hf_sparse.solver.block_newton import ClassBlocks
+import hf_sparse.solver.class_blocks as class_blocks
+from hf_sparse.solver.class_blocks import ClassBlocks
 from hf_sparse.solver.shared_moves import shared_moves
 from hf_sparse.solver.step_arrays import StepArrays
 from hf_sparse.solver.design import Design
@@ -114,7 +115,7 @@ def test_class_blocks_of_every_size_either_side_of_the_compiled_limit(monkeypatc
     """Blocks of 1 to 45 slots (odd and even, past several blocks of four), with the compiled kernel's limit at 20
     slots so that the largest go to batched BLAS: every block equals ``A' diag(h_c) A`` in float64 (NumPy), over a
     row count that is not a multiple of the kernel's tile."""
-    monkeypatch.setattr(block_newton, "COMPILED_MAX_SLOTS", 20)
+    monkeypatch.setattr(class_blocks, "COMPILED_MAX_SLOTS", 20)
     rng = np.random.default_rng(5)
     n, d, k = 333, 50, 45
     design = Design.build(torch.as_tensor(rng.normal(size=(n, d))), device="cpu", dtype=dtype)
@@ -597,19 +598,19 @@ def test_large_blocks_by_the_compiled_kernel_only_where_the_classes_keep_every_t
     h = torch.as_tensor(rng.random((n, k)))
     free = rng.random((k, d)) < 0.8  # about 160 slots a class
     compiled_classes = []
-    original = block_newton.class_grams
-    monkeypatch.setattr(block_newton, "class_grams", lambda *a, **kw: compiled_classes.append(
+    original = class_blocks.class_grams
+    monkeypatch.setattr(class_blocks, "class_grams", lambda *a, **kw: compiled_classes.append(
         len(kw["classes"])) or original(*a, **kw))
     Xs = block.data.double().numpy()
     for per_thread, expected_compiled in [(0, [k]), (k + 1, [])]:  # (0: whatever the thread count)
         compiled_classes.clear()
-        monkeypatch.setattr(block_newton, "_CLASSES_PER_THREAD", per_thread)
+        monkeypatch.setattr(class_blocks, "_CLASSES_PER_THREAD", per_thread)
         model = ClassBlocks.build(block, h, free)
         assert compiled_classes == expected_compiled
         for c in range(k):
             A = np.hstack([Xs[:, free[c]], np.ones((n, 1))])
             s = model.sizes[c]
-            assert s > block_newton._FEW_CLASSES_MAX_SLOTS
+            assert s > class_blocks._FEW_CLASSES_MAX_SLOTS
             expected = A.T @ (A * h[:, c].numpy()[:, None])
             np.testing.assert_allclose(model.H[c, :s, :s], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
@@ -683,3 +684,65 @@ def test_a_points_first_round_is_solved_to_tol_only_where_more_classes_make_it_p
     for a, b in zip(tight, loose):
         assert b.metrics["converged"]
         assert abs(a.metrics["objective"] - b.metrics["objective"]) <= 1e-6 * abs(a.metrics["objective"])
+
+
+def test_dual_excess_by_hand():
+    """Each free weight's distance from its optimality condition, squared, over ``2 l2``: a nonzero weight's
+    ``G + l1 sign(W) + l2 W``, a zero weight's excess of ``|G|`` over ``l1``; not-free weights left out, and no
+    such bound without an L2 term or in group mode."""
+    from hf_sparse.solver.penalty import ElasticNet
+
+    pen = ElasticNet(l1=0.5, l2=0.25)
+    W = torch.tensor([[2.0, -1.0, 0.0, 0.0, 3.0]])
+    G = torch.tensor([[-1.0, 0.25, 0.75, -0.25, 7.0]])
+    free = torch.tensor([[True, True, True, True, False]])
+    # r: -1 + 0.5 + 0.5 = 0; 0.25 - 0.5 - 0.25 = -0.5; 0.75 - 0.5 = 0.25; inside the ball: 0; not free
+    assert pen.dual_excess(W, G, free) == (0.5 ** 2 + 0.25 ** 2) / (2 * 0.25)
+    assert ElasticNet(l1=0.5, l2=0.0).dual_excess(W, G, free) == 0.0
+    assert ElasticNet(l1=0.5, l2=0.25, group=True).dual_excess(W, G, free) == 0.0
+
+
+def _dense_point(k: int = 10):
+    """A point near the dense end (1% of lam_max, every feature active) of deep-like features, solved to 1e-6."""
+    from hf_sparse.solver.path_fitter import _PathFitter
+    from hf_sparse.solver.problem import Problem
+
+    X, y = deep_like(3000, 40, k, rank=8, seed=3)
+    design = Design.build(torch.as_tensor(X), device="cpu", dtype=torch.float32)
+    problem = Problem.build(design, torch.as_tensor(y), family="multinomial", n_outputs=k, sample_weight=None)
+    fitter = _PathFitter(problem, alpha=0.99, group=False, tol=1e-6, val=None, method="block")
+    lam = fitter.lam_max() * 0.01
+    point = fitter.solve(lam)
+    assert point.metrics["converged"] and point.metrics["n_features"] == 40
+    return fitter, problem, problem.penalty(lam, 0.99, False)
+
+
+def test_near_the_dense_end_the_gap_is_the_penaltys_conjugate_term():
+    """At alpha 0.99 the certified gap of a dense point is, to a few percent, ``dual_excess``: each weight's
+    distance ``r`` from its optimality condition, squared, over ``2 l2`` (measured 9.07e-7 against a gap of
+    9.04e-7). The objective's own distance from its optimum is about ``r^2 / 2`` over the loss's curvature, a
+    hundred to ten thousand times less: why a Newton model's tolerance alone does not say the gap is in reach."""
+    fitter, problem, pen = _dense_point()
+    check = fitter._check(pen)
+    excess = pen.dual_excess(fitter.state.W, check.gradient, torch.ones_like(fitter.state.W, dtype=torch.bool))
+    assert 0.8 * check.gap <= excess <= 1.25 * check.gap, (excess, check.gap)
+
+
+def test_with_the_paths_tolerance_class_blocks_go_on_until_the_gap_is_in_reach():
+    """A dense point pushed off (five weights 2% larger) and solved again by the class blocks with a model
+    tolerance of 1e-6: alone they stop with a conjugate term of the gap near 1e-3 of the objective; given the
+    path's tolerance (``gap_tol``) they take further steps until it is within ``_CERTIFIABLE`` times it."""
+    excess, steps = {}, {}
+    for gap_tol in (None, 1e-4):
+        fitter, problem, pen = _dense_point()
+        state = fitter.state
+        for c, j in torch.nonzero(state.W)[:5]:
+            state.W[c, j] *= 1.02
+        state.refresh(problem)
+        free = torch.ones_like(state.W, dtype=torch.bool)
+        steps[gap_tol] = block_newton.block_newton_solve(problem, state, pen, torch.arange(40), free, tol=1e-6,
+                                                         gap_tol=gap_tol)
+        check = fitter._check(pen, polish=False)
+        excess[gap_tol] = pen.dual_excess(state.W, check.gradient, free) / check.objective
+    assert excess[None] > block_newton._CERTIFIABLE * 1e-4, excess
+    assert excess[1e-4] <= block_newton._CERTIFIABLE * 1e-4 and steps[1e-4] > steps[None], (excess, steps)

@@ -214,10 +214,10 @@ _MEMORY_SCRIPT = textwrap.dedent("""
         sys.path.insert(0, "tests")
         from _torch_route import force_torch_route
         force_torch_route()
-    from hf_sparse.solver import block_newton, chunking, shared_moves
+    from hf_sparse.solver import chunking, class_blocks, shared_moves
     # row chunks of 2^18 entries: a small share of the rows, as a GPU's 2^26 are of the ImageNet shape's, so that
     # an n x k array too many is not hidden in the chunks' allowance
-    chunking.CPU_ENTRIES = block_newton._PIECE_ENTRIES = shared_moves._PIECE_ENTRIES = {entries}
+    chunking.CPU_ENTRIES = class_blocks._PIECE_ENTRIES = shared_moves._PIECE_ENTRIES = {entries}
     n, d, k = {n}, {d}, {k}
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d)).astype(np.float32)

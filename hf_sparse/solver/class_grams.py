@@ -1,6 +1,6 @@
 """Every class's Newton block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` on the CPU, by a compiled row-tile kernel.
 
-The class-diagonal blocks of :class:`~.block_newton.ClassBlocks` at many classes are a thousand small Gram matrices
+The class-diagonal blocks of :class:`~.class_blocks.ClassBlocks` at many classes are a thousand small Gram matrices
 over each class's few free columns: batched BLAS spends its time gathering those columns, this kernel reads them
 from a tile of rows transposed once in cache (twice as fast from a few dozen slots to a few hundred). A block grown
 by new slots (:mod:`.kept_blocks`) forms only the new slots' rows.
@@ -125,7 +125,7 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
 def class_grams(X: torch.Tensor, h: torch.Tensor, slots: np.ndarray, sizes: np.ndarray,
                 classes: np.ndarray | None = None, first: np.ndarray | None = None) -> np.ndarray:
     """Every class's block ``[X_F_c, 1]' diag(h_c) [X_F_c, 1]`` in float64, ``(k, p, p)`` (see
-    :class:`~.block_newton.ClassBlocks`), each tile of rows summed in ``X``'s precision: twice as fast as batched
+    :class:`~.class_blocks.ClassBlocks`), each tile of rows summed in ``X``'s precision: twice as fast as batched
     BLAS from a few dozen slots (where BLAS spends its time gathering columns) to a few hundred. ``classes``: which
     columns of ``h`` the rows of ``slots`` are (default: all, in order). ``first``: per class, the first slot whose
     row and column are made (the entries among the slots before it are left zero: a block grown by new slots)."""

@@ -26,14 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .class_blocks import ClassBlocks
 from .class_grams import class_grams
 
 
 @dataclass
 class KeptBlocks:
-    """Class blocks (:class:`~.block_newton.ClassBlocks`) and what they were formed on."""
+    """Class blocks (:class:`~.class_blocks.ClassBlocks`) and what they were formed on."""
 
-    blocks: object  # ClassBlocks (not imported: block_newton imports this module)
+    blocks: ClassBlocks
     cols: np.ndarray  # the working set's columns (feature indices, ascending) that the slots index
     free: np.ndarray  # (k, m) each class's free columns of that working set
     h: torch.Tensor | None  # the rows' curvatures they were formed from; None: not to be grown
@@ -93,4 +94,4 @@ def grow(kept: KeptBlocks, block, cols: np.ndarray, free: np.ndarray):
         valid = np.arange(q)[None, :] < n_kept[:, None]
         entries = old.H[rows[:, :, None], source[:, :, None], source[:, None, :]]
         H[:, :q, :q] += np.where(valid[:, :, None] & valid[:, None, :], entries, 0.0)
-    return type(old)(H, slots, sizes, old.compiled_slots_cap)
+    return ClassBlocks(H, slots, sizes, old.compiled_slots_cap)

@@ -4,8 +4,7 @@ Each step forms the Hessian of the loss on the working set (exact per output for
 softmax; for softmax over more classes the full coupled Hessian up to 2,000 coordinates, 600 from 10 classes on,
 beyond that its class-diagonal blocks with shared-feature moves, :mod:`.block_newton`), solves the penalized
 quadratic model by coordinate descent, and takes the step with a backtracking line search on the true objective.
-The softmax Hessian is the costly part (``n M^2``): it is kept while it serves and grown when the working set gains
-coordinates (``softmax_hessian.py``).
+The softmax Hessian is the costly part (``n M^2``): kept while it serves, grown with the working set.
 
 Example:
     >>> state = Iterate.zeros(problem)
@@ -20,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .block_newton import ClassBlocks, block_newton_solve
+from .block_newton import block_newton_solve
+from .class_blocks import ClassBlocks
 from .pair_kernels import restricted_products
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
 from .penalty import ElasticNet
@@ -140,7 +140,7 @@ def prediction_dtype(design) -> torch.dtype:
 
 def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: torch.Tensor,
                  free: torch.Tensor, *, tol: float, max_steps: int = 50, reuse_hessian: bool = False,
-                 coupled: bool = True, max_coupled: int | None = None) -> int:
+                 coupled: bool = True, max_coupled: int | None = None, gap_tol: float | None = None) -> int:
     """Minimize the objective over the weights ``W[:, cols]`` where ``free`` (k, m) allows.
 
     Stops when the model's predicted decrease falls below ``tol`` times the
@@ -156,7 +156,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
     :func:`~.block_newton.block_newton_solve`: class-diagonal blocks plus shared-feature moves.
     """
     if uses_class_blocks(problem, penalty.group, free, max_coupled, coupled):
-        return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps)
+        return block_newton_solve(problem, state, penalty, cols, free, tol=tol, max_steps=max_steps, gap_tol=gap_tol)
     max_coupled = coupled_limit(free.shape[0], penalty.group) if max_coupled is None else max_coupled
     block = problem.design.block(cols)
     reducer = problem.design.reducer

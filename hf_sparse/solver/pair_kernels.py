@@ -304,7 +304,7 @@ _GRAM_ROWS_PER_SPLIT = 8192  # rows summed in float32 before the float64 sum ove
 
 
 def class_grams(X: torch.Tensor, P: torch.Tensor, weight: torch.Tensor, slots, sizes, classes) -> torch.Tensor:
-    """The class blocks ``[X_F_c, 1]' diag(w p_c (1 - p_c)) [X_F_c, 1]`` of :class:`~.block_newton.ClassBlocks` for
+    """The class blocks ``[X_F_c, 1]' diag(w p_c (1 - p_c)) [X_F_c, 1]`` of :class:`~.class_blocks.ClassBlocks` for
     ``classes`` (their rows of ``slots``: columns of ``X``, ``m`` for the bias, ``m + 1`` padding; ``sizes`` slots
     used, at most 64), with the curvatures made from the probabilities ``P`` and row weights in the kernel:
     ``(len(classes), q, q)`` float64 on ``X``'s device (this process's rows), ``q`` the widest class's slots rounded up

@@ -177,8 +177,9 @@ class _PathFitter:
             cols = torch.nonzero(working.any(0)).flatten()
             inner_tol = tol * (_BOUND_INNER if self.method == "bound"
                                else first_share if rounds == 1 else _NEWTON_INNER["later"])
+            # after the first round (the strong rule's guess) the class blocks go on until the gap can be certified
             steps += self._inner(p, self.state, pen, cols, working[:, cols], tol=inner_tol, reuse_hessian=reuse,
-                                 max_coupled=max_coupled)
+                                 max_coupled=max_coupled, gap_tol=self.tol if rounds > 1 else None)
             check = self._check(pen, working=working)
             violators = (pen.scores(check.gradient) > pen.l1 * (1 + 1e-6)) & ~working
             if self.group:
