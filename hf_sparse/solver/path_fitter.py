@@ -29,6 +29,7 @@ from .penalty import ElasticNet
 from .problem import Problem
 from .refit import raw_weights, validation_scores
 from .screening import golden_min, working_set
+from .secant import secant_start
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class _PathFitter:
         self.state.keep_arrays = method == "block"  # its step arrays, kept for the path (counted in its formula)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
+        self.earlier: tuple[float, torch.Tensor, torch.Tensor] | None = None  # the point before (lam, W, b)
         self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
         # the gap's rounding floor, relative to the objective: with float64 predictions and dual
         # point (every device) the gap is computed to about 1e-12 (times log k: each row's entropy
@@ -164,6 +166,7 @@ class _PathFitter:
         # strong rule (Tibshirani et al. 2012) plus everything already active
         working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
                                limit=self.method != "bound")
+        self._predict(lam)
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
         # the first round's share of tol (see _NEWTON_INNER): before a first feature has entered, tight too
@@ -233,6 +236,14 @@ class _PathFitter:
         point = self._point(lam, check, steps, time.perf_counter() - started)
         point.metrics["converged"] = bool(0 <= check.gap <= self.tol * scale)
         return point
+
+    def _predict(self, lam: float) -> None:
+        """Start the point at ``lam`` on the secant through the last two points (:mod:`.secant`)."""
+        s = self.state
+        earlier, self.earlier = self.earlier, (self.prev_lam, s.W.clone(), s.b.clone())
+        if earlier is not None:
+            s.W, s.b = secant_start(s.W, s.b, earlier[1], earlier[2], lam0=earlier[0], lam1=self.prev_lam, lam=lam,
+                                    group=self.group)
 
     def _inner(self, *args, max_coupled: int | None = None, **kwargs) -> int:
         """The working-set solver of this path: proximal Newton, or the large-k bound solver."""
