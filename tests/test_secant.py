@@ -60,8 +60,8 @@ def test_the_secant_follows_log_lambda_and_refuses_long_or_backward_steps():
     fitter._predict(4.0 / 2 ** (1 / 3))
     assert math.isclose(float(fitter.state.W[0, 0]), 2.0 + 1.0 / 3, rel_tol=1e-12)
     for lam in (4.0 / 2 ** (secant.MAX_RATIO + 0.5), 8.0):
-        fitter.earlier = (8.0, torch.full((3, 4), 1.0, dtype=torch.float64) * torch.tensor([1.0, 0, 0, 0]),
-                          torch.zeros(3, dtype=torch.float64))
+        _at(fitter, 8.0, [[1.0, 0, 0, 0]] * 3, [0.0] * 3)
+        fitter._predict(4.0)
         _at(fitter, 4.0, [[2.0, 0, 0, 0]] * 3, [0.0] * 3)
         fitter._predict(lam)
         assert fitter.state.W[0].tolist() == [2.0, 0.0, 0.0, 0.0]
