@@ -138,7 +138,8 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
     ``group_size[q]``. A penalized group of size 1 gets the exact elastic-net update;
     a larger penalized group (a feature across classes) the group soft-threshold under
     the majorizing curvature ``group_curvature[q]`` (the largest eigenvalue of its
-    Hessian block); unpenalized coordinates (biases) exact Newton updates.
+    Hessian block); unpenalized coordinates (biases) exact Newton updates. Returns ``v`` and whether it
+    converged (a sweep's largest step below ``tol`` within ``max_sweeps``).
     """
     M = g.shape[0]
     v = w0.copy()
@@ -182,8 +183,8 @@ def coupled_cd(H, g, w0, l1, l2, group_start, group_size, group_penalized, group
                     if L * delta * delta > biggest:
                         biggest = L * delta * delta
         if biggest < tol:
-            break
-    return v
+            return v, True
+    return v, False
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

@@ -23,7 +23,8 @@ import torch
 
 from . import newton
 from .bound_cd import FeatureGram, bound_solve
-from .newton import Iterate, newton_solve, polish_bias
+from .bias_polish import polish_bias
+from .newton import Iterate, newton_solve
 from .path import PathPoint
 from .penalty import ElasticNet
 from .problem import Problem
@@ -57,6 +58,7 @@ _POLISH_ANYWAY = 100.0
 #: polish before it. Measured on the k=1000 and k=100 proxies: the 12 polishes at violations of 1.4-64% left gaps of
 #: 5-3e5 times tol; those at 0.04-0.8% certified the point in 8 of 11 cases (0.35 s a polish and check at 1,000 classes)
 _CLEAR_VIOLATION = 1e-2
+_STALLED_GAP = 0.9  # a round that gains too little is a stall only while its gap stays above this share of the last
 _MAX_STEPS = 100  # Newton steps per point before giving up on tol (reported as converged=False)
 #: a method="newton" point past the coupled Hessian's limit (class blocks instead) that is not certified after this
 #: many steps goes on with the coupled Hessian up to _RESCUE_COORDS coordinates (288 MB): on MNIST's pixels (10,000
@@ -173,7 +175,7 @@ class _PathFitter:
         first_share = _NEWTON_INNER["first" if p.family.name == "multinomial"
                                     and 3 <= p.internal_outputs < _LOOSE_MAX_CLASSES
                                     and bool((self.state.W != 0).any()) else "later"]
-        previous, reuse, retried = math.inf, True, False
+        previous, previous_gap, reuse, retried = math.inf, math.inf, True, False
         max_coupled, step_limit = None, _MAX_STEPS  # the coupled Hessian's default limit, until a rescue
         while True:
             rounds += 1
@@ -210,21 +212,15 @@ class _PathFitter:
                 break
             elif self.state.stale_model:
                 reuse, tol = False, tol * 0.1  # the round ended on an older Hessian: a fresh one, further
-            elif previous - check.objective <= self._stall * abs(check.objective) and tol < self.tol:
-                # The last round, already at a tighter tolerance, gained less than a hundredth of the
-                # tolerance: at this precision the gap is what it can be (it has a floor in float32).
-                # (A round that only added a violator or two gains little too: that is no stall. Giving
-                # up there left points at gaps of 1.0-1.4e-6 that one tighter round certifies.) The bound
-                # solver's linear steps leave the gradient (so the gap) loose long after the
-                # objective has settled: it goes on to the float64 floor. Before giving up,
-                # the bias is polished once whatever the rest of the gap: its gradient weighs
+            elif self._stalled(check, previous, previous_gap, tol):
+                # Before giving up, the bias is polished once whatever the rest of the gap: its gradient weighs
                 # in the certificate over the class frequency but only squared in the objective
                 # (k=100 proxy: two points stalled at gaps of 3.5e-6 and 5.7e-6 without it).
                 check = self._check(pen, force_polish=True)
                 break
             else:
                 tol *= 0.1
-            previous = check.objective
+            previous, previous_gap = check.objective, check.gap
         self.prev_lam, self.prev_gradient = lam, check.gradient
         scale = abs(check.objective)
         if check.gap < -self.gap_floor * scale:
@@ -236,6 +232,19 @@ class _PathFitter:
         point = self._point(lam, check, steps, time.perf_counter() - started)
         point.metrics["converged"] = bool(0 <= check.gap <= self.tol * scale)
         return point
+
+    def _stalled(self, check: _Check, previous: float, previous_gap: float, tol: float) -> bool:
+        """Whether the last round (objective ``previous`` and gap ``previous_gap`` before it, Newton tolerance ``tol``)
+        shows that at this precision the gap is what it can be (it has a floor in float32): already at a tighter
+        tolerance than the path's, it gained less than a hundredth of the tolerance and left the gap above
+        :data:`_STALLED_GAP` of the last. A round that only added a violator or two gains little too: that is no
+        stall (giving up there left points at gaps of 1.0-1.4e-6 that one tighter round certifies). Nor is a round that
+        cut the gap: near the dense end the gap is mostly the penalty's conjugate term, which fell five-fold (9.9e-6 to
+        1.9e-6, CIFAR-10's grey pixels) in a round that gained 7.5e-9 of the objective. The bound solver's linear steps
+        leave the gradient (so the gap) loose long after the objective has settled: it goes on to the float64 floor.
+        """
+        return (tol < self.tol and previous - check.objective <= self._stall * abs(check.objective)
+                and check.gap > _STALLED_GAP * previous_gap)
 
     def _predict(self, lam: float) -> None:
         """Start the point at ``lam`` on the secant through the last two points (:mod:`.secant`)."""
@@ -267,7 +276,7 @@ class _PathFitter:
         product follows from ``X^T R`` and :meth:`~.problem.Problem.dual_data` without another
         pass over the features). To first order that removes the bias term of the Fenchel-Young
         gap; where the gap is still above ``tol`` and ``s`` is not negligible, Newton steps on the
-        bias alone (:func:`~.newton.polish_bias`, ``n k`` each) shrink ``s`` and the gap is
+        bias alone (:func:`~.bias_polish.polish_bias`, ``n k`` each) shrink ``s`` and the gap is
         computed again (when the rest of the gap is below ``tol``, or always with ``force_polish``,
         the path's last try at a point that has stalled), and not while a feature outside ``working`` violates its
         KKT condition by more than :data:`_CLEAR_VIOLATION` (another round follows whatever the bias).
