@@ -729,18 +729,24 @@ def test_near_the_dense_end_the_gap_is_the_penaltys_conjugate_term():
     assert 0.8 * check.gap <= excess <= 1.25 * check.gap, (excess, check.gap)
 
 
+def _pushed_dense_point():
+    """:func:`_dense_point` with five of its weights 2% larger; returns the fitter, problem, penalty, iterate and
+    every weight free."""
+    fitter, problem, pen = _dense_point()
+    state = fitter.state
+    for c, j in torch.nonzero(state.W)[:5]:
+        state.W[c, j] *= 1.02
+    state.refresh(problem)
+    return fitter, problem, pen, state, torch.ones_like(state.W, dtype=torch.bool)
+
+
 def test_with_the_paths_tolerance_class_blocks_go_on_until_the_gap_is_in_reach():
     """A dense point pushed off (five weights 2% larger) and solved again by the class blocks with a model
     tolerance of 1e-6: alone they stop with a conjugate term of the gap near 1e-3 of the objective; given the
     path's tolerance (``gap_tol``) they take further steps until it is within ``_CERTIFIABLE`` times it."""
     excess, steps = {}, {}
     for gap_tol in (None, 1e-4):
-        fitter, problem, pen = _dense_point()
-        state = fitter.state
-        for c, j in torch.nonzero(state.W)[:5]:
-            state.W[c, j] *= 1.02
-        state.refresh(problem)
-        free = torch.ones_like(state.W, dtype=torch.bool)
+        fitter, problem, pen, state, free = _pushed_dense_point()
         steps[gap_tol] = block_newton.block_newton_solve(problem, state, pen, torch.arange(40), free, tol=1e-6,
                                                          gap_tol=gap_tol)
         check = fitter._check(pen, polish=False)
@@ -756,12 +762,7 @@ def test_with_the_paths_tolerance_the_coupled_newton_goes_on_until_the_gap_is_in
     steps on: the term falls below 1e-8 and the gap, without a bias polish, below the tolerance."""
     excess, gap = {}, {}
     for gap_tol in (None, 1e-6):
-        fitter, problem, pen = _dense_point()
-        state = fitter.state
-        for c, j in torch.nonzero(state.W)[:5]:
-            state.W[c, j] *= 1.02
-        state.refresh(problem)
-        free = torch.ones_like(state.W, dtype=torch.bool)
+        fitter, problem, pen, state, free = _pushed_dense_point()
         assert not newton.uses_class_blocks(problem, False, free)  # the coupled Hessian
         newton.newton_solve(problem, state, pen, torch.arange(40), free, tol=1e-6, gap_tol=gap_tol)
         check = fitter._check(pen, polish=False)
