@@ -105,3 +105,31 @@ def test_a_singular_system_falls_back_on_coordinate_descent(monkeypatch):
     assert steps == [None]  # no factor: coordinate descent alone from there
     assert np.isfinite(v).all()
     assert _optimality_violation(H, g, w0, v, 1e-3, 0.0, penalized) < 1e-8
+
+
+def test_a_path_on_correlated_features_takes_sign_steps_and_certifies_every_point(monkeypatch):
+    """Softmax over 4 classes on random-walk features (the coupled Hessian's regime, and coordinate descent's slow
+    one): the sign steps run, every point is certified, and the densest point's objective is no worse than a long
+    float64 FISTA run's (to 1e-7 of it) and within its own certificate of it."""
+    import torch
+
+    from hf_sparse.solver import fit_path
+    from solver_reference import fista, objective, standardize, targets, to_standardized
+
+    X = _correlated_features(600, 40, seed=5)
+    rng = np.random.default_rng(6)
+    y = np.argmax(X[:, [3, 10, 20, 30]] * 3 + rng.gumbel(size=(600, 4)), axis=1)
+    taken = []
+    original = sign_module._sign_step
+    monkeypatch.setattr(sign_module, "_sign_step", lambda *a: taken.append(1) or original(*a))
+    path = fit_path(torch.as_tensor(X, dtype=torch.float64), torch.as_tensor(y), n_lambdas=10,
+                    lambda_min_ratio=1e-3, tol=1e-8)
+    assert taken and all(p.metrics["converged"] for p in path)
+    last = path[-1]
+    Xs, mean, std = standardize(X)
+    Y = targets(y, "multinomial", 4)
+    W, b = to_standardized(last.weight.numpy(), last.bias.numpy(), mean, std)
+    ours = objective(Xs, Y, W, b, last.lam, 0.99, "multinomial")
+    reference = objective(Xs, Y, *fista(Xs, Y, last.lam, 0.99, "multinomial"), last.lam, 0.99, "multinomial")
+    assert ours <= reference * (1 + 1e-7)
+    assert reference >= ours - last.metrics["gap"] * ours * 1.01
