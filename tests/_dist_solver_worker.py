@@ -34,6 +34,12 @@ def main(data_path: str, out_dir: str) -> None:
         force_pair_kernels()
     if "threads" in data:  # each process its own thread count (the class blocks' routing must not depend on it)
         numba.set_num_threads(int(data["threads"][rank]))
+    if "torch_threads" in data:  # each process its own BLAS thread count (LAPACK's rounding may follow it)
+        torch.set_num_threads(int(data["torch_threads"][rank]))
+    if "sign_steps" in data:  # every coupled model through the sign steps (coordinate descent stops after a sweep)
+        import hf_sparse.solver.sign_solve as sign_solve
+
+        sign_solve.FIRST_SWEEPS = sign_solve.ROUND_SWEEPS = 1
     rows = np.array_split(np.arange(len(y)), world)[rank]
     method = str(data["method"]) if "method" in data else "auto"
     path = fit_path(torch.from_numpy(X[rows]), torch.from_numpy(y[rows]), lambdas=lambdas,

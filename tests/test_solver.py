@@ -333,6 +333,31 @@ def test_two_processes_with_different_thread_counts_form_the_same_class_blocks(t
 
 
 @pytest.mark.slow
+def test_two_processes_with_sign_steps_and_different_thread_counts_equal_one(tmp_path, monkeypatch):
+    """The coupled model's sign steps (forced: coordinate descent stops after a sweep) factor the model with LAPACK,
+    whose rounding may follow the thread count (MKL documents it); each process solves the model itself and they
+    must not drift apart, so they take the mean of their solutions. One process with 1 thread and one with 2 equal
+    the one-process path. (At this size their solutions also agree without the mean: the test does not show a
+    drift, only that the processes still agree with it.)"""
+    import hf_sparse.solver.sign_solve as sign_solve
+
+    X, y = make_data("multinomial", n=401, d=30, k=4, seed=9)
+    taken = []
+    original = sign_solve._sign_step
+    monkeypatch.setattr(sign_solve, "FIRST_SWEEPS", 1)
+    monkeypatch.setattr(sign_solve, "ROUND_SWEEPS", 1)
+    monkeypatch.setattr(sign_solve, "_sign_step", lambda *a: taken.append(1) or original(*a))
+    single = fit_path(X, y, n_lambdas=6, lambda_min_ratio=0.01, dtype=torch.float64, tol=1e-10)
+    assert taken  # the sign steps ran
+    distributed = _fit_in_two_processes(tmp_path, X=X, y=y, lambdas=single.lambdas.numpy(), family="multinomial",
+                                        group=False, sign_steps=np.array(True), torch_threads=np.array([1, 2]))
+    for a, b in zip(single, distributed):
+        torch.testing.assert_close(a.weight, b.weight, atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(a.bias, b.bias, atol=1e-7, rtol=1e-6)
+        assert b.metrics["converged"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method, launcher", [("block", "torchrun"), ("bound", "torchrun"), ("block", "accelerate")])
 def test_two_processes_equal_one_in_the_torch_code_of_a_gpu(tmp_path, monkeypatch, method, launcher):
     """The torch code a GPU runs (forced on these CPU processes: residuals, curvatures and class blocks in row

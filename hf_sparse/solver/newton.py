@@ -347,8 +347,14 @@ def _coupled_model(problem, block, state: Iterate, penalty: ElasticNet, layout, 
         curvature[:-1] = torch.linalg.eigvalsh(blocks)[:, -1].cpu().numpy()
     H = H.cpu().numpy()
 
+    reducer = problem.design.reducer
+
     def solve(grad_W, grad_b, W_set, b, tol):
-        return _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty, layout, tol=tol)
+        new_W, new_b = _solve_coupled(H, curvature, grad_W, grad_b, W_set, b, penalty, layout, tol=tol)
+        if reducer.world_size > 1:  # the sign solve's BLAS may round by thread count: every process takes the mean
+            both = reducer.sum(torch.cat([new_W, new_b[:, None]], dim=1)) / reducer.world_size  # contiguous
+            new_W, new_b = both[:, :-1], both[:, -1]
+        return new_W, new_b
     return solve, fresh
 
 
