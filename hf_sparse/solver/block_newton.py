@@ -66,6 +66,15 @@ _SHORT_HALVINGS = 10  # its line search's tries: 1, 1/2, ..., 2^-9 (the last abo
 _MIN_DAMPING, _MAX_DAMPING = 1e-6, 1e6  # relative to the blocks' mean diagonal entry
 
 
+def gap_out_of_reach(penalty, W_set: torch.Tensor, grad_W: torch.Tensor, free: torch.Tensor, objective: float,
+                     gap_tol: float | None, looks: int) -> bool:
+    """Whether a Newton model that sees nothing left should still step: given the path's tolerance ``gap_tol``, the
+    penalty's conjugate term of the gap (:meth:`~.penalty.ElasticNet.dual_excess`) is above :data:`_CERTIFIABLE`
+    times it, and fewer than :data:`_MAX_LOOKS` such steps (``looks``) were taken in this call."""
+    return gap_tol is not None and looks < _MAX_LOOKS and penalty.dual_excess(
+        W_set, grad_W, free) > _CERTIFIABLE * gap_tol * abs(objective)
+
+
 def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.Tensor, *, tol: float,
                        max_steps: int = 50, gap_tol: float | None = None, **_ignored) -> int:
     """Proximal Newton on the class-diagonal blocks, each step followed by shared-feature moves.
@@ -200,8 +209,7 @@ def block_newton_solve(problem, state, penalty, cols: torch.Tensor, free: torch.
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
             penalty.value(W_set + dW) - penalty.value(W_set))
         block_done = -predicted <= scale
-        if block_done and gap_tol is not None and looks < _MAX_LOOKS and penalty.dual_excess(
-                W_set, grad_W, free) > _CERTIFIABLE * gap_tol * abs(objective):
+        if block_done and gap_out_of_reach(penalty, W_set, grad_W, free, objective, gap_tol, looks):
             block_done, looks = False, looks + 1  # the step the model sees, however small: the gap is not in reach
         if block_done and damping > 0.0 and not undamped_refused:
             damping, block_done = 0.0, False  # a damped model sees too little: look again undamped

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .block_newton import _CERTIFIABLE, _MAX_LOOKS, block_newton_solve
+from .block_newton import block_newton_solve, gap_out_of_reach
 from .class_blocks import ClassBlocks
 from .pair_kernels import restricted_products
 from .coordinate_descent import coupled_cd, elastic_net_cd, group_elastic_net_cd
@@ -190,8 +190,7 @@ def newton_solve(problem: Problem, state: Iterate, penalty: ElasticNet, cols: to
         predicted = float((grad_W * dW).sum() + (grad_b * db).sum()) + float(
             penalty.value(new_W) - penalty.value(W_set))
         if -predicted <= tol * max(abs(objective), 1e-12):
-            if not (gap_tol is not None and looks < _MAX_LOOKS and penalty.dual_excess(
-                    W_set, grad_W, free) > _CERTIFIABLE * gap_tol * abs(objective)):
+            if not gap_out_of_reach(penalty, W_set, grad_W, free, objective, gap_tol, looks):
                 break
             # the model sees nothing left, but the gap is out of reach (as in block_newton_solve): its step however
             # small, the model solved to the gap's precision
