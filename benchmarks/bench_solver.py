@@ -61,6 +61,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from box_speed import box_speed  # noqa: E402
 from objective import (lam_max, lambda_path, path_objectives, relative_suboptimality,  # noqa: E402
                        cross_entropy)
 from reference_solvers import COMPILED, RUNNERS, PathResult  # noqa: E402
@@ -167,7 +168,8 @@ def machine_info():
 
     info = dict(loadavg_at_start=_loadavg(), platform=platform.platform(), python=platform.python_version(),
                 cpu_count=os.cpu_count(), torch=torch.__version__,
-                torch_threads=torch.get_num_threads(), date=datetime.datetime.now().isoformat())
+                torch_threads=torch.get_num_threads(), date=datetime.datetime.now().isoformat(),
+                box_speed=box_speed())  # the box's own speed: figures of different sessions compare through it
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

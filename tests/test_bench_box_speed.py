@@ -1,0 +1,29 @@
+"""The box's own speed that every benchmark records (benchmarks/box_speed.py)."""
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import box_speed as speed_module  # noqa: E402
+
+
+def test_best_seconds_skips_the_warm_up_and_keeps_the_fastest_run(monkeypatch):
+    durations = iter([0.125, 4.0, 1.5, 2.0])  # the warm-up (0.125 s, the fastest) is not one of the timed runs
+    clock = {"now": 0.0}
+    calls = []
+
+    def work():
+        calls.append(1)
+        clock["now"] += next(durations)
+
+    monkeypatch.setattr(speed_module.time, "perf_counter", lambda: clock["now"])
+    assert speed_module._best_seconds(work, repeats=3) == 1.5
+    assert len(calls) == 4
+
+
+def test_box_speed_reports_both_figures_as_positive_numbers():
+    speed = speed_module.box_speed(repeats=1)
+    assert set(speed) == {"gemm_gflops", "thin_ms"}
+    assert all(math.isfinite(v) and v > 0 for v in speed.values())
