@@ -9,26 +9,17 @@ Run: ``python benchmarks/bench_shared_terms.py`` (about a minute on 2 cores).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from box_speed import best_of  # noqa: E402
 from hf_sparse.solver import class_products  # noqa: E402
 from hf_sparse.solver.class_products import ClassPattern  # noqa: E402
-
-
-def best_of(fn, repeats: int = 5) -> tuple[float, tuple[torch.Tensor, torch.Tensor]]:
-    fn()  # compiles on first use
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
 
 
 def main(n: int = 20_000, m: int = 700) -> None:

@@ -19,15 +19,16 @@ from __future__ import annotations
 import time
 
 
-def _best_seconds(work, repeats: int) -> float:
-    """The fastest of ``repeats`` runs of ``work`` after one warm-up (the least disturbed by other work)."""
+def best_of(work, repeats: int = 5):
+    """``(seconds, output)``: the fastest of ``repeats`` runs of ``work`` after one warm-up (which compiles; the
+    fastest run is the least disturbed by other work), and the last run's output."""
     work()
-    best = float("inf")
+    best, output = float("inf"), None
     for _ in range(repeats):
         started = time.perf_counter()
-        work()
+        output = work()
         best = min(best, time.perf_counter() - started)
-    return best
+    return best, output
 
 
 def box_speed(repeats: int = 5) -> dict:
@@ -39,6 +40,6 @@ def box_speed(repeats: int = 5) -> dict:
     B = torch.randn(2000, 2000, generator=generator)
     X = torch.randn(20_000, 768, generator=generator)
     V = torch.randn(10, 768, generator=generator)
-    gemm = _best_seconds(lambda: A @ B, repeats)
-    thin = _best_seconds(lambda: (X @ V.T).T @ X, repeats)
+    gemm, _ = best_of(lambda: A @ B, repeats)
+    thin, _ = best_of(lambda: (X @ V.T).T @ X, repeats)
     return dict(gemm_gflops=round(2 * 2000 ** 3 / gemm / 1e9, 1), thin_ms=round(thin * 1e3, 2))

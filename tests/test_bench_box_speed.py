@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import box_speed as speed_module  # noqa: E402
 
 
-def test_best_seconds_skips_the_warm_up_and_keeps_the_fastest_run(monkeypatch):
+def test_best_of_skips_the_warm_up_and_keeps_the_fastest_run(monkeypatch):
     durations = iter([0.125, 4.0, 1.5, 2.0])  # the warm-up (0.125 s, the fastest) is not one of the timed runs
     clock = {"now": 0.0}
     calls = []
@@ -17,9 +17,10 @@ def test_best_seconds_skips_the_warm_up_and_keeps_the_fastest_run(monkeypatch):
     def work():
         calls.append(1)
         clock["now"] += next(durations)
+        return len(calls)
 
     monkeypatch.setattr(speed_module.time, "perf_counter", lambda: clock["now"])
-    assert speed_module._best_seconds(work, repeats=3) == 1.5
+    assert speed_module.best_of(work, repeats=3) == (1.5, 4)  # and the last run's output
     assert len(calls) == 4
 
 
