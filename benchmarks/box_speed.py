@@ -1,4 +1,4 @@
-"""How fast this box is at the solver's two kinds of work, recorded beside every benchmark's figures.
+"""How fast this box is at three kinds of the solver's work, recorded beside every benchmark's figures.
 
 The project's 2-core box is not one machine: the same code and the same steps took 8.6-8.9 s at the k=100 proxy in
 one session and 15.4-16.9 s in the next (2026-11-27 / 28). Times from different sessions compare only through the
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 
 def best_of(work, repeats: int = 5):
     """``(seconds, output)``: the fastest of ``repeats`` runs of ``work`` after one warm-up (which compiles; the
@@ -37,8 +39,6 @@ def best_of(work, repeats: int = 5):
 def box_speed(repeats: int = 5) -> dict:
     """``gemm_gflops``, ``thin_ms`` and ``loss_pass_ms`` (see the module's docstring), best of ``repeats``, at
     torch's thread count (the loss pass at numba's)."""
-    import torch
-
     generator = torch.Generator().manual_seed(0)
     gemm, thin = _products(repeats, generator)
     return dict(gemm_gflops=round(2 * 2000 ** 3 / gemm / 1e9, 1), thin_ms=round(thin * 1e3, 2),
@@ -47,8 +47,6 @@ def box_speed(repeats: int = 5) -> dict:
 
 def _products(repeats: int, generator) -> tuple[float, float]:
     """Seconds of the square product and of the thin pass."""
-    import torch
-
     A = torch.randn(2000, 2000, generator=generator)
     B = torch.randn(2000, 2000, generator=generator)
     X = torch.randn(20_000, 768, generator=generator)
@@ -58,8 +56,6 @@ def _products(repeats: int, generator) -> tuple[float, float]:
 
 def _loss_pass(repeats: int, generator, n: int = 20_000, k: int = 1_000) -> float:
     """Seconds of one line-search trial of the compiled softmax passes (its arrays freed on return: 480 MB)."""
-    import torch
-
     from hf_sparse.solver.softmax_rows import SoftmaxRows
 
     Z = torch.randn(n, k, generator=generator, dtype=torch.float64)
