@@ -27,7 +27,6 @@ import argparse
 import cProfile
 import io
 import json
-import math
 import pstats
 import signal
 import sys
@@ -41,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from box_speed import best_of  # noqa: E402
 from hf_sparse.solver import class_blocks, fit_path, path_fitter  # noqa: E402
 from objective import lam_max_torch, lambda_path  # noqa: E402
 from synthetic import planted_sparse  # noqa: E402
@@ -174,15 +174,7 @@ def pairs_bench(X: torch.Tensor, k: int, m: int = 1700, seed: int = 0) -> bool:
           f"({free.mean():.2%}), Triton {pair_kernels.available()}", flush=True)
 
     def timed(fn):
-        fn()
-        best = math.inf
-        for _ in range(3):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            out = fn()
-            torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t)
-        return best, out
+        return best_of(fn, 3, sync=torch.cuda.synchronize)
 
     def relative(a, b):
         a, b = (torch.as_tensor(v, dtype=torch.float64).to(dev) for v in (a, b))

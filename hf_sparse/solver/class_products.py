@@ -143,7 +143,9 @@ def _matvec(X, values, classes, indptr, cols, bias, out):
                 out[a + t, c] = acc[t] + bias[c]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+# reassociation lets the two sums of the last loop run in vector lanes, comparisons (not min and max) clamp q:
+# 36 -> 28 ms at 20,000 rows, 700 columns, 100 classes with 15% of pairs free (38 -> 33 at 1,000 classes and 1%)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
 def _shared_terms(X, P, weight, columns, indptr, classes):
     """Per column ``j = columns[a]`` with classes ``C = classes[indptr[a]:indptr[a + 1]]`` and ``q_ij = sum_C P[i, c]``:
     ``sum_i w_i x_ij q_ij`` and ``h_j = sum_i w_i x_ij^2 q_ij (1 - q_ij)``. Returns (2, columns)."""
@@ -175,7 +177,8 @@ def _shared_terms(X, P, weight, columns, indptr, classes):
                 for t in range(b - a):
                     wx = w[t] * x[t]
                     first += wx * q[t]
-                    qt = min(max(q[t], 0.0), 1.0)
+                    qt = 0.0 if q[t] < 0.0 else q[t]
+                    qt = 1.0 if qt > 1.0 else qt
                     curvature += wx * x[t] * qt * (1.0 - qt)
                 parts[part, 0, s] += first
                 parts[part, 1, s] += curvature
