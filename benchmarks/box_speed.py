@@ -11,7 +11,7 @@ box's own speed, so each benchmark records three figures of it, measured in its 
   ``.loss`` at ``Z + t S``, the probabilities written) at 20,000 x 1,000 float64, bound by its exp: a quarter to a
   third of the k=1000 proxy's time. The ninth session's box took 18.0-18.7 ms (benchmarks/RESULTS.md). It is the
   library's kernel, so it moves with the code too: the twenty-third session's faster row sums read 34-45 ms where
-  the former kernel read 48-50 ms on the same box.
+  the former kernel read 48-51 ms on the same box.
 
 Example:
     >>> speed = box_speed()
