@@ -1,4 +1,4 @@
-"""The vectorizable row helpers of the softmax kernels (solver/row_kernels.py) against numpy's and libm's exp and log (float64)."""
+"""The vectorizable row helpers of the softmax kernels (solver/row_kernels.py) against numpy and libm (float64)."""
 
 import math
 
@@ -20,10 +20,11 @@ def _exp_rows(X):
 
 @numba.njit(fastmath={"contract"}, error_model="numpy")
 def _xlogx_sums(Q, skip):
-    numbers, exponents, mantissas = np.empty(Q.shape[1]), np.empty(Q.shape[1]), np.empty(Q.shape[1])
+    row, exponents, mantissas = np.empty(Q.shape[1]), np.empty(Q.shape[1]), np.empty(Q.shape[1])
     out = np.empty(Q.shape[0])
     for i in range(Q.shape[0]):
-        out[i] = xlogx_row_sum(Q[i], skip[i], numbers, exponents, mantissas)
+        row[:] = Q[i]  # overwritten by the helper
+        out[i] = xlogx_row_sum(row, skip[i], exponents, mantissas)
     return out
 
 

@@ -127,9 +127,9 @@ _TINY = 1e-300  # x log x below it is taken as 0 (|x log x| < 7e-298; subnormals
 
 
 @numba.njit(inline="always")
-def xlogx_row_sum(q, skip, numbers, exponents, mantissas):
-    """``sum_c q_c log q_c`` over the row ``q``'s entries above 1e-300 but ``q[skip]`` (``skip = -1``: none), with
-    three float64 scratch rows of its length. ``numbers`` may be ``q`` itself (it is overwritten).
+def xlogx_row_sum(q, skip, exponents, mantissas):
+    """``sum_c q_c log q_c`` over the row ``q``'s entries above 1e-300 but ``q[skip]`` (``skip = -1``: none); ``q`` is
+    overwritten (with its terms), ``exponents`` and ``mantissas`` are float64 scratch rows of its length.
 
     ``log q = e ln 2 + log m`` with ``q = m 2^e``, ``m`` in [0.71, 1.42] (read from ``q``'s bits), and
     ``log m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``, ``|s| <= 0.172``: its odd series to ``s^21`` (truncation
@@ -138,16 +138,16 @@ def xlogx_row_sum(q, skip, numbers, exponents, mantissas):
     keeps the loop scalar)."""
     k = q.shape[0]
     for c in range(k):  # x log x is 0 at 0 and taken as 0 below 1e-300 (and NaN stays NaN): log 1 = 0 there
-        numbers[c] = 1.0 if q[c] <= _TINY else q[c]
+        q[c] = 1.0 if q[c] <= _TINY else q[c]
     if skip >= 0:
-        numbers[skip] = 1.0
-    bits, e_bits, m_bits = numbers.view(np.int64), exponents.view(np.int64), mantissas.view(np.int64)
+        q[skip] = 1.0
+    bits, e_bits, m_bits = q.view(np.int64), exponents.view(np.int64), mantissas.view(np.int64)
     for c in range(k):
         e_bits[c] = (bits[c] >> 52) | _AS_FLOAT
         m_bits[c] = (bits[c] & 0x000FFFFFFFFFFFFF) | _EXPONENT_ONE
     for c in range(k):  # a loop of its own: with the sum in it, it did not vectorize
-        numbers[c] = _xlogx(numbers[c], exponents[c], mantissas[c])
-    return _sum(numbers)
+        q[c] = _xlogx(q[c], exponents[c], mantissas[c])
+    return _sum(q)
 
 
 @numba.njit(inline="always")
@@ -318,4 +318,4 @@ def shifted_conjugate_terms(D, labels, keep, shift, add, empty, moved, a, others
             for c in range(k):
                 q[c] = add[c] if empty[c] else keep[c] * D[i, c] + add[c]
             a[i] = -(keep[y] * (D[i, y] + moved[i]) - shift[y] + add[y])
-            others[i] = xlogx_row_sum(q, y, q, exponents, mantissas)  # the log's loops vectorize: 3-4x math.log
+            others[i] = xlogx_row_sum(q, y, exponents, mantissas)  # vectorized log: 107 -> 56 ms at 20,000 x 1,000

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from . import row_kernels as kernels
-from .row_kernels import BIAS_STEP, FULL_STEP, FULL_STEP_INTO_STEP, PLAIN
 
 #: One launch of a parallel kernel at a time: with numba's "workqueue" threading layer (where neither OpenMP nor
 #: TBB is available) two threads launching parallel kernels at once abort the process.
@@ -98,11 +97,12 @@ class SoftmaxRows:
             raise ValueError("probabilities must be a contiguous float64 CPU tensor of Z's shape")
         Zn = Z.numpy()
         if step is None:
-            args = (empty, np.zeros(0), 0.0, PLAIN)
+            args = (empty, np.zeros(0), 0.0, kernels.PLAIN)
         elif step.dim() == 1:
-            args = (empty, step.detach().cpu().double().numpy(), float(t), BIAS_STEP)
+            args = (empty, step.detach().cpu().double().numpy(), float(t), kernels.BIAS_STEP)
         else:
-            args = (step.numpy(), np.zeros(0), float(t), FULL_STEP_INTO_STEP if into_step else FULL_STEP)
+            mode = kernels.FULL_STEP_INTO_STEP if into_step else kernels.FULL_STEP
+            args = (step.numpy(), np.zeros(0), float(t), mode)
         with PARALLEL_KERNEL:
             return float(kernels.weighted_loss(Zn, *args, self.labels, self.weight, P))
 
