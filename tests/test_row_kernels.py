@@ -175,6 +175,34 @@ def test_bias_gradient_is_the_same_with_and_without_the_compiled_pass(monkeypatc
     torch.testing.assert_close(problem.bias_gradient(Z), want, rtol=1e-13, atol=1e-16)
 
 
+def test_a_bias_trial_gives_the_loss_and_the_bias_gradient_at_the_shifted_point(monkeypatch):
+    """``Problem.bias_trial``, a bias polish's line-search trial: the weighted loss and its gradient in the bias at
+    ``Z + t s`` in one pass, against both written out in float64, compiled and in torch's row chunks alike; and for a
+    family without class labels (binomial: one sigmoid per output) through the torch code."""
+    Z, _, bias, y, w = _rows(seed=9)
+    X = torch.randn(len(y), 4, dtype=torch.float64)
+    problem = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), y, family="multinomial",
+                            n_outputs=Z.shape[1], sample_weight=w)
+    Y = torch.nn.functional.one_hot(y, Z.shape[1]).double()
+    shifted = Z - 0.4 * bias
+    want_loss, want_gradient = _loss(shifted, y, w), (w[:, None] * (torch.softmax(shifted, 1) - Y)).sum(0)
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(Problem, "softmax_rows", lambda self, Z, step=None: None)
+        loss, gradient = problem.bias_trial(Z, bias, -0.4)
+        assert loss == pytest.approx(want_loss, rel=1e-14), compiled
+        torch.testing.assert_close(gradient, want_gradient, rtol=1e-13, atol=1e-16)
+    targets = torch.as_tensor(np.random.default_rng(3).integers(0, 2, (len(y), 2)), dtype=torch.float64)
+    binomial = Problem.build(Design.build(X, device="cpu", dtype=torch.float64), targets, family="multilabel",
+                             n_outputs=2, sample_weight=w)
+    logits = Z[:, :2]
+    loss, gradient = binomial.bias_trial(logits, bias[:2], 0.25)
+    moved = logits + 0.25 * bias[:2]
+    want = (w[:, None] * (torch.nn.functional.softplus(moved) - moved * targets)).sum()
+    assert loss == pytest.approx(float(want), rel=1e-14)
+    torch.testing.assert_close(gradient, (w[:, None] * (torch.sigmoid(moved) - targets)).sum(0), rtol=1e-13, atol=1e-16)
+
+
 def test_the_vectorized_exp_over_the_whole_range():
     # logits spread over [-800, 0] after the shift: the reference rounds too: within a few ulps, and 0 (or 1e-307) below -707
     x = torch.linspace(-800, 0, 100_001, dtype=torch.float64)

@@ -566,6 +566,42 @@ def test_a_kept_bias_hessian_steers_the_next_polish_and_a_poor_one_is_replaced(m
     assert len(formed) == 2  # replaced after one step
 
 
+def test_a_bias_polish_makes_one_pass_a_trial_from_the_callers_loss_and_gradient(monkeypatch):
+    """Given the loss and the bias gradient at the point (the gap check has both), a polish makes no pass of its own
+    beyond its trials, each of which gives the next step's gradient (:meth:`Problem.bias_trial`), and ends where a
+    polish that makes them itself ends: at the optimal bias for ``W = 0``, by hand ``log`` of the class frequencies
+    up to a constant."""
+    from hf_sparse.solver.problem import Problem
+
+    X, y = many_classes(n=300, d=8, k=6, seed=4)
+    problem = Problem.build(Design.build(torch.as_tensor(X), device="cpu", dtype=torch.float64), torch.as_tensor(y),
+                            family="multinomial", n_outputs=6, sample_weight=None)
+    frequencies = torch.as_tensor(np.bincount(y, minlength=6) / len(y))
+    optimum = frequencies.log() - frequencies.log().mean()
+    every = torch.ones(6, dtype=torch.bool)
+    ends = []
+    for given in (False, True):
+        state = newton.Iterate.zeros(problem)
+        state.b = optimum + 0.02 * torch.sin(torch.arange(6.0, dtype=torch.float64))
+        state.refresh(problem)
+        loss, gradient = problem.loss(state.Z), problem.bias_gradient(state.Z)
+        passes = []
+        for name in ("loss", "bias_gradient", "bias_trial"):
+            original = getattr(Problem, name)
+            monkeypatch.setattr(Problem, name, lambda self, *a, _f=original, _n=name, **kw: passes.append(_n)
+                                or _f(self, *a, **kw))
+        polish_bias(problem, state, every, lambda r: float((r - r.mean()).abs().max()) < 1e-13, max_steps=8,
+                    **(dict(loss=loss, bias_gradient=gradient) if given else {}))
+        monkeypatch.undo()
+        ends.append(state.b - state.b.mean())
+        if given:
+            assert set(passes) == {"bias_trial"} and 2 <= len(passes) <= 8, passes
+        else:
+            assert passes.count("loss") == 1 and passes.count("bias_gradient") == 1
+    for end in ends:
+        torch.testing.assert_close(end, optimum, rtol=0, atol=1e-10)
+
+
 def test_shared_moves_are_not_looked_at_twice_where_nothing_moved(monkeypatch):
     """A block step that finds nothing left ends the call; where the shared moves had already found nothing at that
     point, they are not computed again (at 1,000 classes a pass over the working set and the probabilities each

@@ -189,6 +189,29 @@ class Problem:
             return compiled.bias_gradient(Z)
         return self.family.bias_gradient(Z, self.Y, self.row_weight)
 
+    def bias_trial(self, Z: torch.Tensor, step: torch.Tensor, t: float) -> tuple[float, torch.Tensor]:
+        """The weighted mean loss and its gradient in the bias (over all processes) at ``Z + t step``, ``step`` a
+        change of the bias (k,): one pass (a bias polish's trial gives its next step's slope), compiled where it
+        applies, else in row chunks (no ``n x k`` array)."""
+        compiled = self.softmax_rows(Z)
+        if compiled is not None:
+            loss, gradient = compiled.bias_trial(Z, step, t)
+            total = torch.tensor(loss, dtype=torch.float64)
+        else:
+            total = torch.zeros((), dtype=torch.float64, device=Z.device)
+            gradient = torch.zeros(Z.shape[1], dtype=torch.float64, device=Z.device)
+            rows = chunk_rows(Z.shape[1], Z.device)
+            for a in range(0, Z.shape[0], rows):
+                Zc, w = torch.add(Z[a:a + rows], step, alpha=t), self.row_weight[a:a + rows]
+                Yc = self.Y[a:a + rows].to(Zc.dtype)
+                if self.labels is not None:  # as in loss(): the label's entry picked
+                    losses = torch.logsumexp(Zc, dim=1) - Zc.gather(1, self.labels[a:a + rows, None])[:, 0]
+                else:
+                    losses = self.family.row_loss(Zc, Yc)
+                total += (w * losses).double().sum()
+                gradient += (w[:, None].to(Zc.dtype) * self.family.gradient(Zc, Yc)).sum(0, dtype=torch.float64)
+        return self.design.reducer.scalar(total), self.design.reducer.sum(gradient)
+
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
         return self.family.curvature(Z) * self.row_weight[:, None]
 

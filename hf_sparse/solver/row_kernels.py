@@ -237,21 +237,31 @@ def curvatures(P, weight, out):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
-def probability_sums(Z, weight, parts):
-    """``sum_i weight_i softmax(Z_i)`` (k,), in ``parts`` partial sums (each over every ``parts``-th block of rows:
-    the same sums on any thread count)."""
+def probability_sums(Z, s, t, labels, weight, parts):
+    """``sum_i weight_i softmax(z_i)`` (k,) and the weighted loss ``sum_i weight_i (logsumexp(z_i) - z_i[label_i])``
+    at ``z = Z + t s`` (a bias step ``s``, (k,); an empty ``s``: at ``Z``), in ``parts`` partial sums (each over every
+    ``parts``-th block of rows: the same sums on any thread count)."""
     n, k = Z.shape
     blocks = (n + _BLOCK - 1) // _BLOCK
+    shifted = s.shape[0] == k
     sums = np.zeros((parts, k))
+    losses = np.zeros(parts)
     for part in numba.prange(parts):
-        e, powers = np.empty(k), np.empty(k)
+        x, e, powers = np.empty(k), np.empty(k), np.empty(k)
         for block in range(part, blocks, parts):
             for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
-                _, total = exp_row(Z[i], e, powers)
+                if shifted:
+                    for c in range(k):
+                        x[c] = Z[i, c] + t * s[c]
+                else:
+                    for c in range(k):
+                        x[c] = Z[i, c]
+                top, total = exp_row(x, e, powers)
+                losses[part] += weight[i] * (math.log(total) + top - x[labels[i]])
                 scale = weight[i] / total
                 for c in range(k):
                     sums[part, c] += e[c] * scale
-    return sums.sum(0)
+    return sums.sum(0), losses.sum()
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)

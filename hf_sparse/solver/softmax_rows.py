@@ -159,9 +159,17 @@ class SoftmaxRows:
     def bias_gradient(self, Z: torch.Tensor) -> torch.Tensor:
         """``sum_i weight_i (p_i - y_i)`` (k,) float64: the loss's gradient in the bias, one pass, no ``n x k``
         array."""
+        return self.bias_trial(Z)[1]
+
+    def bias_trial(self, Z: torch.Tensor, step: torch.Tensor | None = None, t: float = 1.0
+                   ) -> tuple[float, torch.Tensor]:
+        """The weighted loss and its gradient in the bias (:meth:`bias_gradient`) at ``Z + t step`` (``step``: a
+        change of the bias, (k,); None: at ``Z``), in one pass (a bias polish's trial and its next step's slope)."""
+        s = np.zeros(0) if step is None else step.detach().cpu().double().contiguous().numpy()
         with PARALLEL_KERNEL:
-            sums = kernels.probability_sums(Z.numpy(), self.weight, 8)
-        return torch.from_numpy(sums - np.bincount(self.labels, weights=self.weight, minlength=Z.shape[1]))
+            sums, loss = kernels.probability_sums(Z.numpy(), s, float(t), self.labels, self.weight, 8)
+        label_sums = np.bincount(self.labels, weights=self.weight, minlength=Z.shape[1])
+        return float(loss), torch.from_numpy(sums - label_sums)
 
     def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
         """``P - Y`` (the dual point of the gap check), one pass."""
