@@ -200,7 +200,8 @@ def test_a_bias_trial_gives_the_loss_and_the_bias_gradient_at_the_shifted_point(
     moved = logits + 0.25 * bias[:2]
     want = (w[:, None] * (torch.nn.functional.softplus(moved) - moved * targets)).sum()
     assert loss == pytest.approx(float(want), rel=1e-14)
-    torch.testing.assert_close(gradient, (w[:, None] * (torch.sigmoid(moved) - targets)).sum(0), rtol=1e-13, atol=1e-16)
+    want_gradient = (w[:, None] * (torch.sigmoid(moved) - targets)).sum(0)
+    torch.testing.assert_close(gradient, want_gradient, rtol=1e-13, atol=1e-16)
 
 
 def test_the_vectorized_exp_over_the_whole_range():
