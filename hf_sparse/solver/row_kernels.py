@@ -173,6 +173,19 @@ def _xlogx(x, exponent, m):
     return x * (e * _LN2_HI + (e * _LN2_LO + log_m))
 
 
+@numba.njit(inline="always")
+def _row_plus_bias(Z, i, s, t, x):
+    """``x = Z[i] + t s``, ``s`` a change of the bias (k,); an empty ``s``: ``x = Z[i]`` (the test outside the loops:
+    inside, it kept them from vectorizing)."""
+    k = x.shape[0]
+    if s.shape[0] == k:
+        for c in range(k):
+            x[c] = Z[i, c] + t * s[c]
+    else:
+        for c in range(k):
+            x[c] = Z[i, c]
+
+
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_CONTRACT)
 def weighted_loss(Z, S, s, t, mode, labels, weight, P):
     """``sum_i weight_i (logsumexp(z_i) - z_i[label_i])`` at ``z = Z + t S`` (mode 1; mode 3 also writes ``z`` over
@@ -191,12 +204,8 @@ def weighted_loss(Z, S, s, t, mode, labels, weight, P):
                 if mode == 3:  # the row is in cache: writing it costs ~3% of the pass, a separate Z += t S a third
                     for c in range(k):
                         S[i, c] = x[c]
-            elif mode == 2:
-                for c in range(k):
-                    x[c] = Z[i, c] + t * s[c]
-            else:
-                for c in range(k):
-                    x[c] = Z[i, c]
+            else:  # a bias step (mode 2) or none (mode 0, an empty s)
+                _row_plus_bias(Z, i, s, t, x)
             top, total = exp_row(x, e, powers)
             out[i] = weight[i] * (math.log(total) + top - x[labels[i]])
             if write:
@@ -243,19 +252,13 @@ def probability_sums(Z, s, t, labels, weight, parts):
     ``parts``-th block of rows: the same sums on any thread count)."""
     n, k = Z.shape
     blocks = (n + _BLOCK - 1) // _BLOCK
-    shifted = s.shape[0] == k
     sums = np.zeros((parts, k))
     losses = np.zeros(parts)
     for part in numba.prange(parts):
         x, e, powers = np.empty(k), np.empty(k), np.empty(k)
         for block in range(part, blocks, parts):
             for i in range(block * _BLOCK, min(n, (block + 1) * _BLOCK)):
-                if shifted:
-                    for c in range(k):
-                        x[c] = Z[i, c] + t * s[c]
-                else:
-                    for c in range(k):
-                        x[c] = Z[i, c]
+                _row_plus_bias(Z, i, s, t, x)
                 top, total = exp_row(x, e, powers)
                 losses[part] += weight[i] * (math.log(total) + top - x[labels[i]])
                 scale = weight[i] / total
