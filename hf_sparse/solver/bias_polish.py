@@ -44,7 +44,7 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
     for _ in range(max_steps + (H is not None)):  # one more where a kept Hessian may be replaced
         if done(r_all):
             break
-        r = r_all.cpu()[idx]
+        r = r_all.cpu().double()[idx]
         if multinomial:
             r -= r.mean()
         size = float(r.norm())

@@ -354,7 +354,9 @@ class _PathFitter:
                 return float(p.family.feasible_dual(r_now, mean_Y)[0].max()) <= limit
 
             movable = (mean_Y > 0) & ((mean_Y < 1) | (p.family.name == "multinomial"))
-            if float(mix.max()) > limit and polish_bias(p, s, movable, small, loss=loss, bias_gradient=r) is not None:
+            given = r if r.dtype == torch.float64 else None  # the check's bias gradient where summed in float64
+            if float(mix.max()) > limit and polish_bias(p, s, movable, small, loss=loss,
+                                                        bias_gradient=given) is not None:
                 del D, M  # the n x k dual point goes before the next check makes its own
                 return self._check(pen, polish=False)
         return _Check(G, objective, loss, best)
