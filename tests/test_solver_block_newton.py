@@ -561,7 +561,8 @@ def test_a_kept_bias_hessian_steers_the_next_polish_and_a_poor_one_is_replaced(m
     assert len(formed) == 1 and state.bias_hessian is not None
     polish_from(optimum + 0.005 * torch.cos(torch.arange(6.0, dtype=torch.float64)))
     assert len(formed) == 1  # the kept Hessian served
-    state.bias_hessian = (state.bias_hessian[0], 1e3 * torch.eye(6, dtype=torch.float64))  # steps 1,000 times short
+    poor = 1e3 * torch.eye(6, dtype=torch.float64)  # steps 1,000 times short
+    state.bias_hessian = (state.bias_hessian[0], poor, torch.linalg.cholesky(poor))
     polish_from(optimum + 0.005 * torch.cos(torch.arange(6.0, dtype=torch.float64)))
     assert len(formed) == 2  # replaced after one step
 

@@ -38,8 +38,7 @@ def polish_bias(problem: Problem, state: Iterate, outputs: torch.Tensor, done, *
     loss, moved = problem.loss(state.Z) if loss is None else loss, False
     r_all = reducer.sum(problem.bias_gradient(state.Z)) if bias_gradient is None else bias_gradient
     kept = state.bias_hessian
-    H, factor = (kept[1], kept[2] if len(kept) > 2 else None) if kept is not None and torch.equal(kept[0], idx) \
-        else (None, None)
+    H, factor = kept[1:] if kept is not None and torch.equal(kept[0], idx) else (None, None)
     fresh, previous = False, math.inf
     for _ in range(max_steps + (H is not None)):  # one more where a kept Hessian may be replaced
         if done(r_all):

@@ -95,7 +95,7 @@ class Iterate:
     stale_model: bool = False  # whether the last Newton model used an older Hessian
     scratch: dict = field(default_factory=dict)  # n x k work arrays kept for the path (see :meth:`array`)
     keep_arrays: bool = False  # whether :meth:`array` keeps them (the block method's path) or makes fresh ones
-    bias_hessian: tuple | None = None  # (outputs, their (k, k) Hessian) of the last bias polish: the next one's start
+    bias_hessian: tuple | None = None  # (outputs, their (k, k) Hessian, its Cholesky factor): the next polish's start
 
     def array(self, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
         """An ``n x k`` array of ``Z``'s shape (contents undefined), kept under ``name`` for the whole path where

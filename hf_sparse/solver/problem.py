@@ -122,14 +122,19 @@ class Problem:
                 Zc = torch.add(Z[a:a + rows], step[a:a + rows], alpha=t, out=step[a:a + rows])
             else:
                 Zc = torch.add(Z[a:a + rows], step if step.dim() == 1 else step[a:a + rows], alpha=t)
-            if self.labels is not None:  # the label's entry picked: no n x k product with the one-hot targets
-                losses = torch.logsumexp(Zc, dim=1) - Zc.gather(1, self.labels[a:a + rows, None])[:, 0]
-            else:
-                losses = self.family.row_loss(Zc, self.Y[a:a + rows])
             if probabilities is not None:
                 probabilities[a:a + rows] = softmax(Zc)
-            total += (self.row_weight[a:a + rows] * losses).double().sum()
+            total += self._weighted_losses(Zc, a)
         return self.design.reducer.scalar(total)
+
+    def _weighted_losses(self, Zc: torch.Tensor, start: int) -> torch.Tensor:
+        """The weighted row losses' float64 sum over the chunk of predictions ``Zc`` of rows from ``start`` on."""
+        stop = start + Zc.shape[0]
+        if self.labels is not None:  # the label's entry picked: no n x k product with the one-hot targets
+            losses = torch.logsumexp(Zc, dim=1) - Zc.gather(1, self.labels[start:stop, None])[:, 0]
+        else:
+            losses = self.family.row_loss(Zc, self.Y[start:stop])
+        return (self.row_weight[start:stop] * losses).double().sum()
 
     def unweighted_residual(self, Z: torch.Tensor) -> torch.Tensor:
         """``dloss_i / dZ_i`` per row (before the row weights), made in row chunks (one ``n x k`` array)."""
@@ -202,14 +207,10 @@ class Problem:
             gradient = torch.zeros(Z.shape[1], dtype=torch.float64, device=Z.device)
             rows = chunk_rows(Z.shape[1], Z.device)
             for a in range(0, Z.shape[0], rows):
-                Zc, w = torch.add(Z[a:a + rows], step, alpha=t), self.row_weight[a:a + rows]
-                Yc = self.Y[a:a + rows].to(Zc.dtype)
-                if self.labels is not None:  # as in loss(): the label's entry picked
-                    losses = torch.logsumexp(Zc, dim=1) - Zc.gather(1, self.labels[a:a + rows, None])[:, 0]
-                else:
-                    losses = self.family.row_loss(Zc, Yc)
-                total += (w * losses).double().sum()
-                gradient += (w[:, None].to(Zc.dtype) * self.family.gradient(Zc, Yc)).sum(0, dtype=torch.float64)
+                Zc, w = torch.add(Z[a:a + rows], step, alpha=t), self.row_weight[a:a + rows, None]
+                total += self._weighted_losses(Zc, a)
+                gradient += (w.to(Zc.dtype) * self.family.gradient(Zc, self.Y[a:a + rows].to(Zc.dtype))).sum(
+                    0, dtype=torch.float64)
         return self.design.reducer.scalar(total), self.design.reducer.sum(gradient)
 
     def curvature(self, Z: torch.Tensor) -> torch.Tensor:
