@@ -108,8 +108,9 @@ def _class_grams(X, h, slots, sizes, classes, first, H):
             index = np.full(s + 4, m + 1)  # the zero row past s: the blocks of four may run over the end
             index[:s] = slots[c, :s]
             U = np.zeros((s - f + 1, r), dtype=X.dtype)
-            # the class's column of h (a strided read), gathered once a tile, not once per slot: on the proxies' own
-            # blocks 49.7 -> 39.7 and 81.6 -> 54.3 ms at 1,000 classes of 1-14 and 1-66 slots, 34.7 -> 21.4 at 100 of 1-27
+            # the class's column of h (a strided read), gathered once a tile, not once per slot: on the proxies'
+            # blocks 49.7 -> 39.7 and 81.6 -> 54.3 ms at 1,000 classes of 1-14 and 1-66 slots, 34.7 -> 21.4 at 100
+            # of 1-27
             weights = np.empty(r, dtype=X.dtype)
             for t in range(r):
                 weights[t] = h[a + t, hc]
