@@ -145,7 +145,7 @@ def _matvec(X, values, classes, indptr, cols, bias, out):
     for tile in numba.prange(tiles):
         a, b = tile * _TILE, min(n, (tile + 1) * _TILE)
         out[a:b] = bias  # the tile's rows, in cache for the writes below (a separate pass cost a third of the product)
-        XT = np.ascontiguousarray(X[a:b].T)
+        XT = _tile(X, tile)  # in the features' dtype: the sums below are float64 (acc)
         acc = np.zeros(b - a)
         for s in range(classes.shape[0]):
             acc[:] = 0.0
