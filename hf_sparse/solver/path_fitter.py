@@ -29,8 +29,9 @@ from .path import PathPoint
 from .penalty import ElasticNet
 from .problem import Problem
 from .refit import raw_weights, validation_scores
-from .screening import golden_min, working_set
+from .screening import extrapolated_gradient, golden_min, working_set
 from .secant import secant_start
+from .softmax_bias import softmax_bias_alone
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,15 @@ _BOUND_INNER = 1e-2  # the bound solver's inner tolerance, relative to the gap's
 #: (deep, same shape) steps fell 98 -> 93 and 104 -> 93 but the path took 1.03 and 0.94 s against 0.83 (its steps
 #: cost less than the extra gap checks). At 100 classes (deep, d=768) seeds 0-2: 11.8 -> 9.4, 12.6 -> 13.0,
 #: 11.4 -> 10.9 s; at 1,000 (d=512) fewer steps but slower, 45.4 -> 48.4 and 56.8 -> 63.2 s (a gap check there
-#: is an n d k product): below _LOOSE_MAX_CLASSES only (between 100 and 1,000 not measured). Not before a first
-#: feature has entered: just below lam_max the first feature's gain is under ``tol`` and a loose round certified
-#: the zero weights (no feature at 0.999 lam_max)
+#: is an n d k product). Since the strong rule's candidates are ranked by their extrapolated scores (the guess misses
+#: 3-10 times fewer weights, see screening.working_set), loose pays below 30 classes only: medians of three, seeds
+#: 0-2, k=100 (deep) 12.25 / 15.58 / 19.73 s loose against 12.04 / 14.17 / 17.95 tight; k=30 (seed 1) deep 6.5-6.9
+#: against 6.1-6.3, lowrank_noisy 20.6-20.8 against 17.8-20.0; k=10 (seed 1) deep, lowrank_noisy, shared48_noisy
+#: 3.4-3.7 / 7.8-9.2 / 4.7 loose against 3.3-3.4 / 7.2-8.4 / 5.1-5.2 tight. Not before a first feature has
+#: entered: just below lam_max the first feature's gain is under ``tol`` and a loose round certified the zero weights
+#: (no feature at 0.999 lam_max)
 _NEWTON_INNER = {"first": 1.0, "later": 1e-3}
-_LOOSE_MAX_CLASSES = 300
+_LOOSE_MAX_CLASSES = 30
 #: a gap within this factor of the tolerance is worth a bias polish whatever the estimate without the bias term says
 #: (k=100 proxy: points needed another Newton round, then stalled and were certified by the polish they got last)
 _POLISH_ANYWAY = 100.0
@@ -87,6 +92,7 @@ class _PathFitter:
         self.state.keep_arrays = method == "block"  # its step arrays, kept for the path (counted in its formula)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
+        self.earlier_gradient: tuple[float, torch.Tensor] | None = None  # the point before's (lam, gradient)
         self.earlier: tuple[float, torch.Tensor, torch.Tensor] | None = None  # the point before (lam, W, b)
         self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
         # the gap's rounding floor, relative to the objective: with float64 predictions and dual
@@ -105,7 +111,7 @@ class _PathFitter:
         b0 = p.family.intercept_at_zero(mean_Y)
         # the closed form is exact for the mean of y; polish it with Newton steps on the bias alone
         if p.labels is not None:  # softmax over 3+ classes: in k dimensions, no pass over the rows
-            self.state.b = self._softmax_bias_alone(mean_Y, b0)
+            self.state.b = softmax_bias_alone(p, mean_Y, b0)
             self.state.Z.copy_(self.state.b.expand_as(self.state.Z))  # in place: no second n x k array
         else:
             b0 = b0.to(p.design.dtype)
@@ -121,53 +127,18 @@ class _PathFitter:
         self.prev_lam = p.lambda_from_score(score, self.alpha, self.group) * (1 + 1e-6)
         return self.prev_lam
 
-    def _softmax_bias_alone(self, mean_Y: torch.Tensor, b0: torch.Tensor) -> torch.Tensor:
-        """The optimal bias of a softmax head whose weights are all zero. Every row's logits are then the bias, so
-        the weighted mean loss is ``s logsumexp(b) - mean_Y . b`` (``s``: the row weights' sum, 1 up to their
-        rounding): Newton steps in ``k`` dimensions with a backtracking search, no pass over the rows (the block
-        solver's steps on the bias took 5 s of a 1,000-class path at 20,000 rows). A class without examples has
-        its optimum at minus infinity: its bias is put where its probability is below 1e-17 (its share of the
-        loss, below the gap's rounding floor)."""
-        p = self.problem
-        total = p.design.reducer.scalar(p.row_weight.double().sum())
-        mean_Y = mean_Y.double().cpu()
-        movable = torch.nonzero(mean_Y > 0).flatten()
-        b = b0.double().cpu().clone()
-        b[mean_Y <= 0] = torch.logsumexp(b[movable], 0) + math.log(1e-17)
-
-        def loss(bias: torch.Tensor) -> float:
-            return float(total * torch.logsumexp(bias, 0) - mean_Y @ bias)
-        value = loss(b)
-        for _ in range(50):
-            q = torch.softmax(b, 0)[movable]
-            g = total * q - mean_Y[movable]
-            H = total * (torch.diag(q) - torch.outer(q, q)) + 1.0 / len(movable)  # + flat along all together
-            step = torch.linalg.solve(H, g - g.mean())
-            if not float(g @ step) > 1e-30 * max(abs(value), 1e-300):
-                break
-            t = 1.0
-            while t > 1e-10:
-                trial_b = b.clone()
-                trial_b[movable] -= t * step
-                trial = loss(trial_b)
-                # a full step within the loss's rounding is taken: the model is exact to that order here
-                if trial <= value or (t == 1.0 and trial <= value + 1e-14 * abs(value)):
-                    break
-                t *= 0.5
-            else:
-                break
-            b, value = trial_b, trial
-        return b.to(p.design.device)
-
     # -- one point
     def solve(self, lam: float) -> PathPoint:
         p = self.problem
         started = time.perf_counter()
         pen = p.penalty(lam, self.alpha, self.group)
         prev_l1 = p.penalty(self.prev_lam, self.alpha, self.group).l1
-        # strong rule (Tibshirani et al. 2012) plus everything already active
+        # strong rule (Tibshirani et al. 2012) plus everything already active, candidates ranked by their scores at lam
+        # on the line through the last two points' gradients (see working_set)
+        rank = None if self.earlier_gradient is None else pen.scores(extrapolated_gradient(
+            self.prev_gradient, self.prev_lam, self.earlier_gradient[1], self.earlier_gradient[0], lam))
         working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
-                               limit=self.method != "bound")
+                              limit=self.method != "bound", rank=rank)
         self._predict(lam)
         self.state.refresh(p, torch.nonzero(working.any(0)).flatten())  # the block Newton gathers next
         steps, rounds, tol = 0, 0, self.tol
@@ -221,6 +192,7 @@ class _PathFitter:
             else:
                 tol *= 0.1
             previous, previous_gap = check.objective, check.gap
+        self.earlier_gradient = (self.prev_lam, self.prev_gradient)
         self.prev_lam, self.prev_gradient = lam, check.gradient
         scale = abs(check.objective)
         if check.gap < -self.gap_floor * scale:
