@@ -17,7 +17,7 @@ import hf_sparse.solver.path_fitter as path_fitter
 from hf_sparse.solver.design import Design
 from hf_sparse.solver.path_fitter import _PathFitter
 from hf_sparse.solver.problem import Problem
-from hf_sparse.solver.screening import MAX_NEW_SHARE, extrapolated_gradient, working_set
+from hf_sparse.solver.screening import extrapolated_gradient, working_set
 from hf_sparse.solver.secant import MAX_RATIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -104,7 +104,8 @@ def test_extrapolated_scores_leave_out_fewer_of_the_next_points_weights():
         (lam0, G0, _), (lam1, G1, active), (lam, _, final) = points[i - 2], points[i - 1], points[i]
         pen, last = (fitter.problem.penalty(x, 0.99, False) for x in (lam, lam1))
         scores, threshold = pen.scores(G1), 2 * pen.l1 - last.l1
-        capped += int(((scores >= threshold) & ~active).sum()) > max(10, int(MAX_NEW_SHARE * int(active.sum())))
+        capped += not torch.equal(working_set(scores, threshold, active),
+                                  working_set(scores, threshold, active, limit=False))
         rank = pen.scores(extrapolated_gradient(G1, lam1, G0, lam0, lam))
         for name, r in (("last", None), ("extrapolated", rank)):
             missed[name] += int((final & ~working_set(scores, threshold, active, rank=r)).sum())

@@ -1,6 +1,7 @@
 """The state of one regularization path between its points (`_PathFitter`), and how one point is solved.
 
-At each lambda: strong-rule screening proposes a working set from the previous point's gradient, the working-set
+At each lambda: strong-rule screening proposes a working set from the previous point's gradient (its candidates
+ranked by that gradient extrapolated from the last two points), the working-set
 solver (proximal Newton, or the large-k bound solver) solves the problem on it, one pass over all features checks
 the KKT conditions (violators join the working set) and computes the duality gap at a dual point made feasible
 for the unpenalized bias, until the gap is below ``tol`` relative to the objective. ``fit_path`` drives it.
@@ -18,6 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -72,6 +74,15 @@ _MAX_STEPS = 100  # Newton steps per point before giving up on tol (reported as 
 _RESCUE_AFTER, _RESCUE_COORDS = 50, 6_000
 
 
+class _Point(NamedTuple):
+    """A solved point as the next ones extrapolate from it: the secant start (weights, bias) and the working set's
+    ranking (gradient)."""
+    lam: float
+    W: torch.Tensor
+    b: torch.Tensor
+    gradient: torch.Tensor | None
+
+
 @dataclass
 class _Check:
     gradient: torch.Tensor  # (k, d) full gradient of the mean loss
@@ -92,8 +103,7 @@ class _PathFitter:
         self.state.keep_arrays = method == "block"  # its step arrays, kept for the path (counted in its formula)
         self.prev_lam: float | None = None
         self.prev_gradient: torch.Tensor | None = None
-        self.earlier_gradient: tuple[float, torch.Tensor] | None = None  # the point before's (lam, gradient)
-        self.earlier: tuple[float, torch.Tensor, torch.Tensor] | None = None  # the point before (lam, W, b)
+        self.earlier: _Point | None = None  # the point before the last (the last, once _predict has run)
         self.negative_gaps: list[tuple[float, float]] = []  # (lam, relative gap) below the rounding floor
         # the gap's rounding floor, relative to the objective: with float64 predictions and dual
         # point (every device) the gap is computed to about 1e-12 (times log k: each row's entropy
@@ -135,8 +145,8 @@ class _PathFitter:
         prev_l1 = p.penalty(self.prev_lam, self.alpha, self.group).l1
         # strong rule (Tibshirani et al. 2012) plus everything already active, candidates ranked by their scores at lam
         # on the line through the last two points' gradients (see working_set)
-        rank = None if self.earlier_gradient is None else pen.scores(extrapolated_gradient(
-            self.prev_gradient, self.prev_lam, self.earlier_gradient[1], self.earlier_gradient[0], lam))
+        rank = None if self.earlier is None else pen.scores(extrapolated_gradient(
+            self.prev_gradient, self.prev_lam, self.earlier.gradient, self.earlier.lam, lam))
         working = working_set(pen.scores(self.prev_gradient), 2 * pen.l1 - prev_l1, self.state.W != 0,
                               limit=self.method != "bound", rank=rank)
         self._predict(lam)
@@ -192,7 +202,6 @@ class _PathFitter:
             else:
                 tol *= 0.1
             previous, previous_gap = check.objective, check.gap
-        self.earlier_gradient = (self.prev_lam, self.prev_gradient)
         self.prev_lam, self.prev_gradient = lam, check.gradient
         scale = abs(check.objective)
         if check.gap < -self.gap_floor * scale:
@@ -221,9 +230,9 @@ class _PathFitter:
     def _predict(self, lam: float) -> None:
         """Start the point at ``lam`` on the secant through the last two points (:mod:`.secant`)."""
         s = self.state
-        earlier, self.earlier = self.earlier, (self.prev_lam, s.W.clone(), s.b.clone())
+        earlier, self.earlier = self.earlier, _Point(self.prev_lam, s.W.clone(), s.b.clone(), self.prev_gradient)
         if earlier is not None:
-            s.W, s.b = secant_start(s.W, s.b, earlier[1], earlier[2], lam0=earlier[0], lam1=self.prev_lam, lam=lam,
+            s.W, s.b = secant_start(s.W, s.b, earlier.W, earlier.b, lam0=earlier.lam, lam1=self.prev_lam, lam=lam,
                                     group=self.group)
 
     def _inner(self, *args, max_coupled: int | None = None, **kwargs) -> int:
